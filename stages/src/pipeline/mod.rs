@@ -1,0 +1,1 @@
+//! The four stages and the pipeline that runs them.
