@@ -1,1 +1,14 @@
+//! The job runtime of mcbot and its jobs.
+//!
+//! [`runtime::Runtime`] owns the schedule logic (which fire is due, exactly-once via the job ledger, no
+//! overlap, catch-up within a grace period, graceful shutdown) and is driven either by tokio-cron-scheduler in
+//! production ([`driver`]) or by a test on virtual time ([`runtime::Runtime::tick`]). The jobs themselves are in
+//! [`jobs`]: the trading cycle at every bar close, health, reconcile and the period reports.
 
+pub mod driver;
+pub mod jobs;
+pub mod runtime;
+pub mod schedule;
+
+pub use runtime::{FireOutcome, Job, JobContext, JobError, JobOutcome, Runtime, RuntimeConfig};
+pub use schedule::{Schedule, ScheduleError};

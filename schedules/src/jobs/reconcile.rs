@@ -1,0 +1,133 @@
+//! Reconciliation: the exchange is the truth. Orders whose outcome the bot does not know are looked up by client
+//! order id and booked; then stored positions are compared with the exchange's balances. Drift beyond one lot
+//! step, or an open order the bot never placed, puts the bot in safe mode (no entries) with a critical event.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mcbot_stages::Clock;
+use mcbot_stages::domain::{Decimal, Symbol};
+use mcbot_stages::pipeline::execution::record_ack;
+use mcbot_stages::ports::{Exchange, Notifier, RiskEvent, Severity, Store};
+use serde::Serialize;
+
+use crate::runtime::{Job, JobContext, JobError, JobOutcome};
+
+/// What reconciliation found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReconcileReport {
+    /// Pending orders resolved from the exchange.
+    pub resolved_orders: usize,
+    /// Pending orders the exchange does not know either.
+    pub unresolved_orders: Vec<String>,
+    /// Symbol, stored quantity, exchange quantity, for each drift.
+    pub drifts: Vec<(Symbol, Decimal, Decimal)>,
+    /// Open orders on the exchange the bot has no record of.
+    pub unknown_open_orders: Vec<String>,
+}
+
+impl ReconcileReport {
+    /// True when anything must stop new entries.
+    pub fn is_clean(&self) -> bool {
+        self.unresolved_orders.is_empty() && self.drifts.is_empty() && self.unknown_open_orders.is_empty()
+    }
+}
+
+/// The reconcile job.
+pub struct ReconcileJob {
+    store: Arc<dyn Store>,
+    exchange: Arc<dyn Exchange>,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+    symbols: Vec<Symbol>,
+}
+
+impl ReconcileJob {
+    /// Builds the job.
+    pub fn new(
+        store: Arc<dyn Store>,
+        exchange: Arc<dyn Exchange>,
+        notifier: Arc<dyn Notifier>,
+        clock: Arc<dyn Clock>,
+        symbols: Vec<Symbol>,
+    ) -> Self {
+        Self { store, exchange, notifier, clock, symbols }
+    }
+
+    /// Compares and books; also used at start-up before the schedule resumes.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, JobError> {
+        let ex = |e: mcbot_stages::ports::ExchangeError| JobError::Failed(format!("exchange: {e}"));
+        let mut report = ReconcileReport::default();
+        let mut positions: BTreeMap<Symbol, _> =
+            self.store.positions().await?.into_iter().map(|p| (p.symbol.clone(), p)).collect();
+        for order in self.store.open_orders().await? {
+            match self.exchange.order(&order.symbol, &order.client_order_id).await.map_err(ex)? {
+                Some(ack) => {
+                    record_ack(self.store.as_ref(), &ack, &mut positions).await?;
+                    report.resolved_orders += 1;
+                }
+                None => report.unresolved_orders.push(order.client_order_id.to_string()),
+            }
+        }
+        for order in self.exchange.open_orders().await.map_err(ex)? {
+            if self.store.order(&order.client_order_id).await?.is_none() {
+                report.unknown_open_orders.push(order.client_order_id.to_string());
+            }
+        }
+        let balances: BTreeMap<String, Decimal> =
+            self.exchange.balances().await.map_err(ex)?.into_iter().map(|b| (b.asset.clone(), b.total())).collect();
+        for s in &self.symbols {
+            let inst = self.exchange.instrument(s).await.map_err(ex)?;
+            let stored = positions.get(s).map_or(Decimal::ZERO, |p| p.qty);
+            let actual = balances.get(&inst.base).copied().unwrap_or_default();
+            if (actual - stored).abs() >= inst.step_size.max(Decimal::new(1, 12)) {
+                report.drifts.push((s.clone(), stored, actual));
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl Job for ReconcileJob {
+    fn name(&self) -> &str {
+        "reconcile"
+    }
+
+    async fn run(&self, cx: &JobContext) -> Result<JobOutcome, JobError> {
+        let report = self.reconcile().await?;
+        let mut state = self.store.load_state().await?;
+        if report.is_clean() {
+            if state.tripped.remove("order_outcome_unknown").is_some() {
+                self.store.save_state(&state).await?;
+            }
+        } else {
+            let mut why = Vec::new();
+            why.extend(report.drifts.iter().map(|(s, a, b)| format!("{s}: stored {a}, exchange {b}")));
+            why.extend(report.unknown_open_orders.iter().map(|o| format!("unknown open order {o}")));
+            why.extend(report.unresolved_orders.iter().map(|o| format!("order {o} unknown to the exchange")));
+            let message = why.join("; ");
+            if !state.safe_mode {
+                state.safe_mode = true;
+                state.safe_mode_reason = Some(format!("reconciliation: {message}"));
+                self.store.save_state(&state).await?;
+            }
+            let event = RiskEvent {
+                ts: self.clock.now(),
+                run_id: Some(cx.run_id.to_string()),
+                kind: "reconcile_drift".into(),
+                severity: Severity::Critical,
+                message,
+            };
+            super::raise(self.store.as_ref(), self.notifier.as_ref(), event).await?;
+        }
+        let summary = if report.is_clean() {
+            format!("in sync ({} pending order(s) resolved)", report.resolved_orders)
+        } else {
+            "drift found: safe mode on".to_owned()
+        };
+        let detail = serde_json::to_value(&report).map_err(|e| JobError::Failed(e.to_string()))?;
+        Ok(JobOutcome { summary, detail, failed: !report.is_clean() })
+    }
+}

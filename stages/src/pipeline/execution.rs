@@ -1,0 +1,274 @@
+//! Execution: sizes targets into orders, runs the pre-trade checks, rounds to the instrument's rules, submits
+//! with deterministic client order ids, records fills, positions, cash, the equity snapshot and the state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::book::Book;
+use super::pretrade::{Approved, PreTradeContext, PreTradeLimits, approve};
+use super::risk::RiskVerdict;
+use super::stage::{CycleContext, Stage, StageError, StageName};
+use crate::domain::{ClientOrderId, Order, OrderIntent, OrderStatus, Position, Side, Symbol};
+use crate::ports::{BotState, EquitySnapshot, Exchange, ExchangeError, OrderAck, RiskEvent, Severity, Store, StoreError};
+use crate::strategy::Target;
+
+/// Sizing parameters, as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SizingParams {
+    /// Differences from target smaller than this share of equity (in %) are not traded: no churn on noise.
+    pub rebalance_band_pct: Decimal,
+    /// Share of cash (in %) kept back from buys to pay fees and slippage.
+    pub cash_buffer_pct: Decimal,
+}
+
+impl Default for SizingParams {
+    fn default() -> Self {
+        Self { rebalance_band_pct: Decimal::from(2), cash_buffer_pct: Decimal::ONE }
+    }
+}
+
+/// Everything Execution acts on.
+#[derive(Debug, Clone)]
+pub struct ExecutionInput {
+    /// Targets from Analysis (empty when the cycle was halted before it).
+    pub targets: Vec<Target>,
+    /// RiskCheck's verdict: whether entries are allowed, and forced exits.
+    pub verdict: RiskVerdict,
+    /// Book at the start of the cycle, marks updated to the latest closes.
+    pub book: Book,
+    /// Symbols whose data may not be traded on, with why.
+    pub data_issues: BTreeMap<Symbol, String>,
+    /// State to update and persist.
+    pub state: BotState,
+}
+
+/// What Execution did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ExecutionReport {
+    /// Orders placed (or found already placed) this cycle.
+    pub orders: Vec<Order>,
+    /// Symbols where no order was placed, with the reason.
+    pub skipped: Vec<(Symbol, String)>,
+    /// Equity after the cycle.
+    pub equity: Decimal,
+    /// Quote cash after the cycle.
+    pub cash: Decimal,
+}
+
+/// The Execution stage.
+pub struct Execution {
+    exchange: Arc<dyn Exchange>,
+    store: Arc<dyn Store>,
+    symbols: BTreeSet<Symbol>,
+    quote: String,
+    limits: PreTradeLimits,
+    sizing: SizingParams,
+}
+
+impl Execution {
+    /// Builds the stage.
+    pub fn new(
+        exchange: Arc<dyn Exchange>,
+        store: Arc<dyn Store>,
+        symbols: &[Symbol],
+        quote: String,
+        limits: PreTradeLimits,
+        sizing: SizingParams,
+    ) -> Self {
+        Self { exchange, store, symbols: symbols.iter().cloned().collect(), quote, limits, sizing }
+    }
+
+    async fn cash(&self) -> Result<Decimal, StageError> {
+        let balances = self.exchange.balances().await.map_err(exchange_err)?;
+        Ok(balances.iter().filter(|b| b.asset == self.quote).map(|b| b.total()).sum())
+    }
+
+    /// Turns targets into sized intents, sells first so their proceeds fund the buys.
+    fn intents(&self, input: &ExecutionInput, equity: Decimal) -> (Vec<OrderIntent>, Vec<(Symbol, String)>) {
+        let mut wanted: BTreeMap<Symbol, (Decimal, String)> =
+            input.targets.iter().map(|t| (t.symbol.clone(), (t.weight, t.reason.clone()))).collect();
+        for exit in &input.verdict.exits {
+            wanted.insert(exit.symbol.clone(), (Decimal::ZERO, exit.reason.clone()));
+        }
+        let (mut intents, mut skipped) = (Vec::new(), Vec::new());
+        let band = self.sizing.rebalance_band_pct / Decimal::ONE_HUNDRED * equity;
+        for (symbol, (weight, reason)) in wanted {
+            let Some(price) = input.book.marks.get(&symbol).copied().filter(|p| *p > Decimal::ZERO) else {
+                skipped.push((symbol, "no price".into()));
+                continue;
+            };
+            let held = input.book.qty(&symbol);
+            let target_qty = weight * equity / price;
+            let delta = target_qty - held;
+            let closing = weight.is_zero() && held > Decimal::ZERO;
+            if !closing && (delta * price).abs() < band {
+                if !delta.is_zero() {
+                    skipped.push((symbol, format!("within rebalance band ({:.2} of {band:.2})", (delta * price).abs())));
+                }
+                continue;
+            }
+            let (side, qty) = if delta < Decimal::ZERO { (Side::Sell, (-delta).min(held)) } else { (Side::Buy, delta) };
+            intents.push(OrderIntent { symbol, side, qty, ref_price: price, reduce_only: side == Side::Sell, reason });
+        }
+        intents.sort_by_key(|i| i.side == Side::Buy);
+        (intents, skipped)
+    }
+
+    /// Submits one approved order exactly once: an id already in the store is looked up, never re-sent blindly.
+    async fn submit(&self, cx: &CycleContext, approved: Approved<OrderIntent>) -> Result<Option<OrderAck>, StageError> {
+        let intent = approved.get();
+        let id = ClientOrderId::derive(&cx.run_id, &intent.symbol, intent.side.as_str());
+        if let Some(existing) = self.store.order(&id).await? {
+            if existing.status.is_final() {
+                return Ok(Some(OrderAck { order: existing, fills: Vec::new() }));
+            }
+            if let Some(ack) = self.exchange.order(&intent.symbol, &id).await.map_err(exchange_err)? {
+                return Ok(Some(ack));
+            }
+        } else {
+            let pending = Order {
+                client_order_id: id.clone(),
+                run_id: cx.run_id.to_string(),
+                symbol: intent.symbol.clone(),
+                side: intent.side,
+                qty: intent.qty,
+                filled_qty: Decimal::ZERO,
+                avg_price: None,
+                status: OrderStatus::PendingNew,
+                exchange_order_id: None,
+                created_at: cx.now,
+                reason: intent.reason.clone(),
+            };
+            self.store.insert_order(&pending).await?;
+        }
+        match self.exchange.place_market_order(&id, cx.run_id.as_str(), intent).await {
+            Ok(ack) => Ok(Some(ack)),
+            Err(ExchangeError::Rejected(why)) => {
+                if let Some(mut o) = self.store.order(&id).await? {
+                    o.status = OrderStatus::Rejected;
+                    o.reason.push_str(&format!("; rejected: {why}"));
+                    self.store.update_order(&o).await?;
+                }
+                tracing::warn!(client_order_id = %id, "order rejected: {why}");
+                Ok(None)
+            }
+            Err(e) => match self.exchange.order(&intent.symbol, &id).await {
+                Ok(Some(ack)) => Ok(Some(ack)),
+                _ => Err(StageError::Halt(format!("order {id} outcome unknown: {e}"))),
+            },
+        }
+    }
+
+}
+
+/// Stores the exchange's view of an order and folds fills not seen before into the positions. Shared by
+/// Execution and reconciliation, so an order resolved later is booked exactly like one filled at once.
+pub async fn record_ack(
+    store: &dyn Store,
+    ack: &OrderAck,
+    positions: &mut BTreeMap<Symbol, Position>,
+) -> Result<(), StoreError> {
+    store.update_order(&ack.order).await?;
+    for fill in &ack.fills {
+        if store.insert_fill(fill).await? {
+            let pos = positions.entry(fill.symbol.clone()).or_insert_with(|| Position::flat(fill.symbol.clone()));
+            pos.apply(fill);
+            store.save_position(pos).await?;
+        }
+    }
+    Ok(())
+}
+
+fn exchange_err(e: ExchangeError) -> StageError {
+    match e {
+        ExchangeError::Retryable { retry_after, message } => StageError::Retry { after: retry_after, reason: message },
+        other => StageError::Halt(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl Stage for Execution {
+    type Input = ExecutionInput;
+    type Output = (ExecutionReport, BotState);
+
+    fn name(&self) -> StageName {
+        StageName::Execution
+    }
+
+    async fn run(&self, cx: &CycleContext, input: ExecutionInput) -> Result<Self::Output, StageError> {
+        let mut book = input.book.clone();
+        book.cash = self.cash().await?;
+        let equity = book.equity();
+        let (intents, mut skipped) = self.intents(&input, equity);
+        let blocked = (!input.verdict.entries_allowed).then(|| input.verdict.blocked_by.join("; "));
+        let mut orders = Vec::new();
+        let mut unknown = None;
+        for mut intent in intents {
+            let inst = self.exchange.instrument(&intent.symbol).await.map_err(exchange_err)?;
+            if intent.side == Side::Buy {
+                let spendable = book.cash * (Decimal::ONE - self.sizing.cash_buffer_pct / Decimal::ONE_HUNDRED);
+                intent.qty = intent.qty.min((spendable / intent.ref_price).max(Decimal::ZERO));
+            }
+            intent.qty = inst.floor_qty(intent.qty);
+            let held: BTreeSet<Symbol> = book.held().map(|p| p.symbol.clone()).collect();
+            let data_issue = input.data_issues.get(&intent.symbol).map(|s| format!("data: {s}"));
+            let entries_blocked = blocked.clone().or(data_issue);
+            let pcx = PreTradeContext {
+                limits: &self.limits,
+                symbols: &self.symbols,
+                held: &held,
+                entries_blocked: entries_blocked.as_deref(),
+            };
+            let symbol = intent.symbol.clone();
+            let approved = match approve(intent, &inst, &pcx) {
+                Ok(a) => a,
+                Err(refusal) => {
+                    skipped.push((symbol, refusal.to_string()));
+                    continue;
+                }
+            };
+            match self.submit(cx, approved).await {
+                Ok(Some(ack)) => {
+                    record_ack(self.store.as_ref(), &ack, &mut book.positions).await?;
+                    book.cash = self.cash().await?;
+                    orders.push(ack.order);
+                }
+                Ok(None) => skipped.push((symbol, "rejected by the exchange".into())),
+                Err(StageError::Halt(why)) => {
+                    unknown = Some(why);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut state = input.state;
+        if let Some(why) = &unknown {
+            let event = RiskEvent {
+                ts: cx.now,
+                run_id: Some(cx.run_id.to_string()),
+                kind: "order_outcome_unknown".into(),
+                severity: Severity::Critical,
+                message: why.clone(),
+            };
+            self.store.insert_risk_event(&event).await?;
+            state.tripped.insert("order_outcome_unknown".into(), why.clone());
+        }
+        let equity = book.equity();
+        self.store.insert_equity(&EquitySnapshot { ts: cx.bar_close, equity, cash: book.cash }).await?;
+        state.cash = Some(book.cash);
+        state.peak_equity = Some(state.peak_equity.map_or(equity, |p| p.max(equity)));
+        if unknown.is_none() {
+            state.last_bar = Some(cx.bar_close);
+        }
+        self.store.save_state(&state).await?;
+        match unknown {
+            Some(why) => Err(StageError::Halt(why)),
+            None => Ok((ExecutionReport { orders, skipped, equity, cash: book.cash }, state)),
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! RiskCheck: the kill switch, persisted safe mode, daily and weekly loss breakers, the drawdown breaker and
+//! stop-loss / take-profit on open positions. It runs first; if it blocks entries, the cycle goes straight to
+//! Execution with exits only, before any market data is fetched.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike, Duration, NaiveTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::book::Book;
+use super::stage::{CycleContext, Stage, StageError, StageName};
+use crate::domain::Symbol;
+use crate::ports::{BotState, RiskEvent, Severity, Store};
+
+/// Risk limits, as configured. Percentages are of equity (5 means 5 %).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RiskLimits {
+    /// Loss since the UTC day's start that blocks entries for the rest of the day.
+    pub max_daily_loss_pct: Decimal,
+    /// Loss since the ISO week's start (Monday 00:00 UTC) that blocks entries for the rest of the week.
+    pub max_weekly_loss_pct: Decimal,
+    /// Drawdown from peak equity that puts the bot in safe mode until a human clears it.
+    pub max_drawdown_pct: Decimal,
+    /// Loss from entry that closes a position; `None` disables.
+    pub stop_loss_pct: Option<Decimal>,
+    /// Gain from entry that closes a position; `None` disables.
+    pub take_profit_pct: Option<Decimal>,
+    /// A file whose mere existence blocks all entries (touch it to stop the bot trading).
+    pub kill_switch_file: PathBuf,
+}
+
+impl Default for RiskLimits {
+    fn default() -> Self {
+        Self {
+            max_daily_loss_pct: Decimal::from(5),
+            max_weekly_loss_pct: Decimal::from(10),
+            max_drawdown_pct: Decimal::from(20),
+            stop_loss_pct: Some(Decimal::from(8)),
+            take_profit_pct: None,
+            kill_switch_file: PathBuf::from("data/KILL"),
+        }
+    }
+}
+
+/// A position RiskCheck wants closed, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExitIntent {
+    /// The pair.
+    pub symbol: Symbol,
+    /// Why (stop-loss, take-profit).
+    pub reason: String,
+}
+
+/// RiskCheck's decision for this cycle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RiskVerdict {
+    /// Equity at the check.
+    pub equity: Decimal,
+    /// False when any breaker, the kill switch or safe mode blocks new exposure.
+    pub entries_allowed: bool,
+    /// Why entries are blocked.
+    pub blocked_by: Vec<String>,
+    /// Positions to close regardless.
+    pub exits: Vec<ExitIntent>,
+}
+
+/// The verdict, the updated state to persist, and the events to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiskOutcome {
+    /// The decision.
+    pub verdict: RiskVerdict,
+    /// State with period anchors, peak and tripped breakers updated.
+    pub state: BotState,
+    /// Newly tripped breakers and triggered stops.
+    pub events: Vec<RiskEvent>,
+}
+
+/// The pure risk evaluation: no I/O, so every rule is unit-tested directly.
+pub fn evaluate(limits: &RiskLimits, state: &BotState, book: &Book, now: DateTime<Utc>, kill_switch: bool) -> RiskOutcome {
+    let mut st = state.clone();
+    let equity = book.equity();
+    let mut events = Vec::new();
+    let hundred = Decimal::ONE_HUNDRED;
+    let day = now.date_naive().and_time(NaiveTime::MIN).and_utc();
+    let week = day - Duration::days(i64::from(now.weekday().num_days_from_monday()));
+
+    // New periods re-anchor their breakers.
+    if st.day_start.as_ref().is_none_or(|(d, _)| *d != day) {
+        st.day_start = Some((day, equity));
+        st.tripped.remove("daily_loss");
+    }
+    if st.week_start.as_ref().is_none_or(|(w, _)| *w != week) {
+        st.week_start = Some((week, equity));
+        st.tripped.remove("weekly_loss");
+    }
+    let peak = st.peak_equity.map_or(equity, |p| p.max(equity));
+    st.peak_equity = Some(peak);
+
+    let trip = |st: &mut BotState, events: &mut Vec<RiskEvent>, kind: &str, severity: Severity, message: String| {
+        if !st.tripped.contains_key(kind) {
+            events.push(RiskEvent { ts: now, run_id: None, kind: kind.into(), severity, message: message.clone() });
+        }
+        st.tripped.insert(kind.into(), message);
+    };
+    let loss_pct = |start: Decimal| if start > Decimal::ZERO { (Decimal::ONE - equity / start) * hundred } else { Decimal::ZERO };
+    if let Some((_, start)) = st.day_start {
+        let loss = loss_pct(start);
+        if loss >= limits.max_daily_loss_pct {
+            trip(&mut st, &mut events, "daily_loss", Severity::Critical, format!("daily loss {:.2}% >= {}%", loss, limits.max_daily_loss_pct));
+        }
+    }
+    if let Some((_, start)) = st.week_start {
+        let loss = loss_pct(start);
+        if loss >= limits.max_weekly_loss_pct {
+            trip(&mut st, &mut events, "weekly_loss", Severity::Critical, format!("weekly loss {:.2}% >= {}%", loss, limits.max_weekly_loss_pct));
+        }
+    }
+    let dd = loss_pct(peak);
+    if dd >= limits.max_drawdown_pct && !st.safe_mode {
+        let why = format!("drawdown {:.2}% from peak {} >= {}%", dd, peak.round_dp(2), limits.max_drawdown_pct);
+        st.safe_mode = true;
+        st.safe_mode_reason = Some(why.clone());
+        events.push(RiskEvent { ts: now, run_id: None, kind: "max_drawdown".into(), severity: Severity::Critical, message: why });
+    }
+    if kill_switch {
+        trip(&mut st, &mut events, "kill_switch", Severity::Critical, format!("kill switch file {} present", limits.kill_switch_file.display()));
+    } else {
+        st.tripped.remove("kill_switch");
+    }
+
+    let mut exits = Vec::new();
+    for p in book.held() {
+        let Some(mark) = book.marks.get(&p.symbol) else { continue };
+        let ret = p.unrealized_return(*mark) * hundred;
+        let hit = match (limits.stop_loss_pct, limits.take_profit_pct) {
+            (Some(sl), _) if ret <= -sl => Some(("stop_loss", format!("stop-loss: {:.2}% from entry {} <= -{sl}%", ret, p.avg_price))),
+            (_, Some(tp)) if ret >= tp => Some(("take_profit", format!("take-profit: {:+.2}% from entry {} >= {tp}%", ret, p.avg_price))),
+            _ => None,
+        };
+        if let Some((kind, reason)) = hit {
+            events.push(RiskEvent { ts: now, run_id: None, kind: kind.into(), severity: Severity::Warning, message: format!("{}: {reason}", p.symbol) });
+            exits.push(ExitIntent { symbol: p.symbol.clone(), reason });
+        }
+    }
+
+    let mut blocked_by: Vec<String> = st.tripped.values().cloned().collect();
+    if st.safe_mode {
+        blocked_by.insert(0, format!("safe mode: {}", st.safe_mode_reason.as_deref().unwrap_or("set by operator")));
+    }
+    RiskOutcome {
+        verdict: RiskVerdict { equity, entries_allowed: blocked_by.is_empty(), blocked_by, exits },
+        state: st,
+        events,
+    }
+}
+
+/// What RiskCheck needs: the book at the start of the cycle and the persisted state.
+#[derive(Debug, Clone)]
+pub struct RiskInput {
+    /// Cash, positions, marks.
+    pub book: Book,
+    /// Persisted state.
+    pub state: BotState,
+}
+
+/// The RiskCheck stage: evaluates, records new risk events, and persists the updated state before returning,
+/// so a crash later in the cycle never forgets a tripped breaker.
+pub struct RiskCheck {
+    limits: RiskLimits,
+    store: Arc<dyn Store>,
+}
+
+impl RiskCheck {
+    /// Builds the stage.
+    pub fn new(limits: RiskLimits, store: Arc<dyn Store>) -> Self {
+        Self { limits, store }
+    }
+}
+
+#[async_trait]
+impl Stage for RiskCheck {
+    type Input = RiskInput;
+    type Output = (RiskVerdict, BotState);
+
+    fn name(&self) -> StageName {
+        StageName::RiskCheck
+    }
+
+    async fn run(&self, cx: &CycleContext, input: RiskInput) -> Result<Self::Output, StageError> {
+        let kill = self.limits.kill_switch_file.exists();
+        let out = evaluate(&self.limits, &input.state, &input.book, cx.now, kill);
+        for mut e in out.events {
+            e.run_id = Some(cx.run_id.to_string());
+            tracing::warn!(kind = %e.kind, severity = e.severity.as_str(), "{}", e.message);
+            self.store.insert_risk_event(&e).await?;
+        }
+        self.store.save_state(&out.state).await?;
+        Ok((out.verdict, out.state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Position;
+    use rust_decimal_macros::dec;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    fn book(cash: Decimal, qty: Decimal, avg: Decimal, mark: Decimal) -> Book {
+        let s = Symbol::new("BTCUSDT").unwrap();
+        let mut b = Book { cash, ..Default::default() };
+        b.positions.insert(s.clone(), Position { symbol: s.clone(), qty, avg_price: avg, realized_pnl: dec!(0) });
+        b.marks.insert(s, mark);
+        b
+    }
+
+    #[test]
+    fn daily_breaker_trips_once_and_resets_next_day() {
+        let lim = RiskLimits { stop_loss_pct: None, ..Default::default() };
+        let a = evaluate(&lim, &BotState::default(), &book(dec!(1000), dec!(0), dec!(0), dec!(1)), t("2024-01-03T10:00:00Z"), false);
+        assert!(a.verdict.entries_allowed);
+        assert_eq!(a.state.day_start, Some((t("2024-01-03T00:00:00Z"), dec!(1000))));
+        assert_eq!(a.state.week_start.unwrap().0, t("2024-01-01T00:00:00Z"), "ISO week starts Monday");
+        let b = evaluate(&lim, &a.state, &book(dec!(949), dec!(0), dec!(0), dec!(1)), t("2024-01-03T11:00:00Z"), false);
+        assert!(!b.verdict.entries_allowed);
+        assert_eq!(b.events.len(), 1);
+        assert_eq!(b.events[0].kind, "daily_loss");
+        let c = evaluate(&lim, &b.state, &book(dec!(949), dec!(0), dec!(0), dec!(1)), t("2024-01-03T12:00:00Z"), false);
+        assert!(c.events.is_empty(), "a tripped breaker is reported once");
+        assert!(!c.verdict.entries_allowed);
+        let d = evaluate(&lim, &c.state, &book(dec!(949), dec!(0), dec!(0), dec!(1)), t("2024-01-04T00:00:00Z"), false);
+        assert!(d.verdict.entries_allowed, "a new day re-anchors the daily breaker");
+    }
+
+    #[test]
+    fn drawdown_latches_safe_mode() {
+        let lim = RiskLimits { max_daily_loss_pct: dec!(100), max_weekly_loss_pct: dec!(100), ..Default::default() };
+        let mut st = BotState { peak_equity: Some(dec!(2000)), ..Default::default() };
+        let a = evaluate(&lim, &st, &book(dec!(1600), dec!(0), dec!(0), dec!(1)), t("2024-01-03T10:00:00Z"), false);
+        assert!(!a.verdict.entries_allowed);
+        assert!(a.state.safe_mode);
+        st = a.state;
+        let b = evaluate(&lim, &st, &book(dec!(3000), dec!(0), dec!(0), dec!(1)), t("2024-01-05T10:00:00Z"), false);
+        assert!(!b.verdict.entries_allowed, "safe mode stays until a human clears it");
+        assert!(b.verdict.blocked_by[0].starts_with("safe mode"));
+    }
+
+    #[test]
+    fn kill_switch_blocks_entries_and_stops_become_exits() {
+        let lim = RiskLimits { take_profit_pct: Some(dec!(10)), ..Default::default() };
+        let a = evaluate(&lim, &BotState::default(), &book(dec!(0), dec!(1), dec!(100), dec!(91)), t("2024-01-03T10:00:00Z"), true);
+        assert!(!a.verdict.entries_allowed);
+        assert_eq!(a.verdict.exits.len(), 1);
+        assert!(a.verdict.exits[0].reason.starts_with("stop-loss"));
+        let b = evaluate(&lim, &BotState::default(), &book(dec!(0), dec!(1), dec!(100), dec!(110)), t("2024-01-03T10:00:00Z"), false);
+        assert!(b.verdict.entries_allowed);
+        assert!(b.verdict.exits[0].reason.starts_with("take-profit"));
+        let c = evaluate(&lim, &BotState::default(), &book(dec!(0), dec!(1), dec!(100), dec!(95)), t("2024-01-03T10:00:00Z"), false);
+        assert!(c.verdict.exits.is_empty());
+    }
+}
