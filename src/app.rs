@@ -1,0 +1,228 @@
+//! The composition root: turns a validated [`Config`] into the running parts (store, exchange, pipeline, job
+//! runtime). Nothing else in the binary constructs adapters, so "what runs in mode X" is answered here.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use mcbot_schedules::jobs::{HealthJob, Period, ReconcileJob, ReportJob, TradingCycleJob};
+use mcbot_schedules::{Job, Runtime, RuntimeConfig, Schedule, ScheduleError};
+use mcbot_stages::Clock;
+use mcbot_stages::domain::{Instrument, Symbol};
+use mcbot_stages::pipeline::{Pipeline, PipelineConfig};
+use mcbot_stages::ports::{Exchange, Notifier, Store, StoreError};
+use mcbot_stages::sim::{MarketSource, RandomWalk, SimConfig, SimExchange};
+use mcbot_stages::strategy::registry;
+
+use crate::candles_csv::{CandleCsvError, read_candles};
+use crate::config::{Config, ConfigError, Mode};
+use crate::notify::LogNotifier;
+use crate::store::SqlStore;
+
+/// Why the bot could not be assembled or run; each variant knows its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Configuration is wrong (exit 2).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The mode is not available (exit 2).
+    #[error("mode {0} is not available yet: it arrives with the real exchange adapters; use --mode mock")]
+    ModeUnavailable(&'static str),
+    /// The strategy or its parameters are wrong (exit 2).
+    #[error("strategy: {0}")]
+    Strategy(String),
+    /// A replay file is unusable (exit 2).
+    #[error(transparent)]
+    Replay(#[from] CandleCsvError),
+    /// A schedule is wrong (exit 2).
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    /// The database failed (exit 1).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Anything that failed while running (exit 1).
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl AppError {
+    /// 2 for usage and configuration errors, 1 for runtime failures.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Store(_) | AppError::Runtime(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// Everything assembled.
+pub struct App {
+    /// The configuration in force.
+    pub cfg: Config,
+    /// The store.
+    pub store: Arc<SqlStore>,
+    /// The exchange of the mode.
+    pub exchange: Arc<dyn Exchange>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The pipeline.
+    pub pipeline: Arc<Pipeline>,
+    /// The job runtime with all six jobs.
+    pub runtime: Arc<Runtime>,
+    /// Reconciliation, also run at start-up.
+    pub reconcile: Arc<ReconcileJob>,
+}
+
+/// The database URL: `--database-url`/`DATABASE_URL` (or `DATABASE_URL_FILE`), else config, else the embedded
+/// SQLite file under the data directory.
+pub fn database_url(cfg: &Config, cli: Option<String>) -> Result<String, ConfigError> {
+    if let Some(url) = cli.filter(|u| !u.is_empty()) {
+        return Ok(url);
+    }
+    if let Some(url) = crate::config::secret_from_env("DATABASE_URL")?.filter(|u| !u.is_empty()) {
+        return Ok(url);
+    }
+    if let Some(url) = cfg.database.url.clone().filter(|u| !u.is_empty()) {
+        return Ok(url);
+    }
+    Ok(SqlStore::embedded_url(&cfg.database.data_dir))
+}
+
+/// Connects and migrates.
+pub async fn open_store(url: &str) -> Result<SqlStore, AppError> {
+    let store = SqlStore::connect(url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+impl App {
+    /// Assembles the bot for `cfg.mode` on `store`, restoring the simulator from stored fills in mode mock.
+    pub async fn build(cfg: Config, store: SqlStore, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+        let store = Arc::new(store);
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let exchange: Arc<dyn Exchange> = match cfg.mode {
+            Mode::Mock => Arc::new(build_sim(&cfg, clock.clone(), dyn_store.as_ref()).await?),
+            Mode::Paper => return Err(AppError::ModeUnavailable("paper")),
+            Mode::Shadow => return Err(AppError::ModeUnavailable("shadow")),
+            Mode::Live => return Err(AppError::ModeUnavailable("live")),
+        };
+        let tf = cfg.market.timeframe;
+        let strategy = registry::build(&cfg.strategy.name, &cfg.strategy.params_as_strings(), tf)
+            .map_err(|e| AppError::Strategy(e.to_string()))?;
+        let mut risk = cfg.risk.clone();
+        if risk.kill_switch_file.is_relative() && !risk.kill_switch_file.starts_with(&cfg.database.data_dir) {
+            // A relative kill switch lives where the data lives, so one volume mount holds both.
+            risk.kill_switch_file = match risk.kill_switch_file.strip_prefix("data") {
+                Ok(rest) => cfg.database.data_dir.join(rest),
+                Err(_) => risk.kill_switch_file.clone(),
+            };
+        }
+        let pcfg = PipelineConfig {
+            symbols: cfg.market.symbols.clone(),
+            timeframe: tf,
+            quote: cfg.market.quote.clone(),
+            stage_timeout: std::time::Duration::from_secs(cfg.pipeline.stage_timeout_secs),
+            lookback: cfg.pipeline.lookback_bars,
+            risk,
+            pretrade: cfg.pretrade.clone(),
+            sizing: cfg.sizing.clone(),
+        };
+        let pipeline = Arc::new(Pipeline::new(pcfg, exchange.clone(), dyn_store.clone(), clock.clone(), strategy));
+        let notifier: Arc<dyn Notifier> = Arc::new(LogNotifier);
+        let symbols = cfg.market.symbols.clone();
+        let reconcile = Arc::new(ReconcileJob::new(
+            dyn_store.clone(),
+            exchange.clone(),
+            notifier.clone(),
+            clock.clone(),
+            symbols.clone(),
+        ));
+        let s = &cfg.schedule;
+        let jobs: Vec<(Schedule, Arc<dyn Job>)> = vec![
+            (
+                Schedule::parse(&tf.cron_after_close(s.bar_delay_secs))?,
+                Arc::new(TradingCycleJob::new(pipeline.clone(), dyn_store.clone(), notifier.clone())),
+            ),
+            (
+                Schedule::parse(&s.health)?,
+                Arc::new(HealthJob::new(
+                    dyn_store.clone(),
+                    exchange.clone(),
+                    notifier.clone(),
+                    clock.clone(),
+                    symbols,
+                    tf,
+                    cfg.pipeline.max_stale_bars,
+                )),
+            ),
+            (Schedule::parse(&s.reconcile)?, reconcile.clone()),
+            (Schedule::parse(&s.report_daily)?, Arc::new(ReportJob::new(Period::Daily, dyn_store.clone(), notifier.clone()))),
+            (Schedule::parse(&s.report_weekly)?, Arc::new(ReportJob::new(Period::Weekly, dyn_store.clone(), notifier.clone()))),
+            (Schedule::parse(&s.report_monthly)?, Arc::new(ReportJob::new(Period::Monthly, dyn_store.clone(), notifier))),
+        ];
+        let rcfg = RuntimeConfig { grace: Duration::seconds(s.grace_secs), stale_after: Duration::seconds(s.stale_run_secs) };
+        let runtime = Arc::new(Runtime::new(jobs, dyn_store, clock.clone(), rcfg));
+        Ok(Self { cfg, store, exchange, clock, pipeline, runtime, reconcile })
+    }
+
+    /// The close of the newest bar at the clock's now: what `run-once` acts on.
+    pub fn current_bar(&self) -> DateTime<Utc> {
+        self.cfg.market.timeframe.last_close(self.clock.now())
+    }
+}
+
+async fn build_sim(cfg: &Config, clock: Arc<dyn Clock>, store: &dyn Store) -> Result<SimExchange, AppError> {
+    let sim = &cfg.sim;
+    let instruments = cfg
+        .market
+        .symbols
+        .iter()
+        .map(|s| Instrument {
+            symbol: s.clone(),
+            base: base_asset(s, &cfg.market.quote),
+            quote: cfg.market.quote.clone(),
+            tick_size: sim.tick_size,
+            step_size: sim.step_size,
+            min_notional: sim.min_notional,
+        })
+        .collect();
+    let market = if sim.replay.is_empty() {
+        MarketSource::random_walk(RandomWalk {
+            seed: sim.seed,
+            start: sim.start,
+            bar_vol: sim.bar_vol,
+            start_prices: sim.start_prices.clone().into_iter().collect(),
+            price_dp: sim.tick_size.normalize().scale(),
+        })
+    } else {
+        let mut series = HashMap::new();
+        for (symbol, path) in &sim.replay {
+            let path: PathBuf = path.clone();
+            series.insert(symbol.clone(), read_candles(&path)?);
+        }
+        MarketSource::Replay(series)
+    };
+    let scfg = SimConfig {
+        quote: cfg.market.quote.clone(),
+        initial_cash: sim.initial_cash,
+        fee_rate: sim.fee_rate,
+        slippage_bps: sim.slippage_bps,
+        timeframe: cfg.market.timeframe,
+        instruments,
+    };
+    let exchange = SimExchange::new(market, scfg, clock);
+    let far = DateTime::<Utc>::MAX_UTC;
+    let fills = store.fills_between(DateTime::<Utc>::MIN_UTC, far).await?;
+    exchange.restore(&[], &fills);
+    Ok(exchange)
+}
+
+/// `BTCUSDT` with quote `USDT` trades `BTC`; `KRW-BTC` (Upbit style) trades `BTC`.
+fn base_asset(symbol: &Symbol, quote: &str) -> String {
+    let s = symbol.as_str();
+    if let Some(rest) = s.strip_prefix(&format!("{quote}-")) {
+        return rest.to_owned();
+    }
+    s.strip_suffix(quote).unwrap_or(s).trim_end_matches(['-', '_']).to_owned()
+}

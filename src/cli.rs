@@ -1,0 +1,83 @@
+//! Command-line arguments (clap). Parsing is all this module does; validation of values happens here too, so a
+//! wrong argument exits 2 with clap's message before anything is opened.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{LogFormat, Mode};
+
+/// mcbot: a crypto trading bot with a scheduled four-stage pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "mcbot", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Directory with default.toml and the profiles.
+    #[arg(long, global = true, env = "MCBOT_CONFIG", default_value = "config")]
+    pub config: PathBuf,
+    /// Extra profile(s) to layer over default.toml (`<config>/<profile>.toml`), in order.
+    #[arg(long, global = true, env = "MCBOT_PROFILE", value_delimiter = ',')]
+    pub profile: Vec<String>,
+    /// Trading mode; overrides the config. Its profile (e.g. paper.toml) is layered in if it exists.
+    #[arg(long, global = true, value_enum)]
+    pub mode: Option<Mode>,
+    /// Database URL (postgres://... or sqlite://...); default: embedded SQLite under ./data.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Output: tables for people or one JSON document for scripts.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Log format; overrides the config.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable tables.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the trading pipeline once for the last closed bar (or one stage of it).
+    RunOnce(RunOnceArgs),
+    /// Run all jobs on their schedules until SIGINT/SIGTERM.
+    Scheduler,
+    /// List the jobs and their next fire times.
+    Jobs,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Equity, cash, positions, safe mode and the last runs.
+    Status,
+    // BACKTEST-VARIANTS
+}
+
+/// `run-once` arguments.
+#[derive(Debug, clap::Args)]
+pub struct RunOnceArgs {
+    /// Which stage(s).
+    #[arg(long, value_enum, default_value_t = StageArg::All)]
+    pub stage: StageArg,
+}
+
+/// Stage selection on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StageArg {
+    /// RiskCheck, DataCollection, Analysis, Execution.
+    All,
+    /// RiskCheck only.
+    Risk,
+    /// DataCollection only.
+    Data,
+    /// Analysis over stored candles.
+    Analysis,
+    /// RiskCheck and Execution of this bar's recorded decision.
+    Execution,
+}

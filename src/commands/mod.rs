@@ -1,0 +1,8 @@
+//! One module per subcommand: each turns validated arguments into calls on the composition root and prints
+//! text tables for people or one JSON document for scripts.
+
+pub mod jobs;
+pub mod migrate;
+pub mod run_once;
+pub mod scheduler;
+pub mod status;

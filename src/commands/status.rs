@@ -1,0 +1,82 @@
+//! `mcbot status`: what a trader checks first: equity, cash, positions, safe mode, breakers, last runs.
+
+use mcbot_stages::ports::Store;
+use serde_json::json;
+
+use crate::app::{App, AppError};
+use crate::cli::Output;
+use crate::output::{print_json, table};
+
+/// Prints the status.
+pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
+    let store = app.store.as_ref();
+    let state = store.load_state().await?;
+    let equity = store.equity_before(chrono::DateTime::<chrono::Utc>::MAX_UTC).await?;
+    let mut positions = Vec::new();
+    for p in store.positions().await?.into_iter().filter(|p| !p.qty.is_zero()) {
+        let mark = app.exchange.last_price(&p.symbol).await.ok();
+        positions.push(json!({
+            "symbol": p.symbol, "qty": p.qty, "avg_price": p.avg_price, "mark": mark,
+            "value": mark.map(|m| (m * p.qty).round_dp(2)), "realized_pnl": p.realized_pnl,
+        }));
+    }
+    let runs = store.recent_runs(None, 10).await?;
+    let events = store.recent_risk_events(5).await?;
+    let doc = json!({
+        "mode": app.cfg.mode.as_str(),
+        "backend": store.backend(),
+        "equity": equity.as_ref().map(|e| e.equity),
+        "equity_at": equity.as_ref().map(|e| e.ts),
+        "cash": state.cash,
+        "peak_equity": state.peak_equity,
+        "safe_mode": state.safe_mode,
+        "safe_mode_reason": state.safe_mode_reason,
+        "breakers_tripped": state.tripped,
+        "last_bar": state.last_bar,
+        "positions": positions,
+        "last_runs": runs.iter().map(|r| json!({
+            "job": r.job, "scheduled_at": r.scheduled_at, "status": r.status, "duration_ms": r.duration_ms(),
+            "attempt": r.attempt, "error": r.error,
+        })).collect::<Vec<_>>(),
+        "recent_risk_events": events,
+    });
+    if output == Output::Json {
+        return print_json(&doc).map_err(AppError::Runtime);
+    }
+    let show = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        o => o.to_string(),
+    };
+    let summary = [
+        ("mode", &doc["mode"]),
+        ("store", &doc["backend"]),
+        ("equity", &doc["equity"]),
+        ("cash", &doc["cash"]),
+        ("peak equity", &doc["peak_equity"]),
+        ("safe mode", &doc["safe_mode"]),
+        ("safe mode reason", &doc["safe_mode_reason"]),
+        ("breakers tripped", &doc["breakers_tripped"]),
+        ("last bar processed", &doc["last_bar"]),
+    ];
+    println!("{}", table(&["", ""], summary.iter().map(|(k, v)| vec![(*k).to_owned(), show(v)])));
+    let rows = positions.iter().map(|p| {
+        ["symbol", "qty", "avg_price", "mark", "value", "realized_pnl"].iter().map(|k| show(&p[*k])).collect()
+    });
+    println!("{}", table(&["symbol", "qty", "avg price", "mark", "value", "realized P&L"], rows));
+    let rows = runs.iter().map(|r| {
+        vec![
+            r.job.clone(),
+            r.scheduled_at.to_rfc3339(),
+            r.status.as_str().to_owned(),
+            r.duration_ms().map_or_else(|| "-".into(), |d| format!("{d} ms")),
+            r.error.clone().unwrap_or_default(),
+        ]
+    });
+    println!("{}", table(&["job", "scheduled", "status", "time", "error"], rows));
+    if !events.is_empty() {
+        let rows = events.iter().map(|e| vec![e.ts.to_rfc3339(), e.severity.as_str().into(), e.kind.clone(), e.message.clone()]);
+        println!("{}", table(&["when", "severity", "risk event", "message"], rows));
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! Environment overrides (`MCBOT_SECTION__KEY=value`) and secrets from `NAME` or `NAME_FILE`.
+
+use super::ConfigError;
+
+const PREFIX: &str = "MCBOT_";
+/// Variables with the prefix that are CLI settings, not config keys.
+const NOT_CONFIG: [&str; 3] = ["MCBOT_CONFIG", "MCBOT_PROFILE", "MCBOT_OUTPUT"];
+
+/// Applies `MCBOT_SECTION__KEY=value` overrides: `__` separates levels, names are lower-cased, the value is read
+/// as a TOML scalar (number, boolean, quoted or bare string). `MCBOT_X_FILE=path` reads the value from a file, for
+/// secrets mounted by Docker or Kubernetes. An override of a key that does not exist is an error naming it.
+pub fn apply_env(root: &mut toml::Value, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    let mut vars: Vec<(String, String)> =
+        vars.into_iter().filter(|(k, _)| k.starts_with(PREFIX) && !NOT_CONFIG.contains(&k.as_str())).collect();
+    vars.sort();
+    for (var, raw) in vars {
+        let (name, raw) = match var.strip_suffix("_FILE") {
+            Some(base) => {
+                let text = std::fs::read_to_string(&raw)
+                    .map_err(|e| ConfigError::Env { var: var.clone(), message: format!("cannot read {raw}: {e}") })?;
+                (base.to_owned(), text.trim_end().to_owned())
+            }
+            None => (var.clone(), raw),
+        };
+        let path: Vec<String> = name[PREFIX.len()..].split("__").map(str::to_lowercase).collect();
+        let value = parse_scalar(&raw);
+        set(root, &path, value).map_err(|message| ConfigError::Env { var: var.clone(), message })?;
+    }
+    Ok(())
+}
+
+/// Reads a secret from `NAME`, or from the file named by `NAME_FILE`.
+pub fn secret_from_env(name: &str) -> Result<Option<String>, ConfigError> {
+    if let Ok(v) = std::env::var(name) {
+        return Ok(Some(v));
+    }
+    let file_var = format!("{name}_FILE");
+    match std::env::var(&file_var) {
+        Ok(path) => std::fs::read_to_string(&path)
+            .map(|s| Some(s.trim_end().to_owned()))
+            .map_err(|e| ConfigError::Env { var: file_var, message: format!("cannot read {path}: {e}") }),
+        Err(_) => Ok(None),
+    }
+}
+
+fn parse_scalar(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&doc) {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn set(root: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), String> {
+    let Some((last, parents)) = path.split_last() else { return Err("empty key".into()) };
+    let mut node = &mut *root;
+    for p in parents {
+        let table = node.as_table_mut().ok_or_else(|| format!("{p} is not a section"))?;
+        node = table.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
+    let table = node.as_table_mut().ok_or_else(|| format!("{} is not a section", parents.join(".")))?;
+    table.insert(last.clone(), value);
+    // Validate the key exists by deserialising the document; the caller reports the variable.
+    super::Config::deserialize_value(root).map_err(|e| format!("{} ({})", e, path.join(".")))
+}
