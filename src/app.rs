@@ -214,7 +214,7 @@ async fn build_sim(cfg: &Config, clock: Arc<dyn Clock>, store: &dyn Store) -> Re
     let exchange = SimExchange::new(market, scfg, clock);
     let far = DateTime::<Utc>::MAX_UTC;
     let fills = store.fills_between(DateTime::<Utc>::MIN_UTC, far).await?;
-    exchange.restore(&[], &fills);
+    exchange.restore(&fills);
     Ok(exchange)
 }
 

@@ -1,8 +1,11 @@
 //! One module per subcommand: each turns validated arguments into calls on the composition root and prints
 //! text tables for people or one JSON document for scripts.
 
+pub mod backtest;
+pub mod data;
 pub mod jobs;
 pub mod migrate;
 pub mod run_once;
 pub mod scheduler;
 pub mod status;
+pub mod validate;

@@ -4,6 +4,7 @@
 //! backtest, mock, paper, shadow and live, and only the [`ports::Exchange`] behind it changes. The crate has
 //! no network or database dependency on purpose, so it can be tested on virtual time and replayed bar by bar.
 
+pub mod backtest;
 pub mod clock;
 pub mod domain;
 pub mod indicators;

@@ -163,3 +163,13 @@ mod tests {
         assert_eq!("1d".parse::<Timeframe>().unwrap().cron_after_close(0), "0 0 0 * * *");
     }
 }
+
+/// A snapshot of the order book, best levels first: bids descending, asks ascending, as (price, quantity).
+/// Used to estimate slippage before an order and to fill paper orders by walking the levels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderBook {
+    /// Buy levels, best (highest) first.
+    pub bids: Vec<(Decimal, Decimal)>,
+    /// Sell levels, best (lowest) first.
+    pub asks: Vec<(Decimal, Decimal)>,
+}

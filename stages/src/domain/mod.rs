@@ -6,7 +6,7 @@ mod instrument;
 mod order;
 mod portfolio;
 
-pub use candle::{Candle, Timeframe, TimeframeError};
+pub use candle::{Candle, OrderBook, Timeframe, TimeframeError};
 pub use ids::{ClientOrderId, RunId, Symbol, SymbolError};
 pub use instrument::Instrument;
 pub use order::{Fill, Order, OrderIntent, OrderStatus, Side};

@@ -9,10 +9,11 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::book::Book;
+use super::liquidity;
 use super::pretrade::{Approved, PreTradeContext, PreTradeLimits, approve};
 use super::risk::RiskVerdict;
 use super::stage::{CycleContext, Stage, StageError, StageName};
-use crate::domain::{ClientOrderId, Order, OrderIntent, OrderStatus, Position, Side, Symbol};
+use crate::domain::{ClientOrderId, Instrument, Order, OrderIntent, OrderStatus, Position, Side, Symbol};
 use crate::ports::{BotState, EquitySnapshot, Exchange, ExchangeError, OrderAck, RiskEvent, Severity, Store, StoreError};
 use crate::strategy::Target;
 
@@ -24,11 +25,13 @@ pub struct SizingParams {
     pub rebalance_band_pct: Decimal,
     /// Share of cash (in %) kept back from buys to pay fees and slippage.
     pub cash_buffer_pct: Decimal,
+    /// Largest slippage (in %) an order may cause according to the order book; larger orders are reduced.
+    pub max_slippage_pct: Decimal,
 }
 
 impl Default for SizingParams {
     fn default() -> Self {
-        Self { rebalance_band_pct: Decimal::from(2), cash_buffer_pct: Decimal::ONE }
+        Self { rebalance_band_pct: Decimal::from(2), cash_buffer_pct: Decimal::ONE, max_slippage_pct: Decimal::new(3, 1) }
     }
 }
 
@@ -184,6 +187,34 @@ pub async fn record_ack(
     Ok(())
 }
 
+impl Execution {
+    /// Reduces an order the book cannot carry within the slippage limit, saying so in its reason; a book that
+    /// cannot be read leaves the order as sized (the pre-trade checks still apply).
+    async fn liquidity_gate(&self, intent: &mut OrderIntent, inst: &Instrument) -> Result<(), StageError> {
+        let limit = self.sizing.max_slippage_pct / Decimal::ONE_HUNDRED;
+        let book = match self.exchange.order_book(&intent.symbol, 100).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(symbol = %intent.symbol, "no order book for the liquidity gate: {e}");
+                return Ok(());
+            }
+        };
+        let est = liquidity::slippage(&book, intent.side, intent.qty);
+        if est.is_some_and(|s| s <= limit) {
+            return Ok(());
+        }
+        let fits = inst.floor_qty(liquidity::max_qty_within(&book, intent.side, limit).min(intent.qty));
+        intent.reason.push_str(&format!(
+            "; liquidity gate: est. slippage {} > {}%, reduced {} -> {fits}",
+            est.map_or_else(|| "beyond book depth".to_owned(), |s| format!("{:.3}%", s * Decimal::ONE_HUNDRED)),
+            self.sizing.max_slippage_pct,
+            intent.qty
+        ));
+        intent.qty = fits;
+        Ok(())
+    }
+}
+
 fn exchange_err(e: ExchangeError) -> StageError {
     match e {
         ExchangeError::Retryable { retry_after, message } => StageError::Retry { after: retry_after, reason: message },
@@ -215,6 +246,7 @@ impl Stage for Execution {
                 intent.qty = intent.qty.min((spendable / intent.ref_price).max(Decimal::ZERO));
             }
             intent.qty = inst.floor_qty(intent.qty);
+            self.liquidity_gate(&mut intent, &inst).await?;
             let held: BTreeSet<Symbol> = book.held().map(|p| p.symbol.clone()).collect();
             let data_issue = input.data_issues.get(&intent.symbol).map(|s| format!("data: {s}"));
             let entries_blocked = blocked.clone().or(data_issue);

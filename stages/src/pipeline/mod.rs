@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod book;
 pub mod data;
 pub mod execution;
+pub mod liquidity;
 pub mod pretrade;
 pub mod risk;
 pub mod stage;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::domain::{Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderIntent, Symbol, Timeframe};
+use crate::domain::{Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, Symbol, Timeframe};
 
 /// Exchange failures sorted by what the caller does next.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,9 @@ pub trait Exchange: Send + Sync {
 
     /// Last traded price.
     async fn last_price(&self, symbol: &Symbol) -> Result<Decimal, ExchangeError>;
+
+    /// The order book, up to `depth` levels a side.
+    async fn order_book(&self, symbol: &Symbol, depth: usize) -> Result<OrderBook, ExchangeError>;
 
     /// All non-zero balances.
     async fn balances(&self) -> Result<Vec<Balance>, ExchangeError>;

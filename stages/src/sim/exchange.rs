@@ -1,4 +1,3 @@
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -6,9 +5,10 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::MarketSource;
+use super::account::SimAccount;
 use crate::clock::Clock;
 use crate::domain::{
-    Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderIntent, OrderStatus, Side, Symbol, Timeframe,
+    Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, Side, Symbol, Timeframe,
 };
 use crate::ports::{Exchange, ExchangeError, OrderAck};
 
@@ -29,45 +29,29 @@ pub struct SimConfig {
     pub instruments: Vec<Instrument>,
 }
 
-#[derive(Debug, Default)]
-struct Account {
-    balances: BTreeMap<String, Decimal>,
-    orders: HashMap<ClientOrderId, OrderAck>,
-    trade_seq: u64,
-}
-
 /// The embedded exchange: deterministic, in-process, exact. In mode `mock` its account is rebuilt at start-up
 /// from the stored fills, so a restarted bot finds the exchange as it left it.
 pub struct SimExchange {
     market: MarketSource,
     config: SimConfig,
     clock: Arc<dyn Clock>,
-    account: Mutex<Account>,
+    account: Mutex<SimAccount>,
 }
 
 impl SimExchange {
     /// A fresh account holding only `initial_cash`.
     pub fn new(market: MarketSource, config: SimConfig, clock: Arc<dyn Clock>) -> Self {
-        let mut account = Account::default();
-        account.balances.insert(config.quote.clone(), config.initial_cash);
+        let account = SimAccount::new(&config.quote, config.initial_cash, "sim");
         Self { market, config, clock, account: Mutex::new(account) }
     }
 
-    /// Rebuilds the account from orders and fills recorded earlier (mock mode persistence): balances are the
-    /// initial cash moved by every fill, and known client order ids stay known so they are never placed twice.
-    pub fn restore(&self, orders: &[Order], fills: &[Fill]) {
-        let mut acc = self.lock();
-        for fill in fills {
-            self.book_fill(&mut acc, fill);
-        }
-        for order in orders {
-            let order_fills = fills.iter().filter(|f| f.client_order_id == order.client_order_id).cloned().collect();
-            acc.orders.insert(order.client_order_id.clone(), OrderAck { order: order.clone(), fills: order_fills });
-        }
-        acc.trade_seq = fills.len() as u64;
+    /// Rebuilds the account from fills recorded earlier (mock mode persistence): balances are the initial cash
+    /// moved by every fill, so a restarted bot finds the exchange as it left it.
+    pub fn restore(&self, fills: &[Fill]) {
+        self.lock().restore(&self.config.instruments, fills);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Account> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SimAccount> {
         self.account.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -77,15 +61,6 @@ impl SimExchange {
             .iter()
             .find(|i| &i.symbol == symbol)
             .ok_or_else(|| ExchangeError::Rejected(format!("unknown symbol {symbol}")))
-    }
-
-    fn book_fill(&self, acc: &mut Account, fill: &Fill) {
-        let Ok(inst) = self.instrument_of(&fill.symbol) else { return };
-        let (base, quote) = (inst.base.clone(), inst.quote.clone());
-        let notional = fill.notional();
-        let sign = if fill.side == Side::Buy { Decimal::ONE } else { -Decimal::ONE };
-        *acc.balances.entry(base).or_default() += sign * fill.qty;
-        *acc.balances.entry(quote).or_default() -= sign * notional + fill.fee;
     }
 }
 
@@ -125,14 +100,21 @@ impl Exchange for SimExchange {
             })
     }
 
+    /// A synthetic book around the current price: one tick-wide spread, levels a tick apart, each deep enough
+    /// for about 10 000 quote units, so the liquidity gate sees a plausible market.
+    async fn order_book(&self, symbol: &Symbol, depth: usize) -> Result<OrderBook, ExchangeError> {
+        let inst = self.instrument_of(symbol)?.clone();
+        let mid = self.last_price(symbol).await?;
+        let qty = inst.floor_qty(Decimal::from(10_000) / mid.max(inst.tick_size));
+        let level = |i: usize| inst.tick_size * Decimal::from(i + 1);
+        Ok(OrderBook {
+            bids: (0..depth).map(|i| (mid - level(i), qty)).filter(|(p, _)| *p > Decimal::ZERO).collect(),
+            asks: (0..depth).map(|i| (mid + level(i), qty)).collect(),
+        })
+    }
+
     async fn balances(&self) -> Result<Vec<Balance>, ExchangeError> {
-        Ok(self
-            .lock()
-            .balances
-            .iter()
-            .filter(|(_, v)| !v.is_zero())
-            .map(|(asset, v)| Balance { asset: asset.clone(), free: *v, locked: Decimal::ZERO })
-            .collect())
+        Ok(self.lock().balances())
     }
 
     async fn place_market_order(
@@ -142,81 +124,23 @@ impl Exchange for SimExchange {
         intent: &OrderIntent,
     ) -> Result<OrderAck, ExchangeError> {
         let inst = self.instrument_of(&intent.symbol)?.clone();
-        let now = self.clock.now();
         let mid = self.last_price(&intent.symbol).await?;
-        let mut acc = self.lock();
-        if let Some(existing) = acc.orders.get(client_order_id) {
-            return Ok(existing.clone());
-        }
-        if intent.qty <= Decimal::ZERO || inst.floor_qty(intent.qty) != intent.qty {
-            return Err(ExchangeError::Rejected(format!("quantity {} violates step {}", intent.qty, inst.step_size)));
-        }
         let slip = self.config.slippage_bps / Decimal::from(10_000);
         let price = match intent.side {
             Side::Buy => inst.round_price(mid * (Decimal::ONE + slip)),
             Side::Sell => inst.round_price(mid * (Decimal::ONE - slip)),
         };
-        let notional = intent.qty * price;
-        if notional < inst.min_notional {
-            return Err(ExchangeError::Rejected(format!("notional {notional} below minimum {}", inst.min_notional)));
-        }
-        let fee = notional * self.config.fee_rate;
-        let held = |asset: &str| acc.balances.get(asset).copied().unwrap_or_default();
-        match intent.side {
-            Side::Buy if held(&inst.quote) < notional + fee => {
-                return Err(ExchangeError::Rejected(format!(
-                    "insufficient {}: need {}, have {}",
-                    inst.quote,
-                    notional + fee,
-                    held(&inst.quote)
-                )));
-            }
-            Side::Sell if held(&inst.base) < intent.qty => {
-                return Err(ExchangeError::Rejected(format!(
-                    "insufficient {}: need {}, have {}",
-                    inst.base,
-                    intent.qty,
-                    held(&inst.base)
-                )));
-            }
-            _ => {}
-        }
-        acc.trade_seq += 1;
-        let fill = Fill {
-            trade_id: format!("sim-{}", acc.trade_seq),
-            client_order_id: client_order_id.clone(),
-            symbol: intent.symbol.clone(),
-            side: intent.side,
-            qty: intent.qty,
-            price,
-            fee,
-            ts: now,
-        };
-        self.book_fill(&mut acc, &fill);
-        let order = Order {
-            client_order_id: client_order_id.clone(),
-            run_id: run_id.to_owned(),
-            symbol: intent.symbol.clone(),
-            side: intent.side,
-            qty: intent.qty,
-            filled_qty: intent.qty,
-            avg_price: Some(price),
-            status: OrderStatus::Filled,
-            exchange_order_id: Some(format!("sim-order-{}", acc.trade_seq)),
-            created_at: now,
-            reason: intent.reason.clone(),
-        };
-        let ack = OrderAck { order, fills: vec![fill] };
-        acc.orders.insert(client_order_id.clone(), ack.clone());
-        Ok(ack)
+        // The mock market is infinitely deep at the slipped price.
+        let level = [(price, intent.qty)];
+        self.lock().execute(client_order_id, run_id, intent, &inst, &level, self.config.fee_rate, self.clock.now())
     }
 
     async fn order(&self, _symbol: &Symbol, client_order_id: &ClientOrderId) -> Result<Option<OrderAck>, ExchangeError> {
-        Ok(self.lock().orders.get(client_order_id).cloned())
+        Ok(self.lock().order(client_order_id))
     }
 
     async fn open_orders(&self) -> Result<Vec<Order>, ExchangeError> {
-        Ok(self.lock().orders.values().filter(|a| !a.order.status.is_final()).map(|a| a.order.clone()).collect())
+        Ok(self.lock().open_orders())
     }
 }
 
@@ -276,14 +200,13 @@ mod tests {
         assert_eq!(price, bar0[0].close, "fills at the open of the forming bar = last close");
         let again = ex.place_market_order(&id, "run", &intent).await.unwrap();
         assert_eq!(again.fills[0].trade_id, ack.fills[0].trade_id, "same client id, same order");
-        let bal: BTreeMap<_, _> = ex.balances().await.unwrap().into_iter().map(|b| (b.asset, b.free)).collect();
+        let bal: std::collections::BTreeMap<_, _> = ex.balances().await.unwrap().into_iter().map(|b| (b.asset, b.free)).collect();
         assert_eq!(bal["BTC"], dec!(2));
         assert_eq!(bal["USDT"], dec!(1000) - dec!(2) * price * dec!(1.001));
 
         let restored = sim(clock);
-        restored.restore(&[ack.order.clone()], &ack.fills);
+        restored.restore(&ack.fills);
         assert_eq!(restored.balances().await.unwrap(), ex.balances().await.unwrap());
-        assert!(restored.place_market_order(&id, "run", &intent).await.unwrap().order == ack.order);
     }
 
     #[tokio::test]

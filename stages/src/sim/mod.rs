@@ -2,8 +2,12 @@
 //! deterministic market (seeded random walk or a candle file replayed) and market orders filled at the open of
 //! the forming bar, with fee and slippage, balances kept exactly in `Decimal`.
 
+mod account;
 mod exchange;
 mod market;
+mod paper;
 
+pub use account::SimAccount;
 pub use exchange::{SimConfig, SimExchange};
+pub use paper::{PaperExchange, ShadowExchange};
 pub use market::{MarketSource, RandomWalk};

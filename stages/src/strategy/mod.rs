@@ -1,9 +1,22 @@
 //! Strategies turn closed candles into target weights. The same code runs in the live pipeline's Analysis stage
 //! and in backtests, so a backtest is evidence about what the bot will do.
 
+mod bollinger_rsi;
+mod donchian;
+pub mod registry;
+mod signals;
+mod sma_cross;
+#[cfg(test)]
+mod test_bars;
 mod tsmom;
+mod vol_breakout;
 
+pub use bollinger_rsi::{BollingerRsi, BollingerRsiParams};
+pub use donchian::{DonchianBreakout, DonchianParams};
+pub use signals::{Ohlcv, SignalRule, Signals, crossings, decimal_to_f64, tail_closes};
+pub use sma_cross::{SmaCross, SmaCrossParams};
 pub use tsmom::{Tsmom, TsmomParams};
+pub use vol_breakout::{VolBreakout, VolBreakoutParams};
 
 use rust_decimal::Decimal;
 
@@ -21,7 +34,7 @@ pub struct SymbolBars<'a> {
 }
 
 /// A strategy's wish for one symbol.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Target {
     /// The pair.
     pub symbol: Symbol,

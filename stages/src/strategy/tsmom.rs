@@ -5,6 +5,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
 use serde::{Deserialize, Serialize};
 
+use super::signals::{Ohlcv, SignalRule, Signals, decimal_to_f64};
 use super::{Strategy, SymbolBars, Target, closes_f64};
 use crate::indicators;
 
@@ -101,6 +102,31 @@ impl Strategy for Tsmom {
     }
 }
 
+/// The single-symbol vectorised face: long while momentum is above the threshold (an entry flag on every such
+/// bar, an exit flag on every other bar after warm-up; the simulator ignores repeats), committing the same
+/// volatility-scaled weight `targets` would give a lone symbol, rounded to four decimals as `targets` rounds it.
+impl SignalRule for Tsmom {
+    fn signals(&self, bars: &Ohlcv) -> Signals {
+        let c = &bars.close;
+        let n = c.len();
+        let mut s = Signals::none(n);
+        let mut weights = self.params.target_vol.map(|_| vec![1.0; n]);
+        for t in self.warmup().saturating_sub(1)..n {
+            let mom = indicators::momentum(&c[..=t], self.params.lookback).unwrap_or(f64::NAN);
+            let long = !mom.is_nan() && mom > self.params.threshold;
+            s.entries[t] = long;
+            s.exits[t] = !long;
+            if let (Some(w), Some(target)) = (weights.as_mut(), self.params.target_vol) {
+                let vol = indicators::realized_vol(&c[..=t], self.params.vol_lookback, self.bars_per_year);
+                let scale = vol.filter(|v| *v > 0.0).map_or(1.0, |v| (target / v).min(1.0));
+                w[t] = decimal_to_f64(Decimal::from_f64(scale).unwrap_or(Decimal::ZERO).round_dp(4));
+            }
+        }
+        s.weights = weights;
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +162,28 @@ mod tests {
         assert!(t[0].reason.contains("+30.00%"), "{}", t[0].reason);
         assert_eq!(t[1].weight, dec!(0));
         assert_eq!(t[2].weight, dec!(0.2), "not enough history: hold");
+    }
+
+    #[test]
+    fn vectorised_face_agrees_with_targets_for_one_symbol() {
+        let closes = [10, 11, 12, 11, 9, 8, 9, 12, 13, 12, 11, 10];
+        let params = TsmomParams { lookback: 2, target_vol: Some(2.0), vol_lookback: 3, ..Default::default() };
+        let s = Tsmom::new(params, 8760.0);
+        let cs = bars(&closes);
+        let sig = s.signals(&Ohlcv::from_candles(&cs));
+        let sym = Symbol::new("AAUSDT").unwrap();
+        for t in 0..cs.len() {
+            let got = s.targets(&[SymbolBars { symbol: &sym, candles: &cs[..=t], current_weight: dec!(0) }]);
+            if t + 1 < s.warmup() {
+                assert!(!sig.entries[t] && !sig.exits[t], "t={t}");
+                continue;
+            }
+            assert_eq!(got[0].weight > dec!(0), sig.entries[t], "t={t}: {}", got[0].reason);
+            assert_eq!(sig.exits[t], !sig.entries[t]);
+            if sig.entries[t] {
+                let w = sig.weights.as_ref().unwrap()[t];
+                assert_eq!(got[0].weight, Decimal::from_f64(w).unwrap().round_dp(4), "t={t}");
+            }
+        }
     }
 }

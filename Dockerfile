@@ -1,0 +1,17 @@
+# Multi-stage build of the mcbot binary; the runtime image holds only the binary, its config and a data volume.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin mcbot
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates tini && rm -rf /var/lib/apt/lists/*
+RUN useradd --system --home /app mcbot && mkdir -p /app/data && chown mcbot /app/data
+WORKDIR /app
+COPY --from=build /src/target/release/mcbot /usr/local/bin/mcbot
+COPY config ./config
+USER mcbot
+VOLUME ["/app/data"]
+# tini forwards SIGTERM so the scheduler finishes its running job and exits 0.
+ENTRYPOINT ["/usr/bin/tini", "--", "mcbot"]
+CMD ["scheduler"]

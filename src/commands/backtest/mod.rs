@@ -1,0 +1,501 @@
+//! `mcbot backtest`: one or several candle files through a strategy with the fast kernel (or the event-driven
+//! replay), a parameter sweep, trade list / equity / chart outputs. Text tables for people, one JSON document
+//! with `--output json`.
+//!
+//! The work is split so tests call exactly what the command runs: [`execute`] returns the report as data, and
+//! [`run`] only prints it.
+
+pub mod chart;
+pub mod data;
+pub mod export;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use mcbot_stages::backtest::sweep::{self, ParamRange, Shard, SweepResult};
+use mcbot_stages::backtest::{
+    self, BacktestError, ExitReason, Fill, Metrics, SimConfig, Simulation, Trade, TrailingAtr, metrics, simulate_portfolio,
+};
+use mcbot_stages::domain::{Symbol, Timeframe};
+use mcbot_stages::strategy::registry;
+use serde::Serialize;
+
+use crate::output::{print_json, table};
+use data::Series;
+
+/// Why `mcbot backtest` / `mcbot validate` failed; [`CommandError::exit_code`] tells usage (2) from runtime (1).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The arguments are wrong (unknown strategy or parameter, out-of-range setting): exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// An input file cannot be read or is malformed: exit 1.
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    /// An output file cannot be written: exit 1.
+    #[error("cannot write {path}: {message}")]
+    Output {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl CommandError {
+    /// Process exit code: 2 for usage errors, 1 for runtime failures.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => 2,
+            Self::Data(_) | Self::Output { .. } => 1,
+        }
+    }
+}
+
+impl From<BacktestError> for CommandError {
+    fn from(e: BacktestError) -> Self {
+        Self::Usage(e.to_string())
+    }
+}
+
+impl From<registry::RegistryError> for CommandError {
+    fn from(e: registry::RegistryError) -> Self {
+        Self::Usage(e.to_string())
+    }
+}
+
+/// Parses `KEY=VALUE`.
+pub fn key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))?;
+    if k.trim().is_empty() {
+        return Err(format!("{s:?}: empty key"));
+    }
+    Ok((k.trim().to_owned(), v.trim().to_owned()))
+}
+
+/// Parses `PERIOD:MULTIPLE`, e.g. `14:3`.
+fn trailing_atr(s: &str) -> Result<TrailingAtr, String> {
+    let bad = || format!("{s:?}: expected PERIOD:MULTIPLE, e.g. 14:3");
+    let (p, m) = s.split_once(':').ok_or_else(bad)?;
+    Ok(TrailingAtr { period: p.trim().parse().map_err(|_| bad())?, multiple: m.trim().parse().map_err(|_| bad())? })
+}
+
+/// Which engine runs the strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// The vectorised kernel (fast; what sweeps use).
+    Kernel,
+    /// The strategy's `targets` called bar by bar, as the live pipeline calls it (slower; same trades).
+    Event,
+}
+
+/// Fill, costs and stops, shared by `backtest` and `validate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Strategy name: sma-cross, donchian, vol-breakout, bollinger-rsi, tsmom.
+    #[arg(long, default_value = "sma-cross")]
+    pub strategy: String,
+    /// Strategy parameter KEY=VALUE (repeatable), e.g. --param fast=10 --param slow=30.
+    #[arg(long = "param", value_parser = key_value)]
+    pub params: Vec<(String, String)>,
+    /// When signals fill: next-open (the reference and the live bot) or close (optimistic).
+    #[arg(long, default_value = "next-open", value_parser = ["next-open", "close"])]
+    pub fill: String,
+    /// Fee per side as a fraction of notional.
+    #[arg(long, default_value_t = 0.001)]
+    pub fee: f64,
+    /// Slippage per fill as a fraction of price (against the trader).
+    #[arg(long, default_value_t = 0.0)]
+    pub slippage: f64,
+    /// Starting cash.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub cash: f64,
+    /// Stop-loss as a fraction below the entry price, e.g. 0.05.
+    #[arg(long)]
+    pub stop_loss: Option<f64>,
+    /// Take-profit as a fraction above the entry price, e.g. 0.1.
+    #[arg(long)]
+    pub take_profit: Option<f64>,
+    /// ATR trailing stop PERIOD:MULTIPLE, e.g. 14:3.
+    #[arg(long, value_parser = trailing_atr)]
+    pub trailing_atr: Option<TrailingAtr>,
+    /// Bar length (1m, 5m, 1h, ...) for annualising; default: from the file name (NAME-1h.csv) or bar spacing.
+    #[arg(long)]
+    pub timeframe: Option<Timeframe>,
+}
+
+impl SimArgs {
+    /// The simulator settings (validated).
+    pub fn sim_config(&self) -> Result<SimConfig, CommandError> {
+        let cfg = SimConfig {
+            init_cash: self.cash,
+            fee: self.fee,
+            slippage: self.slippage,
+            fill: self.fill.parse::<Fill>()?,
+            stop_loss: self.stop_loss,
+            take_profit: self.take_profit,
+            trailing_atr: self.trailing_atr,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The `--param` pairs as a map (a repeated key keeps its last value).
+    pub fn param_map(&self) -> BTreeMap<String, String> {
+        self.params.iter().cloned().collect()
+    }
+
+    /// The timeframe: `--timeframe`, else every file's own, which must agree.
+    pub fn timeframe(&self, series: &[Series]) -> Result<Timeframe, CommandError> {
+        if let Some(tf) = self.timeframe {
+            return Ok(tf);
+        }
+        let mut found = series.iter().map(|s| (s.name.as_str(), s.timeframe));
+        let Some((first_name, Some(first))) = found.next() else {
+            return Err(CommandError::Usage(format!(
+                "cannot tell the timeframe of {}: name it NAME-1h.csv or pass --timeframe",
+                series.first().map_or("the data", |s| s.name.as_str())
+            )));
+        };
+        for (name, tf) in found {
+            if tf != Some(first) {
+                return Err(CommandError::Usage(format!(
+                    "{name} is not {first} like {first_name}: pass --timeframe or use files of one timeframe"
+                )));
+            }
+        }
+        Ok(first)
+    }
+}
+
+/// `mcbot backtest` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BacktestArgs {
+    /// Candle file(s), .csv or .parquet; several files trade as one portfolio sharing cash.
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
+    /// Strategy, fills and costs.
+    #[command(flatten)]
+    pub sim: SimArgs,
+    /// Engine: the vectorised kernel, or the strategy called bar by bar (one file only).
+    #[arg(long, value_enum, default_value_t = Engine::Kernel)]
+    pub engine: Engine,
+    /// Sweep a parameter: NAME=FROM..TO:STEP or NAME=A,B,C (repeatable; the grid is their product).
+    #[arg(long = "sweep")]
+    pub sweep: Vec<String>,
+    /// Run only shard I of N of the sweep grid (0-based, e.g. a Kubernetes job completion index).
+    #[arg(long, default_value = "0/1")]
+    pub shard: String,
+    /// Write the sweep results (.csv, .parquet or .json).
+    #[arg(long)]
+    pub sweep_out: Option<PathBuf>,
+    /// Sweep rows shown in the text table (best total return first).
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Write the trade list (.csv or .parquet).
+    #[arg(long)]
+    pub trades_out: Option<PathBuf>,
+    /// Write the equity curve (.csv or .parquet).
+    #[arg(long)]
+    pub equity_out: Option<PathBuf>,
+    /// Write a PNG chart of equity and drawdown.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
+}
+
+/// A trade with its symbol and times, as reported and exported.
+#[derive(Debug, Clone, Serialize)]
+pub struct TradeRow {
+    /// File the trade belongs to.
+    pub file: String,
+    /// Entry bar's open time (ISO-8601).
+    pub entry_time: String,
+    /// The trade.
+    #[serde(flatten)]
+    pub trade: Trade,
+    /// Exit bar's open time; empty while open.
+    pub exit_time: String,
+}
+
+/// The result of a single (or portfolio) backtest, as printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct BacktestOutput {
+    /// Input file names.
+    pub files: Vec<String>,
+    /// The first (or only) file, for scripts that read one.
+    pub file: String,
+    /// Timeframe used for annualising.
+    pub timeframe: String,
+    /// Strategy name.
+    pub strategy: String,
+    /// Its parameters as given.
+    pub params: BTreeMap<String, String>,
+    /// Engine used.
+    pub engine: Engine,
+    /// Fill and cost settings.
+    pub config: SimConfig,
+    /// The statistics (flattened: `trades`, `final_equity`, `sharpe`, ...).
+    #[serde(flatten)]
+    pub metrics: Metrics,
+    /// Wall time of signals + simulation + metrics (reading excluded).
+    pub seconds: f64,
+    /// The trades (not printed in JSON: use --trades-out).
+    #[serde(skip)]
+    pub trade_rows: Vec<TradeRow>,
+    /// Equity after each bar (or union time for a portfolio).
+    #[serde(skip)]
+    pub equity: Vec<f64>,
+    /// Times of the equity points.
+    #[serde(skip)]
+    pub equity_time: Vec<i64>,
+}
+
+/// What a backtest invocation produced.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// One run (one file or a portfolio).
+    Single(Box<BacktestOutput>),
+    /// A sweep.
+    Sweep(Box<SweepOutput>),
+}
+
+/// A sweep, as printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepOutput {
+    /// Input file.
+    pub file: String,
+    /// Bars.
+    pub bars: usize,
+    /// Timeframe.
+    pub timeframe: String,
+    /// Strategy.
+    pub strategy: String,
+    /// The shard run, as `I/N`.
+    pub shard: String,
+    /// The grid, shard, rows and timing.
+    #[serde(flatten)]
+    pub result: SweepResult,
+    /// Best row by total return.
+    pub best: Option<sweep::SweepRow>,
+}
+
+fn iso(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0).map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+fn trade_rows(series: &Series, trades: impl IntoIterator<Item = Trade>) -> Vec<TradeRow> {
+    let time = &series.bars.time;
+    trades
+        .into_iter()
+        .map(|trade| TradeRow {
+            file: series.name.clone(),
+            entry_time: time.get(trade.entry_bar).map_or_else(String::new, |t| iso(*t)),
+            exit_time: trade.exit_bar.and_then(|b| time.get(b)).map_or_else(String::new, |t| iso(*t)),
+            trade,
+        })
+        .collect()
+}
+
+/// Loads the files (reading is not timed).
+pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Series>, CommandError> {
+    paths.iter().map(|p| data::load(p).map_err(CommandError::from)).collect()
+}
+
+/// Runs one backtest over already-loaded series: the library call behind `mcbot backtest` without a sweep.
+pub fn backtest_series(
+    series: &[Series],
+    sim: &SimArgs,
+    engine: Engine,
+) -> Result<BacktestOutput, CommandError> {
+    let cfg = sim.sim_config()?;
+    let tf = sim.timeframe(series)?;
+    let params = sim.param_map();
+    let rule = registry::build_rule(&sim.strategy, &params, tf)?;
+    let bpy = tf.bars_per_year();
+    let started = Instant::now();
+    let (metrics, trade_rows, equity, equity_time) = match (series, engine) {
+        ([one], Engine::Kernel) => {
+            let report = backtest::run(&one.bars, rule.as_ref(), &cfg, bpy)?;
+            let Simulation { trades, equity, .. } = report.simulation;
+            (report.metrics, trade_rows(one, trades), equity, one.bars.time.clone())
+        }
+        ([one], Engine::Event) => {
+            let symbol = Symbol::new("BACKTEST").map_err(|e| CommandError::Usage(e.to_string()))?;
+            let sim = backtest::replay(rule.as_ref(), &symbol, &data::candles(&one.bars), &cfg, None)?;
+            let m = metrics::compute(&sim.equity, sim.init_cash, &sim.trades, bpy);
+            (m, trade_rows(one, sim.trades), sim.equity, one.bars.time.clone())
+        }
+        (many, Engine::Kernel) => {
+            let inputs: Vec<_> = many.iter().map(|s| (s.bars.clone(), rule.signals(&s.bars))).collect();
+            let run = simulate_portfolio(&inputs, &cfg)?;
+            let flat: Vec<Trade> = run.trades.iter().map(|(_, t)| t.clone()).collect();
+            let m = metrics::compute(&run.equity, run.init_cash, &flat, bpy);
+            let rows = run.trades.into_iter().flat_map(|(i, t)| trade_rows(&many[i], [t])).collect();
+            (m, rows, run.equity, run.time)
+        }
+        (_, Engine::Event) => {
+            return Err(CommandError::Usage("--engine event runs one --data file; use the kernel for a portfolio".into()));
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(BacktestOutput {
+        files: series.iter().map(|s| s.name.clone()).collect(),
+        file: series.first().map(|s| s.name.clone()).unwrap_or_default(),
+        timeframe: tf.to_string(),
+        strategy: sim.strategy.clone(),
+        params,
+        engine,
+        config: cfg,
+        metrics,
+        seconds,
+        trade_rows,
+        equity,
+        equity_time,
+    })
+}
+
+/// Runs a sweep over one loaded series.
+pub fn sweep_series(series: &Series, sim: &SimArgs, ranges: &[String], shard: &str) -> Result<SweepOutput, CommandError> {
+    let cfg = sim.sim_config()?;
+    let tf = sim.timeframe(std::slice::from_ref(series))?;
+    let ranges: Vec<ParamRange> = ranges.iter().map(|r| r.parse()).collect::<Result<_, _>>()?;
+    let shard: Shard = shard.parse()?;
+    let combos = sweep::grid(&sim.param_map(), &ranges);
+    let result = sweep::sweep(&series.bars, &sim.strategy, &combos, shard, &cfg, tf)?;
+    let best = result
+        .rows
+        .iter()
+        .max_by(|a, b| a.metrics.total_return_pct.total_cmp(&b.metrics.total_return_pct))
+        .cloned();
+    Ok(SweepOutput {
+        file: series.name.clone(),
+        bars: series.bars.len(),
+        timeframe: tf.to_string(),
+        strategy: sim.strategy.clone(),
+        shard: format!("{}/{}", shard.index, shard.count),
+        result,
+        best,
+    })
+}
+
+/// Everything `mcbot backtest` does except printing.
+pub fn execute(args: &BacktestArgs) -> Result<Outcome, CommandError> {
+    let series = load_all(&args.data)?;
+    if !args.sweep.is_empty() {
+        let [one] = series.as_slice() else {
+            return Err(CommandError::Usage("--sweep runs over one --data file".into()));
+        };
+        if args.trades_out.is_some() || args.equity_out.is_some() || args.chart.is_some() {
+            return Err(CommandError::Usage("--trades-out/--equity-out/--chart describe one run, not a sweep".into()));
+        }
+        let out = sweep_series(one, &args.sim, &args.sweep, &args.shard)?;
+        if let Some(path) = &args.sweep_out {
+            export::write_sweep(path, &out)?;
+        }
+        return Ok(Outcome::Sweep(Box::new(out)));
+    }
+    if args.sweep_out.is_some() {
+        return Err(CommandError::Usage("--sweep-out needs --sweep".into()));
+    }
+    let out = backtest_series(&series, &args.sim, args.engine)?;
+    if let Some(path) = &args.trades_out {
+        export::write_trades(path, &out.trade_rows)?;
+    }
+    if let Some(path) = &args.equity_out {
+        export::write_equity(path, &out.equity_time, &out.equity, out.config.init_cash)?;
+    }
+    if let Some(path) = &args.chart {
+        let title = format!("{} {} on {}", out.strategy, fmt_params(&out.params), out.files.join(", "));
+        chart::equity_drawdown(path, &out.equity_time, &out.equity, &title)?;
+    }
+    Ok(Outcome::Single(Box::new(out)))
+}
+
+fn fmt_params(p: &BTreeMap<String, String>) -> String {
+    p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
+}
+
+/// Runs `mcbot backtest` and prints the report: one JSON document when `json`, else tables.
+pub fn run(args: &BacktestArgs, json: bool) -> Result<(), CommandError> {
+    let outcome = execute(args)?;
+    let printed = match (outcome, json) {
+        (Outcome::Single(o), true) => print_json(&*o),
+        (Outcome::Sweep(s), true) => print_json(&*s),
+        (Outcome::Single(o), false) => {
+            print_single(&o);
+            Ok(())
+        }
+        (Outcome::Sweep(s), false) => {
+            print_sweep(&s, args.top);
+            Ok(())
+        }
+    };
+    printed.map_err(|message| CommandError::Output { path: "stdout".into(), message })
+}
+
+fn print_single(o: &BacktestOutput) {
+    let m = &o.metrics;
+    let rows: Vec<(&str, String)> = vec![
+        ("files", o.files.join(", ")),
+        ("strategy", format!("{} {}", o.strategy, fmt_params(&o.params))),
+        ("bars / timeframe", format!("{} / {}", m.bars, o.timeframe)),
+        ("trades (closed + open)", format!("{} ({} + {})", m.trades, m.closed_trades, m.open_trades)),
+        ("final equity", format!("{:.2}", m.final_equity)),
+        ("total return", format!("{:.2} %", m.total_return_pct)),
+        ("CAGR", format!("{:.2} %", m.cagr_pct)),
+        ("Sharpe", opt(m.sharpe, 3)),
+        ("Sortino", opt(m.sortino, 3)),
+        ("Calmar", opt(m.calmar, 3)),
+        ("max drawdown", format!("{:.2} % over {} bars", m.max_drawdown_pct, m.max_drawdown_bars)),
+        ("win rate", opt(m.win_rate_pct, 1) + " %"),
+        ("profit factor", opt(m.profit_factor, 3)),
+        ("avg win / avg loss", format!("{} / {}", opt(m.avg_win, 2), opt(m.avg_loss, 2))),
+        ("exposure", format!("{:.1} %", m.exposure_pct)),
+        ("avg holding", opt(m.avg_holding_bars, 1) + " bars"),
+        ("seconds", format!("{:.6}", o.seconds)),
+    ];
+    println!("{}", table(&["metric", "value"], rows.into_iter().map(|(k, v)| vec![k.to_owned(), v])));
+    let exits = |r: ExitReason| o.trade_rows.iter().filter(|t| t.trade.exit == r).count();
+    let stops = exits(ExitReason::StopLoss) + exits(ExitReason::TrailingStop) + exits(ExitReason::TakeProfit);
+    if stops > 0 {
+        println!("exits by stop/take-profit: {stops} of {}", o.trade_rows.len());
+    }
+}
+
+fn print_sweep(s: &SweepOutput, top: usize) {
+    let mut rows: Vec<&sweep::SweepRow> = s.result.rows.iter().collect();
+    rows.sort_by(|a, b| b.metrics.total_return_pct.total_cmp(&a.metrics.total_return_pct));
+    let names: Vec<String> = rows.first().map(|r| r.params.keys().cloned().collect()).unwrap_or_default();
+    let mut header: Vec<&str> = names.iter().map(String::as_str).collect();
+    header.extend(["trades", "return %", "Sharpe", "max DD %", "win %", "PF"]);
+    let body = rows.iter().take(top).map(|r| {
+        let m = &r.metrics;
+        let mut v: Vec<String> = names.iter().map(|n| r.params.get(n).cloned().unwrap_or_default()).collect();
+        v.extend([
+            m.trades.to_string(),
+            format!("{:.2}", m.total_return_pct),
+            opt(m.sharpe, 3),
+            format!("{:.2}", m.max_drawdown_pct),
+            opt(m.win_rate_pct, 1),
+            opt(m.profit_factor, 3),
+        ]);
+        v
+    });
+    println!("{}", table(&header, body));
+    println!(
+        "{}: {} combinations run (shard {}, grid {}, {} skipped{}) in {:.3} s",
+        s.file,
+        s.result.combos,
+        s.shard,
+        s.result.grid_size,
+        s.result.skipped,
+        s.result.first_skip_reason.as_ref().map_or_else(String::new, |r| format!(": {r}")),
+        s.result.seconds
+    );
+}

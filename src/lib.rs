@@ -1,0 +1,13 @@
+//! The mcbot binary's library: CLI, config, composition root and every adapter that does I/O.
+
+pub mod app;
+pub mod candles_csv;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod exchange;
+pub mod logging;
+pub mod market_data;
+pub mod notify;
+pub mod output;
+pub mod store;

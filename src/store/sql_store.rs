@@ -1,0 +1,145 @@
+//! The store handle: one connection pool over the sqlx `Any` driver, for PostgreSQL or SQLite, with the
+//! embedded migrations. The `Store` port methods live in the sibling modules, grouped by what they record.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mcbot_stages::ports::StoreError;
+use sqlx::any::{AnyArguments, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Executor};
+
+use super::dialect::{self, Backend, Sql};
+use super::errors::map_sqlx;
+
+/// Schema of the PostgreSQL backend, compiled into the binary.
+static PG_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+/// Schema of the SQLite backend, compiled into the binary.
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Per-connection settings for SQLite: WAL lets readers run beside the one writer, `synchronous=NORMAL` is
+/// durable across process crashes in WAL mode (only a power cut can lose the last commits) and keeps a commit
+/// cheap, the busy timeout makes concurrent writers queue instead of failing, and foreign keys are enforced.
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
+
+/// Connection pool sizing. The defaults suit one bot process; tests shorten the timeout to fail fast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most connections open at once. SQLite serialises writers anyway; a few connections let reads overlap.
+    pub max_connections: u32,
+    /// How long a call waits for a connection (including connecting) before it fails as `Unavailable`: this
+    /// bounds how long a trading cycle can hang on a dead database before it fails closed.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self { max_connections: 4, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The SQL implementation of the `Store` port, for PostgreSQL (production, several replicas) and SQLite (the
+/// embedded default). One implementation keeps both backends behaving the same; the contract tests run against
+/// both. Cheap to clone: clones share the pool.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+}
+
+impl SqlStore {
+    /// The default embedded database, `sqlite://<data_dir>/mcbot.db?mode=rwc`: works with no setup at all.
+    pub fn embedded_url(data_dir: &Path) -> String {
+        dialect::embedded_url(data_dir)
+    }
+
+    /// Connects with default pool settings. See [`SqlStore::connect_with`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &PoolSettings::default()).await
+    }
+
+    /// Connects to `postgres://`, `postgresql://` or `sqlite:` URLs and checks the connection works. For SQLite the
+    /// database file's directory is created if missing. Does not migrate: call [`SqlStore::migrate`].
+    ///
+    /// Errors: an unreachable database, and also a URL of any other scheme, are `StoreError::Unavailable` (the
+    /// bot cannot run without its store either way, and both messages say what to fix; passwords are redacted).
+    pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let shown = dialect::redact_url(url);
+        let backend = Backend::from_url(url).ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "unsupported database URL {shown:?}: expected sqlite:<path>, postgres://... or postgresql://..."
+            ))
+        })?;
+        if backend == Backend::Sqlite
+            && let Some(dir) = dialect::sqlite_file(url).as_deref().and_then(Path::parent)
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create database directory {}: {e}", dir.display()))
+            })?;
+        }
+        let mut options = AnyPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout)
+            // A SQLite connection is a file handle in-process and cannot go stale; a PostgreSQL one can.
+            .test_before_acquire(backend == Backend::Postgres);
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(SQLITE_PRAGMAS).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await.map_err(|e| match map_sqlx(backend, "connect", e) {
+            StoreError::Unavailable(m) | StoreError::Corrupt(m) | StoreError::Schema(m) => {
+                StoreError::Unavailable(format!("{m} (database {shown})"))
+            }
+        })?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Connects and migrates: what start-up wants.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the embedded migrations that have not run yet; a no-op when the schema is current. Refuses (as
+    /// `StoreError::Schema`) a database migrated by a newer build or whose applied migrations were edited.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Postgres => &PG_MIGRATIONS,
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Schema(format!("{} migrations: {e}", self.backend.name())))
+    }
+
+    /// Which engine this store talks to.
+    pub fn kind(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection, waiting for running queries; for a clean shutdown (SQLite checkpoints its WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A fixed statement in this backend's dialect, ready for binding.
+    pub(crate) fn query<'q>(&self, sql: &'static Sql) -> Query<'q, Any, AnyArguments<'q>> {
+        sqlx::query(sql.text(self.backend))
+    }
+
+    /// The error mapper for operation `op`.
+    pub(crate) fn err(&self, op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + use<> {
+        let backend = self.backend;
+        move |e| map_sqlx(backend, op, e)
+    }
+}

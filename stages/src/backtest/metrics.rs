@@ -1,0 +1,201 @@
+//! Performance statistics of an equity curve and its trades. Return, drawdown and Sharpe follow
+//! REFERENCE_SPEC.md section 4 exactly (per-bar returns with `E[-1] = C0`, sample standard deviation, nominal
+//! bars per year); the rest are the usual definitions, stated on each field.
+
+use serde::Serialize;
+
+use super::simulator::Trade;
+
+/// What a trader reads to judge a backtest. Ratios that are undefined on the data (no losing trade, zero
+/// variance) are `None` (JSON `null`), never infinite or NaN.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metrics {
+    /// Bars in the run.
+    pub bars: usize,
+    /// Round trips plus the open position, if any.
+    pub trades: usize,
+    /// Completed round trips.
+    pub closed_trades: usize,
+    /// Positions still open at the end (marked, not sold).
+    pub open_trades: usize,
+    /// Equity at the last close.
+    pub final_equity: f64,
+    /// `(final / initial - 1) x 100`.
+    pub total_return_pct: f64,
+    /// Compound annual growth over `bars / bars_per_year` years, in percent.
+    pub cagr_pct: f64,
+    /// Annualised mean / sample standard deviation of per-bar returns (risk-free 0).
+    pub sharpe: Option<f64>,
+    /// Annualised mean / downside deviation (root mean square of negative per-bar returns, target 0).
+    pub sortino: Option<f64>,
+    /// CAGR / max drawdown (both as fractions).
+    pub calmar: Option<f64>,
+    /// Largest fall from a running peak, in percent (positive).
+    pub max_drawdown_pct: f64,
+    /// Longest time under a previous peak, in bars (from the peak to the recovery, or to the end).
+    pub max_drawdown_bars: usize,
+    /// Winning closed trades / closed trades, in percent.
+    pub win_rate_pct: Option<f64>,
+    /// Gross profit / gross loss of closed trades.
+    pub profit_factor: Option<f64>,
+    /// Mean P&L of winning closed trades.
+    pub avg_win: Option<f64>,
+    /// Mean P&L of losing closed trades (negative).
+    pub avg_loss: Option<f64>,
+    /// Share of bar closes spent holding a position, in percent.
+    pub exposure_pct: f64,
+    /// Mean bars held per closed trade.
+    pub avg_holding_bars: Option<f64>,
+}
+
+/// Computes [`Metrics`] for a run that started with `init_cash`; `bars_per_year` annualises (the nominal
+/// timeframe, even when bars are missing, as the spec says).
+pub fn compute(equity: &[f64], init_cash: f64, trades: &[Trade], bars_per_year: f64) -> Metrics {
+    let n = equity.len();
+    let final_equity = equity.last().copied().unwrap_or(init_cash);
+
+    // pass 1: returns' sum and downside, drawdown depth and duration
+    let (mut sum, mut down_sq) = (0.0, 0.0);
+    let (mut peak, mut peak_at, mut worst, mut longest) = (f64::NEG_INFINITY, 0usize, 0.0f64, 0usize);
+    let mut prev = init_cash;
+    for (t, &e) in equity.iter().enumerate() {
+        let r = (e - prev) / prev;
+        prev = e;
+        sum += r;
+        if r < 0.0 {
+            down_sq += r * r;
+        }
+        if e >= peak {
+            peak = e;
+            peak_at = t;
+        } else {
+            longest = longest.max(t - peak_at);
+        }
+        worst = worst.min(e / peak - 1.0);
+    }
+    if n > 0 && equity[n - 1] < peak {
+        longest = longest.max(n - peak_at);
+    }
+    let nf = n as f64;
+    let mean = if n > 0 { sum / nf } else { 0.0 };
+    // pass 2: sample variance around the mean (two passes, as numpy computes it)
+    let mut ss = 0.0;
+    let mut prev = init_cash;
+    for &e in equity {
+        let d = (e - prev) / prev - mean;
+        prev = e;
+        ss += d * d;
+    }
+    let ann = bars_per_year.sqrt();
+    let sd = if n > 1 { (ss / (nf - 1.0)).sqrt() } else { f64::NAN };
+    let sharpe = (sd > 0.0).then(|| mean / sd * ann);
+    let dd = if n > 0 { (down_sq / nf).sqrt() } else { 0.0 };
+    let sortino = (dd > 0.0).then(|| mean / dd * ann);
+
+    let max_dd = -worst;
+    let years = nf / bars_per_year;
+    let growth = final_equity / init_cash;
+    let cagr = if years > 0.0 && growth > 0.0 { growth.powf(1.0 / years) - 1.0 } else { -1.0 };
+    let calmar = (max_dd > 0.0).then(|| cagr / max_dd);
+
+    let closed: Vec<&Trade> = trades.iter().filter(|t| t.is_closed()).collect();
+    let wins: Vec<f64> = closed.iter().map(|t| t.pnl).filter(|p| *p > 0.0).collect();
+    let losses: Vec<f64> = closed.iter().map(|t| t.pnl).filter(|p| *p < 0.0).collect();
+    let mean_of = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let gross_win: f64 = wins.iter().sum();
+    let gross_loss: f64 = -losses.iter().sum::<f64>();
+    let held: usize = trades.iter().map(|t| t.bars_held(n)).sum();
+    let closed_held: usize = closed.iter().map(|t| t.bars_held(n)).sum();
+
+    Metrics {
+        bars: n,
+        trades: trades.len(),
+        closed_trades: closed.len(),
+        open_trades: trades.len() - closed.len(),
+        final_equity,
+        total_return_pct: (final_equity / init_cash - 1.0) * 100.0,
+        cagr_pct: cagr * 100.0,
+        sharpe,
+        sortino,
+        calmar,
+        max_drawdown_pct: max_dd * 100.0,
+        max_drawdown_bars: longest,
+        win_rate_pct: (!closed.is_empty()).then(|| wins.len() as f64 / closed.len() as f64 * 100.0),
+        profit_factor: (gross_loss > 0.0).then(|| gross_win / gross_loss),
+        avg_win: mean_of(&wins),
+        avg_loss: mean_of(&losses),
+        exposure_pct: if n > 0 { (held.min(n) as f64) / nf * 100.0 } else { 0.0 },
+        avg_holding_bars: (!closed.is_empty()).then(|| closed_held as f64 / closed.len() as f64),
+    }
+}
+
+/// Per-bar returns of an equity curve (`E[-1] = init_cash`), the series validation statistics work on.
+pub fn returns(equity: &[f64], init_cash: f64) -> Vec<f64> {
+    let mut prev = init_cash;
+    equity
+        .iter()
+        .map(|&e| {
+            let r = (e - prev) / prev;
+            prev = e;
+            r
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backtest::simulator::ExitReason;
+
+    fn trade(entry: usize, exit: Option<usize>, pnl: f64) -> Trade {
+        Trade {
+            entry_bar: entry,
+            entry_price: 1.0,
+            size: 1.0,
+            entry_fee: 0.0,
+            cost: 1.0,
+            exit_bar: exit,
+            exit_price: 1.0,
+            exit_fee: 0.0,
+            pnl,
+            exit: if exit.is_some() { ExitReason::Signal } else { ExitReason::Open },
+        }
+    }
+
+    #[test]
+    fn by_hand() {
+        // equity 100 -> 110 -> 99 -> 121 (start 100): returns 0, 0.1, -0.1, 0.2222..
+        let e = [100.0, 110.0, 99.0, 121.0];
+        let trades = [trade(0, Some(2), 10.0), trade(2, Some(3), -5.0), trade(3, None, 1.0)];
+        let m = compute(&e, 100.0, &trades, 4.0);
+        let r = [0.0, 0.1, -0.1, 22.0 / 99.0];
+        let mean = r.iter().sum::<f64>() / 4.0;
+        let sd = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 3.0).sqrt();
+        assert!((m.sharpe.unwrap() - mean / sd * 2.0).abs() < 1e-12);
+        assert!((m.sortino.unwrap() - mean / (0.01f64 / 4.0).sqrt() * 2.0).abs() < 1e-12);
+        assert!((m.total_return_pct - 21.0).abs() < 1e-12);
+        assert!((m.cagr_pct - 21.0).abs() < 1e-9, "one year of 4 bars: {}", m.cagr_pct);
+        assert!((m.max_drawdown_pct - 10.0).abs() < 1e-12);
+        assert_eq!(m.max_drawdown_bars, 1);
+        assert!((m.calmar.unwrap() - 2.1).abs() < 1e-9);
+        assert_eq!((m.trades, m.closed_trades, m.open_trades), (3, 2, 1));
+        assert_eq!((m.win_rate_pct, m.profit_factor, m.avg_win, m.avg_loss), (Some(50.0), Some(2.0), Some(10.0), Some(-5.0)));
+        // held closes: 2 + 1 + (4 - 3) = 4 of 4
+        assert_eq!(m.exposure_pct, 100.0);
+        assert_eq!(m.avg_holding_bars, Some(1.5));
+    }
+
+    #[test]
+    fn undefined_ratios_are_none_and_an_unrecovered_drawdown_lasts_to_the_end() {
+        let m = compute(&[100.0, 100.0, 100.0], 100.0, &[], 8760.0);
+        assert_eq!((m.sharpe, m.sortino, m.calmar, m.win_rate_pct, m.profit_factor), (None, None, None, None, None));
+        let m = compute(&[100.0, 120.0, 90.0, 100.0, 110.0], 100.0, &[], 8760.0);
+        assert_eq!(m.max_drawdown_bars, 4, "peak at bar 1, never recovered");
+        assert!((m.max_drawdown_pct - 25.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn returns_start_from_initial_cash() {
+        assert_eq!(returns(&[100.0, 110.0], 100.0), vec![0.0, 0.1]);
+    }
+}

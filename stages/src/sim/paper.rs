@@ -1,0 +1,252 @@
+//! Paper and shadow trading over a real venue's market data: the same pipeline, the same strategy and risk
+//! code; only where the orders go differs. Paper fills by walking the venue's live order book with the
+//! configured fee; shadow records the intended orders and fills nothing.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use super::account::SimAccount;
+use crate::clock::Clock;
+use crate::domain::{
+    Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, OrderStatus, Side, Symbol,
+    Timeframe,
+};
+use crate::ports::{Exchange, ExchangeError, OrderAck};
+
+/// Market data from `venue`, orders filled in a simulated account against the venue's order book.
+pub struct PaperExchange {
+    venue: Arc<dyn Exchange>,
+    account: Mutex<SimAccount>,
+    fee_rate: Decimal,
+    book_depth: usize,
+    clock: Arc<dyn Clock>,
+    name: String,
+}
+
+impl PaperExchange {
+    /// A paper account of `cash` in `quote` over `venue`.
+    pub fn new(venue: Arc<dyn Exchange>, quote: &str, cash: Decimal, fee_rate: Decimal, clock: Arc<dyn Clock>) -> Self {
+        let name = format!("paper:{}", venue.name());
+        Self { venue, account: Mutex::new(SimAccount::new(quote, cash, "paper")), fee_rate, book_depth: 100, clock, name }
+    }
+
+    /// Rebuilds the paper account from stored fills after a restart.
+    pub async fn restore(&self, fills: &[Fill]) -> Result<(), ExchangeError> {
+        let mut instruments = Vec::new();
+        for s in fills.iter().map(|f| &f.symbol).collect::<std::collections::BTreeSet<_>>() {
+            instruments.push(self.venue.instrument(s).await?);
+        }
+        self.lock().restore(&instruments, fills);
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SimAccount> {
+        self.account.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl Exchange for PaperExchange {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn instrument(&self, symbol: &Symbol) -> Result<Instrument, ExchangeError> {
+        self.venue.instrument(symbol).await
+    }
+
+    async fn closed_candles(
+        &self,
+        symbol: &Symbol,
+        tf: Timeframe,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Candle>, ExchangeError> {
+        self.venue.closed_candles(symbol, tf, until, limit).await
+    }
+
+    async fn last_price(&self, symbol: &Symbol) -> Result<Decimal, ExchangeError> {
+        self.venue.last_price(symbol).await
+    }
+
+    async fn order_book(&self, symbol: &Symbol, depth: usize) -> Result<OrderBook, ExchangeError> {
+        self.venue.order_book(symbol, depth).await
+    }
+
+    async fn balances(&self) -> Result<Vec<Balance>, ExchangeError> {
+        Ok(self.lock().balances())
+    }
+
+    async fn place_market_order(
+        &self,
+        client_order_id: &ClientOrderId,
+        run_id: &str,
+        intent: &OrderIntent,
+    ) -> Result<OrderAck, ExchangeError> {
+        if let Some(existing) = self.lock().order(client_order_id) {
+            return Ok(existing);
+        }
+        let inst = self.venue.instrument(&intent.symbol).await?;
+        let book = self.venue.order_book(&intent.symbol, self.book_depth).await?;
+        let mut levels = match intent.side {
+            Side::Buy => book.asks,
+            Side::Sell => book.bids,
+        };
+        if levels.is_empty() {
+            // No book: the next trade price, as a last resort.
+            levels.push((self.venue.last_price(&intent.symbol).await?, intent.qty));
+        }
+        self.lock().execute(client_order_id, run_id, intent, &inst, &levels, self.fee_rate, self.clock.now())
+    }
+
+    async fn order(&self, _symbol: &Symbol, client_order_id: &ClientOrderId) -> Result<Option<OrderAck>, ExchangeError> {
+        Ok(self.lock().order(client_order_id))
+    }
+
+    async fn open_orders(&self) -> Result<Vec<Order>, ExchangeError> {
+        Ok(self.lock().open_orders())
+    }
+}
+
+/// Market data from `venue`; orders are recorded as intended and never sent or filled. The balances are a fixed
+/// virtual cash, so sizing (and therefore the intended orders) looks like a fresh account's.
+pub struct ShadowExchange {
+    venue: Arc<dyn Exchange>,
+    cash: Balance,
+    clock: Arc<dyn Clock>,
+    name: String,
+}
+
+impl ShadowExchange {
+    /// Shadows `venue` with a virtual `cash` in `quote`.
+    pub fn new(venue: Arc<dyn Exchange>, quote: &str, cash: Decimal, clock: Arc<dyn Clock>) -> Self {
+        let name = format!("shadow:{}", venue.name());
+        Self { venue, cash: Balance { asset: quote.to_owned(), free: cash, locked: Decimal::ZERO }, clock, name }
+    }
+}
+
+#[async_trait]
+impl Exchange for ShadowExchange {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn instrument(&self, symbol: &Symbol) -> Result<Instrument, ExchangeError> {
+        self.venue.instrument(symbol).await
+    }
+
+    async fn closed_candles(
+        &self,
+        symbol: &Symbol,
+        tf: Timeframe,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Candle>, ExchangeError> {
+        self.venue.closed_candles(symbol, tf, until, limit).await
+    }
+
+    async fn last_price(&self, symbol: &Symbol) -> Result<Decimal, ExchangeError> {
+        self.venue.last_price(symbol).await
+    }
+
+    async fn order_book(&self, symbol: &Symbol, depth: usize) -> Result<OrderBook, ExchangeError> {
+        self.venue.order_book(symbol, depth).await
+    }
+
+    async fn balances(&self) -> Result<Vec<Balance>, ExchangeError> {
+        Ok(vec![self.cash.clone()])
+    }
+
+    async fn place_market_order(
+        &self,
+        client_order_id: &ClientOrderId,
+        run_id: &str,
+        intent: &OrderIntent,
+    ) -> Result<OrderAck, ExchangeError> {
+        let order = Order {
+            client_order_id: client_order_id.clone(),
+            run_id: run_id.to_owned(),
+            symbol: intent.symbol.clone(),
+            side: intent.side,
+            qty: intent.qty,
+            filled_qty: Decimal::ZERO,
+            avg_price: None,
+            status: OrderStatus::Canceled,
+            exchange_order_id: None,
+            created_at: self.clock.now(),
+            reason: format!("{}; shadow mode: intended, not sent", intent.reason),
+        };
+        Ok(OrderAck { order, fills: Vec::new() })
+    }
+
+    async fn order(&self, _symbol: &Symbol, _id: &ClientOrderId) -> Result<Option<OrderAck>, ExchangeError> {
+        Ok(None)
+    }
+
+    async fn open_orders(&self) -> Result<Vec<Order>, ExchangeError> {
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::domain::RunId;
+    use crate::sim::{MarketSource, RandomWalk, SimConfig, SimExchange};
+    use rust_decimal_macros::dec;
+
+    fn venue(clock: Arc<ManualClock>) -> Arc<dyn Exchange> {
+        let symbol = Symbol::new("BTCUSDT").unwrap();
+        let market = MarketSource::random_walk(RandomWalk {
+            seed: 3,
+            start: DateTime::from_timestamp(1_704_067_200, 0).unwrap(),
+            bar_vol: 0.01,
+            start_prices: [(symbol.clone(), dec!(100))].into(),
+            price_dp: 2,
+        });
+        let inst = Instrument {
+            symbol,
+            base: "BTC".into(),
+            quote: "USDT".into(),
+            tick_size: dec!(0.01),
+            step_size: dec!(0.001),
+            min_notional: dec!(5),
+        };
+        let cfg = SimConfig {
+            quote: "USDT".into(),
+            initial_cash: dec!(0),
+            fee_rate: dec!(0),
+            slippage_bps: dec!(0),
+            timeframe: "1h".parse().unwrap(),
+            instruments: vec![inst],
+        };
+        Arc::new(SimExchange::new(market, cfg, clock))
+    }
+
+    #[tokio::test]
+    async fn paper_walks_the_book_and_shadow_fills_nothing() {
+        let clock = Arc::new(ManualClock::new(DateTime::from_timestamp(1_704_067_200 + 7200, 5).unwrap()));
+        let v = venue(clock.clone());
+        let s = Symbol::new("BTCUSDT").unwrap();
+        let paper = PaperExchange::new(v.clone(), "USDT", dec!(100000), dec!(0.001), clock.clone());
+        let book = v.order_book(&s, 100).await.unwrap();
+        // Deeper than the first level: the average price is worse than the best ask.
+        let qty = book.asks[0].1 + book.asks[1].1;
+        let intent = OrderIntent { symbol: s.clone(), side: Side::Buy, qty, ref_price: book.asks[0].0, reduce_only: false, reason: "t".into() };
+        let id = ClientOrderId::derive(&RunId::new("t", clock.now()), &s, "buy");
+        let ack = paper.place_market_order(&id, "r", &intent).await.unwrap();
+        let p = ack.fills[0].price;
+        assert!(p > book.asks[0].0 && p < book.asks[1].0, "{p} between the two levels walked");
+        assert_eq!(paper.place_market_order(&id, "r", &intent).await.unwrap().fills[0].trade_id, ack.fills[0].trade_id);
+
+        let shadow = ShadowExchange::new(v, "USDT", dec!(1000), clock);
+        let ack = shadow.place_market_order(&id, "r", &intent).await.unwrap();
+        assert!(ack.fills.is_empty());
+        assert_eq!(ack.order.status, OrderStatus::Canceled);
+        assert_eq!(shadow.balances().await.unwrap()[0].free, dec!(1000));
+    }
+}

@@ -1,0 +1,10 @@
+//! mcbot's end-to-end tests, as one test binary: real stores (SQLite file and PostgreSQL), loopback fake servers,
+//! virtual time.
+
+mod support;
+mod store_contract;
+mod pipeline_e2e;
+mod cli;
+mod backtest_parity;
+mod upbit;
+mod binance;

@@ -1,0 +1,4 @@
+//! Helpers shared by the end-to-end tests.
+pub mod db;
+pub mod fake_binance;
+pub mod fake_upbit;
