@@ -142,7 +142,10 @@ impl App {
         let jobs: Vec<(Schedule, Arc<dyn Job>)> = vec![
             (
                 Schedule::parse(&tf.cron_after_close(s.bar_delay_secs))?,
-                Arc::new(TradingCycleJob::new(pipeline.clone(), dyn_store.clone(), notifier.clone())),
+                Arc::new(
+                    TradingCycleJob::new(pipeline.clone(), dyn_store.clone(), notifier.clone())
+                        .with_reconcile(reconcile.clone()),
+                ),
             ),
             (
                 Schedule::parse(&s.health)?,

@@ -56,7 +56,8 @@ pub enum Command {
     Migrate,
     /// Equity, cash, positions, safe mode and the last runs.
     Status,
-    // BACKTEST-VARIANTS
+    /// Backtest a strategy on candle files.
+    Backtest(crate::commands::backtest::BacktestArgs),
 }
 
 /// `run-once` arguments.

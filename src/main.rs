@@ -31,8 +31,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<u8, AppError> {
     let json = cli.output == mcbot::cli::Output::Json;
-    // BACKTEST-DISPATCH
-    let _ = json;
+    if let Command::Backtest(args) = &cli.command {
+        return Ok(finish(commands::backtest::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
+    }
     let mut profiles = Vec::new();
     if let Some(mode) = cli.mode {
         if cli.config.join(format!("{}.toml", mode.as_str())).exists() {
@@ -57,7 +58,7 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         Command::Scheduler => commands::scheduler::run(&app).await.map(|()| 0),
         Command::Jobs => commands::jobs::run(&app, cli.output).map(|()| 0),
         Command::Status => commands::status::run(&app, cli.output).await.map(|()| 0),
-        Command::Migrate => Ok(0),
+        Command::Migrate | Command::Backtest(_) => Ok(0),
     }
 }
 

@@ -141,3 +141,37 @@ fn single_stages_run_in_order_through_the_store() {
         }
     }
 }
+
+#[test]
+fn scheduler_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = workdir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcbot"))
+        .current_dir(dir.path())
+        .args(["scheduler", "--log-format", "json"])
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    // Wait until the runtime has scheduled its jobs (the log says so), then ask it to stop.
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let ready = line.contains("\"scheduled\"") && line.contains("report-monthly");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l.contains("trading-cycle")), "{seen:?}");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("shutdown requested")), "{rest:?}");
+}

@@ -7,6 +7,8 @@ use crate::app::{App, AppError};
 
 /// Runs until a shutdown signal.
 pub async fn run(app: &App) -> Result<(), AppError> {
+    // Listen before anything else: a SIGTERM that arrives during start-up must still be a clean stop.
+    let shutdown = shutdown_signal()?;
     match app.reconcile.reconcile().await {
         Ok(r) if r.is_clean() => tracing::info!("start-up reconciliation: in sync"),
         Ok(r) => tracing::error!(report = ?r, "start-up reconciliation found drift; the reconcile job will enter safe mode"),
@@ -15,29 +17,19 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     for v in app.runtime.views() {
         tracing::info!(job = %v.name, schedule = %v.schedule, next = ?v.next_fire, "scheduled");
     }
-    driver::run_until(app.runtime.clone(), shutdown_signal())
-        .await
-        .map_err(|e| AppError::Runtime(e.to_string()))
+    driver::run_until(app.runtime.clone(), shutdown).await.map_err(|e| AppError::Runtime(e.to_string()))
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+/// Registers SIGINT and SIGTERM now and returns a future that resolves on either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, AppError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let err = |e: std::io::Error| AppError::Runtime(format!("cannot listen for signals: {e}"));
+    let mut term = signal(SignalKind::terminate()).map_err(err)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(err)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    })
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mcbot_stages::Clock;
-use mcbot_stages::domain::{Decimal, Symbol};
+use mcbot_stages::domain::{Decimal, Position, Symbol};
 use mcbot_stages::pipeline::execution::record_ack;
 use mcbot_stages::ports::{Exchange, Notifier, RiskEvent, Severity, Store};
 use serde::Serialize;
@@ -21,8 +21,10 @@ pub struct ReconcileReport {
     pub resolved_orders: usize,
     /// Pending orders the exchange does not know either.
     pub unresolved_orders: Vec<String>,
-    /// Symbol, stored quantity, exchange quantity, for each drift.
+    /// Symbol, stored quantity, exchange quantity, for each drift too large to correct (or an orphan position).
     pub drifts: Vec<(Symbol, Decimal, Decimal)>,
+    /// Small drifts (within the tolerance) corrected to the exchange's quantity: symbol, stored, exchange.
+    pub corrected: Vec<(Symbol, Decimal, Decimal)>,
     /// Open orders on the exchange the bot has no record of.
     pub unknown_open_orders: Vec<String>,
 }
@@ -41,6 +43,7 @@ pub struct ReconcileJob {
     notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
     symbols: Vec<Symbol>,
+    tolerance: Decimal,
 }
 
 impl ReconcileJob {
@@ -52,7 +55,14 @@ impl ReconcileJob {
         clock: Arc<dyn Clock>,
         symbols: Vec<Symbol>,
     ) -> Self {
-        Self { store, exchange, notifier, clock, symbols }
+        Self { store, exchange, notifier, clock, symbols, tolerance: Decimal::new(1, 2) }
+    }
+
+    /// Relative drift (fraction of the stored quantity, default 1 %) that is corrected silently-but-recorded;
+    /// anything larger, or a position the bot does not know at all, is an orphan and stops entries.
+    pub fn with_tolerance(mut self, tolerance: Decimal) -> Self {
+        self.tolerance = tolerance;
+        self
     }
 
     /// Compares and books; also used at start-up before the schedule resumes.
@@ -81,22 +91,37 @@ impl ReconcileJob {
             let inst = self.exchange.instrument(s).await.map_err(ex)?;
             let stored = positions.get(s).map_or(Decimal::ZERO, |p| p.qty);
             let actual = balances.get(&inst.base).copied().unwrap_or_default();
-            if (actual - stored).abs() >= inst.step_size.max(Decimal::new(1, 12)) {
+            let diff = (actual - stored).abs();
+            if diff < inst.step_size.max(Decimal::new(1, 12)) {
+                continue;
+            }
+            if stored > Decimal::ZERO && diff <= stored * self.tolerance {
+                // The exchange is the truth: adopt its quantity, keep the cost basis.
+                let mut p = positions.get(s).cloned().unwrap_or_else(|| Position::flat(s.clone()));
+                p.qty = actual;
+                self.store.save_position(&p).await?;
+                report.corrected.push((s.clone(), stored, actual));
+            } else {
                 report.drifts.push((s.clone(), stored, actual));
             }
         }
         Ok(report)
     }
-}
 
-#[async_trait]
-impl Job for ReconcileJob {
-    fn name(&self) -> &str {
-        "reconcile"
-    }
-
-    async fn run(&self, cx: &JobContext) -> Result<JobOutcome, JobError> {
+    /// Reconciles, then fails closed on anything unclean: safe mode on, a critical event recorded and alerted.
+    /// A clean result clears the unknown-order breaker. Run by the job and after every trading cycle.
+    pub async fn reconcile_and_guard(&self, run_id: &str) -> Result<ReconcileReport, JobError> {
         let report = self.reconcile().await?;
+        for (s, stored, actual) in &report.corrected {
+            let event = RiskEvent {
+                ts: self.clock.now(),
+                run_id: Some(run_id.to_owned()),
+                kind: "reconcile_corrected".into(),
+                severity: Severity::Warning,
+                message: format!("{s}: stored {stored} corrected to the exchange's {actual}"),
+            };
+            super::raise(self.store.as_ref(), self.notifier.as_ref(), event).await?;
+        }
         let mut state = self.store.load_state().await?;
         if report.is_clean() {
             if state.tripped.remove("order_outcome_unknown").is_some() {
@@ -115,13 +140,25 @@ impl Job for ReconcileJob {
             }
             let event = RiskEvent {
                 ts: self.clock.now(),
-                run_id: Some(cx.run_id.to_string()),
+                run_id: Some(run_id.to_owned()),
                 kind: "reconcile_drift".into(),
                 severity: Severity::Critical,
                 message,
             };
             super::raise(self.store.as_ref(), self.notifier.as_ref(), event).await?;
         }
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl Job for ReconcileJob {
+    fn name(&self) -> &str {
+        "reconcile"
+    }
+
+    async fn run(&self, cx: &JobContext) -> Result<JobOutcome, JobError> {
+        let report = self.reconcile_and_guard(cx.run_id.as_str()).await?;
         let summary = if report.is_clean() {
             format!("in sync ({} pending order(s) resolved)", report.resolved_orders)
         } else {

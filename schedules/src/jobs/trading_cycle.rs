@@ -8,6 +8,7 @@ use mcbot_stages::domain::Timeframe;
 use mcbot_stages::pipeline::{Pipeline, StageSelection};
 use mcbot_stages::ports::{Notifier, RiskEvent, Severity, Store};
 
+use super::ReconcileJob;
 use crate::runtime::{Job, JobContext, JobError, JobOutcome};
 
 /// Runs the four stages for the bar that closed just before the fire.
@@ -16,6 +17,7 @@ pub struct TradingCycleJob {
     timeframe: Timeframe,
     store: Arc<dyn Store>,
     notifier: Arc<dyn Notifier>,
+    reconcile: Option<Arc<ReconcileJob>>,
 }
 
 impl TradingCycleJob {
@@ -25,7 +27,13 @@ impl TradingCycleJob {
     /// Builds the job.
     pub fn new(pipeline: Arc<Pipeline>, store: Arc<dyn Store>, notifier: Arc<dyn Notifier>) -> Self {
         let timeframe = pipeline.config().timeframe;
-        Self { pipeline, timeframe, store, notifier }
+        Self { pipeline, timeframe, store, notifier, reconcile: None }
+    }
+
+    /// Reconciles with the exchange after every cycle that placed orders, so drift is caught within the bar.
+    pub fn with_reconcile(mut self, reconcile: Arc<ReconcileJob>) -> Self {
+        self.reconcile = Some(reconcile);
+        self
     }
 }
 
@@ -46,7 +54,10 @@ impl Job for TradingCycleJob {
             .run_cycle(&cx.run_id, cx.scheduled_at, StageSelection::All)
             .await
             .map_err(|e| JobError::Failed(format!("cycle not run (fail closed): {e}")))?;
-        let failed = report.failed();
+        let mut failed = report.failed();
+        if let Some(r) = self.reconcile.as_ref().filter(|_| !report.orders.is_empty()) {
+            failed |= !r.reconcile_and_guard(cx.run_id.as_str()).await?.is_clean();
+        }
         if failed {
             let detail: Vec<String> = report
                 .stages
