@@ -5,6 +5,8 @@ mod support;
 mod store_contract;
 mod pipeline_e2e;
 mod cli;
+mod pipeline_faults;
 mod backtest_parity;
 mod upbit;
 mod binance;
+mod market_data;

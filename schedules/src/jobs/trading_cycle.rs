@@ -1,6 +1,7 @@
 //! The trading cycle: one pipeline run per closed bar.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,6 +19,7 @@ pub struct TradingCycleJob {
     store: Arc<dyn Store>,
     notifier: Arc<dyn Notifier>,
     reconcile: Option<Arc<ReconcileJob>>,
+    retry: (u32, Duration),
 }
 
 impl TradingCycleJob {
@@ -27,7 +29,14 @@ impl TradingCycleJob {
     /// Builds the job.
     pub fn new(pipeline: Arc<Pipeline>, store: Arc<dyn Store>, notifier: Arc<dyn Notifier>) -> Self {
         let timeframe = pipeline.config().timeframe;
-        Self { pipeline, timeframe, store, notifier, reconcile: None }
+        Self { pipeline, timeframe, store, notifier, reconcile: None, retry: (3, Duration::from_secs(2)) }
+    }
+
+    /// How often a cycle whose stage failed transiently is run again within the same bar, and the first delay
+    /// (doubled each time). The same run id makes a rerun safe.
+    pub fn with_retries(mut self, attempts: u32, first_delay: Duration) -> Self {
+        self.retry = (attempts.max(1), first_delay);
+        self
     }
 
     /// Reconciles with the exchange after every cycle that placed orders, so drift is caught within the bar.
@@ -49,11 +58,22 @@ impl Job for TradingCycleJob {
     }
 
     async fn run(&self, cx: &JobContext) -> Result<JobOutcome, JobError> {
-        let report = self
-            .pipeline
-            .run_cycle(&cx.run_id, cx.scheduled_at, StageSelection::All)
-            .await
-            .map_err(|e| JobError::Failed(format!("cycle not run (fail closed): {e}")))?;
+        let (attempts, mut delay) = self.retry;
+        let mut tries = 1;
+        let report = loop {
+            let report = self
+                .pipeline
+                .run_cycle(&cx.run_id, cx.scheduled_at, StageSelection::All)
+                .await
+                .map_err(|e| JobError::Failed(format!("cycle not run (fail closed): {e}")))?;
+            if !report.retryable() || tries >= attempts {
+                break report;
+            }
+            tracing::warn!(attempt = tries, "transient failure, running the cycle again in {delay:?}");
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+            tries += 1;
+        };
         let mut failed = report.failed();
         if let Some(r) = self.reconcile.as_ref().filter(|_| !report.orders.is_empty()) {
             failed |= !r.reconcile_and_guard(cx.run_id.as_str()).await?.is_clean();

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::stage::{CycleContext, Stage, StageError, StageName};
 use crate::domain::{Candle, Symbol, Timeframe};
-use crate::ports::{Exchange, Store};
+use crate::ports::{Exchange, ExchangeError, Store};
 
 /// Candles of one symbol and whether they may be traded on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -102,6 +102,11 @@ impl Stage for DataCollection {
                         self.store.save_candles(symbol, self.timeframe, &fresh).await?;
                     }
                     SymbolData { candles, issue }
+                }
+                // A transient failure fails the stage so the cycle is retried within the bar; anything else
+                // blocks entries on this symbol only.
+                Err(ExchangeError::Retryable { retry_after, message }) => {
+                    return Err(StageError::Retry { after: retry_after, reason: format!("{symbol}: {message}") });
                 }
                 Err(e) => SymbolData { candles: Vec::new(), issue: Some(format!("unavailable: {e}")) },
             };

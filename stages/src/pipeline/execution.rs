@@ -48,6 +48,9 @@ pub struct ExecutionInput {
     pub data_issues: BTreeMap<Symbol, String>,
     /// State to update and persist.
     pub state: BotState,
+    /// False when an earlier stage failed transiently: the bar is then not marked processed, so a retry of the
+    /// cycle runs it again (placing nothing twice, thanks to the client order ids).
+    pub complete: bool,
 }
 
 /// What Execution did.
@@ -294,7 +297,7 @@ impl Stage for Execution {
         self.store.insert_equity(&EquitySnapshot { ts: cx.bar_close, equity, cash: book.cash }).await?;
         state.cash = Some(book.cash);
         state.peak_equity = Some(state.peak_equity.map_or(equity, |p| p.max(equity)));
-        if unknown.is_none() {
+        if unknown.is_none() && input.complete {
             state.last_bar = Some(cx.bar_close);
         }
         self.store.save_state(&state).await?;

@@ -109,6 +109,13 @@ impl CycleReport {
     pub fn failed(&self) -> bool {
         self.stages.iter().any(|s| matches!(s.status, StageStatus::Halted | StageStatus::Failed))
     }
+
+    /// True when a stage failed transiently (time-out, exchange or database briefly away): running the same
+    /// cycle again may succeed and cannot place anything twice.
+    pub fn retryable(&self) -> bool {
+        self.stages.iter().any(|s| s.status == StageStatus::Failed)
+            && !self.stages.iter().any(|s| s.status == StageStatus::Halted)
+    }
 }
 
 /// A target as reported.
@@ -283,7 +290,8 @@ impl Pipeline {
             }
         }
 
-        let input = ExecutionInput { targets, verdict, book, data_issues, state };
+        let complete = !report.stages.iter().any(|s| s.status == StageStatus::Failed);
+        let input = ExecutionInput { targets, verdict, book, data_issues, state, complete };
         match self.timed(&self.execution, &cx, input).await {
             (Ok((exec, _state)), ms) => {
                 report.stages.push(StageReport {
