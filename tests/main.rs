@@ -6,6 +6,7 @@ mod store_contract;
 mod pipeline_e2e;
 mod cli;
 mod pipeline_faults;
+mod backtest_pipeline;
 mod backtest_parity;
 mod upbit;
 mod binance;

@@ -9,6 +9,9 @@ use crate::domain::{OrderBook, Side};
 /// Estimated slippage of a market order of `qty` as a fraction of the mid price (spread included), or `None`
 /// when the listed depth cannot fill it.
 pub fn slippage(book: &OrderBook, side: Side, qty: Decimal) -> Option<Decimal> {
+    if qty <= Decimal::ZERO {
+        return Some(Decimal::ZERO);
+    }
     let mid = mid(book)?;
     let levels = match side {
         Side::Buy => &book.asks,
@@ -88,6 +91,7 @@ mod tests {
         assert_eq!(slippage(&book(), Side::Buy, dec!(2)), Some(dec!(0.003)));
         assert_eq!(slippage(&book(), Side::Sell, dec!(1)), Some(dec!(0.001)));
         assert_eq!(slippage(&book(), Side::Buy, dec!(13)), None, "deeper than the book");
+        assert_eq!(slippage(&book(), Side::Buy, dec!(0)), Some(dec!(0)), "nothing to fill moves nothing");
     }
 
     #[test]
