@@ -127,6 +127,7 @@ impl App {
             risk,
             pretrade: cfg.pretrade.clone(),
             sizing: cfg.sizing.clone(),
+            gate: cfg.strategy.gate.clone(),
         };
         let pipeline = Arc::new(Pipeline::new(pcfg, exchange.clone(), dyn_store.clone(), clock.clone(), strategy));
         let notifier: Arc<dyn Notifier> = Arc::new(LogNotifier);

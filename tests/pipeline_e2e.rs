@@ -225,3 +225,20 @@ async fn a_halted_risk_check_places_no_entry_but_lets_exits_through() {
     assert_eq!(r.stages[0].status, StageStatus::Ok, "removing the file re-enables entries");
     assert_eq!(r.stages.len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_quick_filter_gate_blocks_entries_with_the_reason_recorded() {
+    let db = fresh_sqlite_url();
+    let mut cfg = config(db.dir());
+    cfg.strategy.gate.enabled = true;
+    cfg.strategy.gate.window_bars = 100;
+    cfg.strategy.gate.min_return_pct = 1e9; // unreachable: every entry is refused
+    let clock = Arc::new(ManualClock::new(start() + Duration::hours(100) + Duration::minutes(15)));
+    let app = app(db.url(), &cfg, clock.clone()).await;
+    drive(&app, &clock, start() + Duration::hours(130)).await;
+    let runs = cycle_run_ids(app.store.as_ref()).await;
+    assert_eq!(runs.len(), 30);
+    assert!(order_book(app.store.as_ref(), &runs).await.is_empty(), "no entry through a failing gate");
+    let signals = app.store.signals_of_run(runs.last().unwrap()).await.unwrap();
+    assert!(signals.iter().any(|s| s.reason.contains("quick-filter gate over 100 bars failed: return")), "{signals:?}");
+}

@@ -119,6 +119,7 @@ async fn transient_faults_are_retried_and_lost_answers_found_by_client_id() {
         risk: RiskLimits { stop_loss_pct: None, kill_switch_file: db.dir().join("KILL"), ..Default::default() },
         pretrade: PreTradeLimits::default(),
         sizing: SizingParams::default(),
+        gate: Default::default(),
     };
     let strategy = Box::new(Tsmom::new(TsmomParams { lookback: 4, ..Default::default() }, tf.bars_per_year()));
     let pipeline = Arc::new(Pipeline::new(cfg, flaky.clone(), store.clone(), clock.clone(), strategy));

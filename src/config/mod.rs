@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use mcbot_schedules::Schedule;
 use mcbot_stages::domain::{Decimal, Symbol, Timeframe};
 use mcbot_stages::pipeline::execution::SizingParams;
+use mcbot_stages::pipeline::gate::QuickFilter;
 use mcbot_stages::pipeline::pretrade::PreTradeLimits;
 use mcbot_stages::pipeline::risk::RiskLimits;
 use serde::{Deserialize, Serialize};
@@ -182,11 +183,13 @@ pub struct StrategyConfig {
     pub name: String,
     /// Parameters.
     pub params: BTreeMap<String, toml::Value>,
+    /// Quick-filter gate: a recent-window backtest that must pass before entries.
+    pub gate: QuickFilter,
 }
 
 impl Default for StrategyConfig {
     fn default() -> Self {
-        Self { name: "tsmom".into(), params: BTreeMap::new() }
+        Self { name: "tsmom".into(), params: BTreeMap::new(), gate: QuickFilter::default() }
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::book::Book;
 use super::data::MarketData;
+use super::gate::QuickFilter;
 use super::stage::{CycleContext, Stage, StageError, StageName};
 use crate::ports::{SignalRecord, Store};
 use crate::strategy::{Strategy, SymbolBars, Target};
@@ -44,12 +45,19 @@ pub fn validate(mut targets: Vec<Target>) -> Decision {
 pub struct Analysis {
     strategy: Box<dyn Strategy>,
     store: Arc<dyn Store>,
+    gate: Option<(QuickFilter, f64)>,
 }
 
 impl Analysis {
     /// Builds the stage around a strategy.
     pub fn new(strategy: Box<dyn Strategy>, store: Arc<dyn Store>) -> Self {
-        Self { strategy, store }
+        Self { strategy, store, gate: None }
+    }
+
+    /// Adds the quick-filter gate; `bars_per_year` annualises its Sharpe ratio.
+    pub fn with_gate(mut self, gate: QuickFilter, bars_per_year: f64) -> Self {
+        self.gate = gate.enabled.then_some((gate, bars_per_year));
+        self
     }
 
     /// Bars of history the strategy needs.
@@ -82,6 +90,16 @@ impl Stage for Analysis {
                 targets.len(),
                 usable.len()
             )));
+        }
+        if let Some((gate, bars_per_year)) = &self.gate {
+            for (t, b) in targets.iter_mut().zip(&usable) {
+                if t.weight > b.current_weight {
+                    if let Some(why) = gate.check(self.strategy.as_ref(), b.symbol, b.candles, *bars_per_year) {
+                        t.weight = b.current_weight;
+                        t.reason.push_str(&format!("; no entry: {why}"));
+                    }
+                }
+            }
         }
         for (s, d) in &data.symbols {
             if let Some(issue) = &d.issue {

@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod book;
 pub mod data;
 pub mod execution;
+pub mod gate;
 pub mod liquidity;
 pub mod pretrade;
 pub mod risk;
@@ -25,6 +26,7 @@ use self::analysis::Analysis;
 use self::book::Book;
 use self::data::{DataCollection, MarketData, SymbolData};
 use self::execution::{Execution, ExecutionInput, ExecutionReport, SizingParams};
+use self::gate::QuickFilter;
 use self::pretrade::PreTradeLimits;
 use self::risk::{RiskCheck, RiskInput, RiskLimits};
 use self::stage::{CycleContext, Stage, StageError, StageName, StageReport, StageStatus, run_timed};
@@ -68,6 +70,8 @@ pub struct PipelineConfig {
     pub pretrade: PreTradeLimits,
     /// Sizing.
     pub sizing: SizingParams,
+    /// Optional quick-filter gate on entries.
+    pub gate: QuickFilter,
 }
 
 /// Failures that stop a cycle outside any stage: the state could not be read or the book not built.
@@ -157,10 +161,14 @@ impl Pipeline {
         strategy: Box<dyn Strategy>,
     ) -> Self {
         cfg.lookback = cfg.lookback.max(strategy.warmup());
+        if cfg.gate.enabled {
+            cfg.lookback = cfg.lookback.max(cfg.gate.window_bars);
+        }
         let risk = RiskCheck::new(cfg.risk.clone(), store.clone());
         let data =
             DataCollection::new(exchange.clone(), store.clone(), cfg.symbols.clone(), cfg.timeframe, cfg.lookback);
-        let analysis = Analysis::new(strategy, store.clone());
+        let analysis =
+            Analysis::new(strategy, store.clone()).with_gate(cfg.gate.clone(), cfg.timeframe.bars_per_year());
         let execution = Execution::new(
             exchange.clone(),
             store.clone(),
