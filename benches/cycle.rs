@@ -58,7 +58,10 @@ fn bench_cycle(c: &mut Criterion) {
     });
     if cycles > 0 {
         let ms = total.as_secs_f64() * 1000.0 / f64::from(cycles);
-        println!("mean cycle: {ms:.3} ms over {cycles} cycles; target {TARGET_MS} ms; ratio target/actual = {:.1}x", TARGET_MS / ms);
+        println!(
+            "mean cycle: {ms:.3} ms over {cycles} cycles; target {TARGET_MS} ms; ratio target/actual = {:.1}x",
+            TARGET_MS / ms
+        );
     }
 }
 

@@ -161,11 +161,21 @@ impl App {
                 )),
             ),
             (Schedule::parse(&s.reconcile)?, reconcile.clone()),
-            (Schedule::parse(&s.report_daily)?, Arc::new(ReportJob::new(Period::Daily, dyn_store.clone(), notifier.clone()))),
-            (Schedule::parse(&s.report_weekly)?, Arc::new(ReportJob::new(Period::Weekly, dyn_store.clone(), notifier.clone()))),
-            (Schedule::parse(&s.report_monthly)?, Arc::new(ReportJob::new(Period::Monthly, dyn_store.clone(), notifier))),
+            (
+                Schedule::parse(&s.report_daily)?,
+                Arc::new(ReportJob::new(Period::Daily, dyn_store.clone(), notifier.clone())),
+            ),
+            (
+                Schedule::parse(&s.report_weekly)?,
+                Arc::new(ReportJob::new(Period::Weekly, dyn_store.clone(), notifier.clone())),
+            ),
+            (
+                Schedule::parse(&s.report_monthly)?,
+                Arc::new(ReportJob::new(Period::Monthly, dyn_store.clone(), notifier)),
+            ),
         ];
-        let rcfg = RuntimeConfig { grace: Duration::seconds(s.grace_secs), stale_after: Duration::seconds(s.stale_run_secs) };
+        let rcfg =
+            RuntimeConfig { grace: Duration::seconds(s.grace_secs), stale_after: Duration::seconds(s.stale_run_secs) };
         let runtime = Arc::new(Runtime::new(jobs, dyn_store, clock.clone(), rcfg));
         Ok(Self { cfg, store, exchange, clock, pipeline, runtime, reconcile })
     }

@@ -55,7 +55,14 @@ pub fn read_candles(path: &Path) -> Result<Vec<Candle>, CandleCsvError> {
         let d = |k: usize, name: &str| -> Result<Decimal, CandleCsvError> {
             f[k].trim().parse::<Decimal>().map_err(|e| err(n, format!("{name} {:?}: {e}", f[k])))
         };
-        let c = Candle { open_time, open: d(1, "open")?, high: d(2, "high")?, low: d(3, "low")?, close: d(4, "close")?, volume: d(5, "volume")? };
+        let c = Candle {
+            open_time,
+            open: d(1, "open")?,
+            high: d(2, "high")?,
+            low: d(3, "low")?,
+            close: d(4, "close")?,
+            volume: d(5, "volume")?,
+        };
         if !c.is_sane() {
             return Err(err(n, "OHLC not sane (low > 0, high >= open/close >= low)".into()));
         }
@@ -75,7 +82,11 @@ mod tests {
     fn reads_and_rejects_with_line_numbers() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("c.csv");
-        std::fs::write(&f, "timestamp,open,high,low,close,volume\n2017-07-01T11:00:00Z,2505.56,2513.38,2495.12,2509.17,114.6\n").unwrap();
+        std::fs::write(
+            &f,
+            "timestamp,open,high,low,close,volume\n2017-07-01T11:00:00Z,2505.56,2513.38,2495.12,2509.17,114.6\n",
+        )
+        .unwrap();
         let c = read_candles(&f).unwrap();
         assert_eq!(c[0].close.to_string(), "2509.17");
         std::fs::write(&f, "timestamp,open,high,low,close,volume\n2017-07-01T11:00:00Z,x,1,1,1,1\n").unwrap();

@@ -71,4 +71,3 @@ fn finish(result: Result<(), (u8, String)>) -> u8 {
         }
     }
 }
-

@@ -30,7 +30,15 @@ async fn the_pipeline_replayed_over_history_trades_on_the_backtests_bars() {
     let slice = dir.path().join("btc.csv");
     let mut text = String::from("timestamp,open,high,low,close,volume\n");
     for c in candles {
-        text.push_str(&format!("{},{},{},{},{},{}\n", c.open_time.format("%Y-%m-%dT%H:%M:%SZ"), c.open, c.high, c.low, c.close, c.volume));
+        text.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            c.open_time.format("%Y-%m-%dT%H:%M:%SZ"),
+            c.open,
+            c.high,
+            c.low,
+            c.close,
+            c.volume
+        ));
     }
     std::fs::write(&slice, text).unwrap();
     let symbol = Symbol::new("BTCUSD").unwrap();
@@ -89,7 +97,11 @@ async fn the_pipeline_replayed_over_history_trades_on_the_backtests_bars() {
     let index = |t: chrono::DateTime<chrono::Utc>| candles.iter().position(|c| c.open_time == t).unwrap();
     let mut runs = app.store.recent_runs(Some(TradingCycleJob::NAME), 100_000).await.unwrap();
     runs.sort_by_key(|r| r.scheduled_at);
-    assert_eq!(runs.len(), BARS - warmup, "one cycle per bar, from the first decision to the one filled at the last bar");
+    assert_eq!(
+        runs.len(),
+        BARS - warmup,
+        "one cycle per bar, from the first decision to the one filled at the last bar"
+    );
     let mut actual: Vec<(usize, Option<usize>)> = Vec::new();
     for r in &runs {
         for o in app.store.orders_of_run(&r.run_id).await.unwrap() {

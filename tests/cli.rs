@@ -29,8 +29,9 @@ fn mcbot(dir: &Path, args: &[&str], db: Option<&str>) -> Output {
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("not JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    })
 }
 
 fn run_once_twice(db: Option<&str>) {
@@ -38,7 +39,8 @@ fn run_once_twice(db: Option<&str>) {
     let first = mcbot(dir.path(), &["run-once", "--stage", "all", "--output", "json"], db);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let a = json(&first);
-    let stages: Vec<_> = a["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap().to_owned()).collect();
+    let stages: Vec<_> =
+        a["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap().to_owned()).collect();
     assert_eq!(stages, ["risk_check", "data_collection", "analysis", "execution"]);
     let placed = a["orders"].as_array().unwrap().len();
     assert!(placed > 0, "a fresh account with 8 symbols buys the ones with positive momentum: {a}");

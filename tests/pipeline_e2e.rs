@@ -9,11 +9,11 @@ use mcbot::app::{App, open_store};
 use mcbot::config::Config;
 use mcbot_schedules::FireOutcome;
 use mcbot_schedules::jobs::TradingCycleJob;
-use mcbot_stages::{Clock, ManualClock};
 use mcbot_stages::domain::{Decimal, Side, Symbol};
 use mcbot_stages::pipeline::StageSelection;
 use mcbot_stages::pipeline::stage::{StageName, StageStatus};
 use mcbot_stages::ports::{JobStatus, Store};
+use mcbot_stages::{Clock, ManualClock};
 
 use crate::support::db::{fresh_pg_url, fresh_sqlite_url};
 
@@ -107,7 +107,8 @@ async fn five_hundred_bars(url: &str, data_dir: &std::path::Path) {
     let report = app.reconcile.reconcile().await.unwrap();
     assert!(report.is_clean(), "{report:?}");
     let state = store.load_state().await.unwrap();
-    let cash: Decimal = app.exchange.balances().await.unwrap().iter().filter(|b| b.asset == "USDT").map(|b| b.free).sum();
+    let cash: Decimal =
+        app.exchange.balances().await.unwrap().iter().filter(|b| b.asset == "USDT").map(|b| b.free).sum();
     assert_eq!(state.cash, Some(cash));
     assert_eq!(state.last_bar, Some(start() + Duration::hours(520)));
     assert!(!state.safe_mode);
@@ -157,7 +158,15 @@ async fn restart(url_a: &str, url_b: &str, dir_a: &std::path::Path, dir_b: &std:
     // The restarted runtime first re-fires the bar it already did: the ledger refuses it.
     let again = b.runtime.fire_named(TradingCycleJob::NAME, start() + Duration::hours(80)).await.unwrap();
     assert!(matches!(again, FireOutcome::AlreadyDone { .. }), "{again:?}");
-    let replay = b.pipeline.run_cycle(&mcbot_stages::domain::RunId::from_stored(before.last().unwrap().clone()), start() + Duration::hours(80), StageSelection::All).await.unwrap();
+    let replay = b
+        .pipeline
+        .run_cycle(
+            &mcbot_stages::domain::RunId::from_stored(before.last().unwrap().clone()),
+            start() + Duration::hours(80),
+            StageSelection::All,
+        )
+        .await
+        .unwrap();
     assert!(replay.already_processed && replay.orders.is_empty(), "the persisted last bar guards the pipeline too");
     drive(&b, &clock_b, end).await;
 
@@ -221,7 +230,11 @@ async fn a_halted_risk_check_places_no_entry_but_lets_exits_through() {
     std::fs::remove_file(db.dir().join("KILL")).unwrap();
     let bar = start() + Duration::hours(91);
     clock.set(bar + Duration::seconds(5));
-    let r = app.pipeline.run_cycle(&mcbot_stages::domain::RunId::new(TradingCycleJob::NAME, bar), bar, StageSelection::All).await.unwrap();
+    let r = app
+        .pipeline
+        .run_cycle(&mcbot_stages::domain::RunId::new(TradingCycleJob::NAME, bar), bar, StageSelection::All)
+        .await
+        .unwrap();
     assert_eq!(r.stages[0].status, StageStatus::Ok, "removing the file re-enables entries");
     assert_eq!(r.stages.len(), 4);
 }

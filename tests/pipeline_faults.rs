@@ -11,6 +11,7 @@ use mcbot::notify::LogNotifier;
 use mcbot::store::SqlStore;
 use mcbot_schedules::jobs::TradingCycleJob;
 use mcbot_schedules::{Job, JobContext};
+use mcbot_stages::ManualClock;
 use mcbot_stages::domain::{
     Balance, Candle, ClientOrderId, Decimal, Instrument, Order, OrderBook, OrderIntent, RunId, Symbol, Timeframe,
 };
@@ -21,7 +22,6 @@ use mcbot_stages::pipeline::{Pipeline, PipelineConfig};
 use mcbot_stages::ports::{Exchange, ExchangeError, OrderAck, Store};
 use mcbot_stages::sim::{MarketSource, RandomWalk, SimConfig, SimExchange};
 use mcbot_stages::strategy::{Tsmom, TsmomParams};
-use mcbot_stages::ManualClock;
 
 use crate::support::db::fresh_sqlite_url;
 
@@ -43,7 +43,13 @@ impl Exchange for Flaky {
     async fn instrument(&self, s: &Symbol) -> Result<Instrument, ExchangeError> {
         self.inner.instrument(s).await
     }
-    async fn closed_candles(&self, s: &Symbol, tf: Timeframe, until: DateTime<Utc>, limit: usize) -> Result<Vec<Candle>, ExchangeError> {
+    async fn closed_candles(
+        &self,
+        s: &Symbol,
+        tf: Timeframe,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Candle>, ExchangeError> {
         if self.candle_faults.load(Ordering::SeqCst) > 0 {
             self.candle_faults.fetch_sub(1, Ordering::SeqCst);
             return Err(ExchangeError::Retryable { retry_after: StdDuration::from_millis(1), message: "503".into() });
@@ -59,7 +65,12 @@ impl Exchange for Flaky {
     async fn balances(&self) -> Result<Vec<Balance>, ExchangeError> {
         self.inner.balances().await
     }
-    async fn place_market_order(&self, id: &ClientOrderId, run: &str, intent: &OrderIntent) -> Result<OrderAck, ExchangeError> {
+    async fn place_market_order(
+        &self,
+        id: &ClientOrderId,
+        run: &str,
+        intent: &OrderIntent,
+    ) -> Result<OrderAck, ExchangeError> {
         let ack = self.inner.place_market_order(id, run, intent).await?;
         if self.orders.fetch_add(1, Ordering::SeqCst) % self.lose_every == 0 {
             self.lost.fetch_add(1, Ordering::SeqCst);
@@ -92,7 +103,13 @@ async fn transient_faults_are_retried_and_lost_answers_found_by_client_id() {
             min_notional: Decimal::from(10),
         })
         .collect();
-    let market = MarketSource::random_walk(RandomWalk { seed: 9, start, bar_vol: 0.02, start_prices: Default::default(), price_dp: 4 });
+    let market = MarketSource::random_walk(RandomWalk {
+        seed: 9,
+        start,
+        bar_vol: 0.02,
+        start_prices: Default::default(),
+        price_dp: 4,
+    });
     let sim_cfg = SimConfig {
         quote: "USDT".into(),
         initial_cash: Decimal::from(10_000),
@@ -123,7 +140,8 @@ async fn transient_faults_are_retried_and_lost_answers_found_by_client_id() {
     };
     let strategy = Box::new(Tsmom::new(TsmomParams { lookback: 4, ..Default::default() }, tf.bars_per_year()));
     let pipeline = Arc::new(Pipeline::new(cfg, flaky.clone(), store.clone(), clock.clone(), strategy));
-    let job = TradingCycleJob::new(pipeline, store.clone(), Arc::new(LogNotifier)).with_retries(3, StdDuration::from_millis(1));
+    let job = TradingCycleJob::new(pipeline, store.clone(), Arc::new(LogNotifier))
+        .with_retries(3, StdDuration::from_millis(1));
 
     let mut cycles_with_orders = 0;
     for h in 11..=80 {

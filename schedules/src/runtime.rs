@@ -263,7 +263,17 @@ impl Runtime {
         async {
             let Ok(_guard) = r.running.try_lock() else {
                 let now = self.clock.now();
-                if let Err(e) = self.store.record_skipped_run(&format!("{run_id}#overlap@{}", now.timestamp_millis()), &name, now, now, "previous run still in progress").await {
+                if let Err(e) = self
+                    .store
+                    .record_skipped_run(
+                        &format!("{run_id}#overlap@{}", now.timestamp_millis()),
+                        &name,
+                        now,
+                        now,
+                        "previous run still in progress",
+                    )
+                    .await
+                {
                     tracing::warn!("could not record skipped run: {e}");
                 }
                 tracing::warn!("skipped: previous run still in progress");

@@ -9,7 +9,9 @@ pub async fn run(url: &str, output: Output) -> Result<(), AppError> {
     let store = open_store(url).await?;
     let backend = store.kind().name();
     match output {
-        Output::Json => print_json(&serde_json::json!({"migrated": true, "backend": backend})).map_err(AppError::Runtime),
+        Output::Json => {
+            print_json(&serde_json::json!({"migrated": true, "backend": backend})).map_err(AppError::Runtime)
+        }
         Output::Text => {
             println!("migrations applied ({backend})");
             Ok(())

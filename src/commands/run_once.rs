@@ -4,8 +4,8 @@
 use mcbot_schedules::FireOutcome;
 use mcbot_schedules::jobs::TradingCycleJob;
 use mcbot_stages::domain::RunId;
-use mcbot_stages::ports::Store;
 use mcbot_stages::pipeline::StageSelection;
+use mcbot_stages::ports::Store;
 use serde_json::{Value, json};
 
 use crate::app::{App, AppError};
@@ -25,7 +25,8 @@ pub async fn run(app: &App, args: &RunOnceArgs, output: Output) -> Result<bool, 
         match outcome {
             FireOutcome::Ran { detail, status, summary, .. } => {
                 let failed = status != mcbot_stages::ports::JobStatus::Succeeded;
-                let mut doc = if detail.is_null() { json!({"run_id": run_id.as_str(), "error": summary}) } else { detail };
+                let mut doc =
+                    if detail.is_null() { json!({"run_id": run_id.as_str(), "error": summary}) } else { detail };
                 doc["job_status"] = json!(status);
                 (doc, failed)
             }
@@ -83,9 +84,10 @@ fn print_text(doc: &Value) {
     if let Some(err) = doc.get("error") {
         println!("cycle failed: {}", s(err));
     }
-    let rows = doc["stages"].as_array().into_iter().flatten().map(|st| {
-        vec![s(&st["stage"]), s(&st["status"]), format!("{} ms", s(&st["duration_ms"])), s(&st["detail"])]
-    });
+    let rows =
+        doc["stages"].as_array().into_iter().flatten().map(|st| {
+            vec![s(&st["stage"]), s(&st["status"]), format!("{} ms", s(&st["duration_ms"])), s(&st["detail"])]
+        });
     println!("{}", table(&["stage", "status", "time", "detail"], rows));
     if let Some(targets) = doc["targets"].as_array().filter(|t| !t.is_empty()) {
         let rows = targets.iter().map(|t| vec![s(&t["symbol"]), s(&t["weight"]), s(&t["reason"])]);
@@ -96,9 +98,19 @@ fn print_text(doc: &Value) {
         println!("orders placed: none");
     } else {
         let rows = orders.iter().map(|o| {
-            vec![s(&o["client_order_id"]), s(&o["symbol"]), s(&o["side"]), s(&o["filled_qty"]), s(&o["avg_price"]), s(&o["status"])]
+            vec![
+                s(&o["client_order_id"]),
+                s(&o["symbol"]),
+                s(&o["side"]),
+                s(&o["filled_qty"]),
+                s(&o["avg_price"]),
+                s(&o["status"]),
+            ]
         });
-        println!("orders placed:\n{}", table(&["client order id", "symbol", "side", "qty", "avg price", "status"], rows));
+        println!(
+            "orders placed:\n{}",
+            table(&["client order id", "symbol", "side", "qty", "avg price", "status"], rows)
+        );
     }
     if let Some(skipped) = doc["skipped"].as_array().filter(|t| !t.is_empty()) {
         let rows = skipped.iter().map(|p| vec![s(&p[0]), s(&p[1])]);

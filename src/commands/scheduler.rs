@@ -11,7 +11,9 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     let shutdown = shutdown_signal()?;
     match app.reconcile.reconcile().await {
         Ok(r) if r.is_clean() => tracing::info!("start-up reconciliation: in sync"),
-        Ok(r) => tracing::error!(report = ?r, "start-up reconciliation found drift; the reconcile job will enter safe mode"),
+        Ok(r) => {
+            tracing::error!(report = ?r, "start-up reconciliation found drift; the reconcile job will enter safe mode")
+        }
         Err(e) => tracing::error!("start-up reconciliation failed: {e}"),
     }
     for v in app.runtime.views() {

@@ -75,7 +75,9 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
     });
     println!("{}", table(&["job", "scheduled", "status", "time", "error"], rows));
     if !events.is_empty() {
-        let rows = events.iter().map(|e| vec![e.ts.to_rfc3339(), e.severity.as_str().into(), e.kind.clone(), e.message.clone()]);
+        let rows = events
+            .iter()
+            .map(|e| vec![e.ts.to_rfc3339(), e.severity.as_str().into(), e.kind.clone(), e.message.clone()]);
         println!("{}", table(&["when", "severity", "risk event", "message"], rows));
     }
     Ok(())

@@ -125,7 +125,11 @@ pub struct MarketConfig {
 impl Default for MarketConfig {
     fn default() -> Self {
         let symbols = ["BTCUSDT", "ETHUSDT"].iter().filter_map(|s| Symbol::new(s).ok()).collect();
-        Self { quote: "USDT".into(), symbols, timeframe: Timeframe::from_minutes(60).unwrap_or_else(|_| unreachable!()) }
+        Self {
+            quote: "USDT".into(),
+            symbols,
+            timeframe: Timeframe::from_minutes(60).unwrap_or_else(|_| unreachable!()),
+        }
     }
 }
 
@@ -196,10 +200,7 @@ impl Default for StrategyConfig {
 impl StrategyConfig {
     /// Parameters as strings, the form strategies parse.
     pub fn params_as_strings(&self) -> BTreeMap<String, String> {
-        self.params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-            .collect()
+        self.params.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect()
     }
 }
 
@@ -314,10 +315,8 @@ impl Config {
             merge(&mut merged, read_layer(&path)?);
         }
         apply_env(&mut merged, vars)?;
-        let cfg: Config = Config::deserialize(merged.clone()).map_err(|e| ConfigError::Env {
-            var: "MCBOT_*".into(),
-            message: e.to_string(),
-        })?;
+        let cfg: Config = Config::deserialize(merged.clone())
+            .map_err(|e| ConfigError::Env { var: "MCBOT_*".into(), message: e.to_string() })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -399,7 +398,11 @@ mod tests {
     #[test]
     fn layers_merge_and_env_overrides() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "default.toml", "[market]\nsymbols = [\"BTCUSDT\"]\ntimeframe = \"1h\"\n[risk]\nmax_drawdown_pct = \"20\"\n");
+        write(
+            d.path(),
+            "default.toml",
+            "[market]\nsymbols = [\"BTCUSDT\"]\ntimeframe = \"1h\"\n[risk]\nmax_drawdown_pct = \"20\"\n",
+        );
         write(d.path(), "paper.toml", "[risk]\nmax_daily_loss_pct = \"3\"\n");
         let vars = [("MCBOT_RISK__MAX_DRAWDOWN_PCT".to_string(), "15".to_string())];
         let c = Config::load(d.path(), &["paper".into()], vars).unwrap();

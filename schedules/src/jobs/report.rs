@@ -92,7 +92,8 @@ pub async fn summarize(store: &dyn Store, start: DateTime<Utc>, end: DateTime<Ut
     for snap in &snaps {
         peak = peak.max(snap.equity);
         if peak > Decimal::ZERO {
-            s.max_drawdown_pct = s.max_drawdown_pct.max(((Decimal::ONE - snap.equity / peak) * Decimal::ONE_HUNDRED).round_dp(4));
+            s.max_drawdown_pct =
+                s.max_drawdown_pct.max(((Decimal::ONE - snap.equity / peak) * Decimal::ONE_HUNDRED).round_dp(4));
         }
     }
     for f in store.fills_between(start, end).await? {
@@ -147,9 +148,19 @@ impl Job for ReportJob {
         );
         let body = serde_json::to_value(&s).map_err(|e| JobError::Failed(e.to_string()))?;
         self.store
-            .insert_report(&ReportRecord { kind: self.period.as_str().into(), period_start: start, period_end: end, body: body.clone() })
+            .insert_report(&ReportRecord {
+                kind: self.period.as_str().into(),
+                period_start: start,
+                period_end: end,
+                body: body.clone(),
+            })
             .await?;
-        let alert = Alert { severity: Severity::Info, title: format!("mcbot {} report", self.period.as_str()), body: text.clone(), image_png: None };
+        let alert = Alert {
+            severity: Severity::Info,
+            title: format!("mcbot {} report", self.period.as_str()),
+            body: text.clone(),
+            image_png: None,
+        };
         if let Err(e) = self.notifier.notify(&alert).await {
             tracing::warn!("report not delivered: {e}");
         }
@@ -167,8 +178,17 @@ mod tests {
 
     #[test]
     fn periods_end_where_the_fire_falls() {
-        assert_eq!(period_bounds(Period::Daily, t("2024-03-01T00:05:00Z")), (t("2024-02-29T00:00:00Z"), t("2024-03-01T00:00:00Z")));
-        assert_eq!(period_bounds(Period::Weekly, t("2024-03-04T00:10:00Z")), (t("2024-02-26T00:00:00Z"), t("2024-03-04T00:00:00Z")));
-        assert_eq!(period_bounds(Period::Monthly, t("2024-03-01T00:15:00Z")), (t("2024-02-01T00:00:00Z"), t("2024-03-01T00:00:00Z")));
+        assert_eq!(
+            period_bounds(Period::Daily, t("2024-03-01T00:05:00Z")),
+            (t("2024-02-29T00:00:00Z"), t("2024-03-01T00:00:00Z"))
+        );
+        assert_eq!(
+            period_bounds(Period::Weekly, t("2024-03-04T00:10:00Z")),
+            (t("2024-02-26T00:00:00Z"), t("2024-03-04T00:00:00Z"))
+        );
+        assert_eq!(
+            period_bounds(Period::Monthly, t("2024-03-01T00:15:00Z")),
+            (t("2024-02-01T00:00:00Z"), t("2024-03-01T00:00:00Z"))
+        );
     }
 }

@@ -26,9 +26,7 @@ impl Book {
 
     /// Marked value of one position; a position without a mark is valued at its entry price.
     pub fn value(&self, s: &Symbol) -> Decimal {
-        self.positions.get(s).map_or(Decimal::ZERO, |p| {
-            p.value(self.marks.get(s).copied().unwrap_or(p.avg_price))
-        })
+        self.positions.get(s).map_or(Decimal::ZERO, |p| p.value(self.marks.get(s).copied().unwrap_or(p.avg_price)))
     }
 
     /// Cash plus marked positions.

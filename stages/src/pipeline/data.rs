@@ -93,11 +93,8 @@ impl Stage for DataCollection {
                     candles.retain(|c| c.close_time(self.timeframe) <= cx.bar_close);
                     let issue = check_series(&candles, self.timeframe, cx.bar_close, self.lookback);
                     let tf = self.timeframe;
-                    let fresh: Vec<Candle> = candles
-                        .iter()
-                        .filter(|c| stored_until.is_none_or(|s| c.close_time(tf) > s))
-                        .cloned()
-                        .collect();
+                    let fresh: Vec<Candle> =
+                        candles.iter().filter(|c| stored_until.is_none_or(|s| c.close_time(tf) > s)).cloned().collect();
                     if !fresh.is_empty() {
                         self.store.save_candles(symbol, self.timeframe, &fresh).await?;
                     }

@@ -14,7 +14,9 @@ use super::pretrade::{Approved, PreTradeContext, PreTradeLimits, approve};
 use super::risk::RiskVerdict;
 use super::stage::{CycleContext, Stage, StageError, StageName};
 use crate::domain::{ClientOrderId, Instrument, Order, OrderIntent, OrderStatus, Position, Side, Symbol};
-use crate::ports::{BotState, EquitySnapshot, Exchange, ExchangeError, OrderAck, RiskEvent, Severity, Store, StoreError};
+use crate::ports::{
+    BotState, EquitySnapshot, Exchange, ExchangeError, OrderAck, RiskEvent, Severity, Store, StoreError,
+};
 use crate::strategy::Target;
 
 /// Sizing parameters, as configured.
@@ -31,7 +33,11 @@ pub struct SizingParams {
 
 impl Default for SizingParams {
     fn default() -> Self {
-        Self { rebalance_band_pct: Decimal::from(2), cash_buffer_pct: Decimal::ONE, max_slippage_pct: Decimal::new(3, 1) }
+        Self {
+            rebalance_band_pct: Decimal::from(2),
+            cash_buffer_pct: Decimal::ONE,
+            max_slippage_pct: Decimal::new(3, 1),
+        }
     }
 }
 
@@ -114,7 +120,8 @@ impl Execution {
             let closing = weight.is_zero() && held > Decimal::ZERO;
             if !closing && (delta * price).abs() < band {
                 if !delta.is_zero() {
-                    skipped.push((symbol, format!("within rebalance band ({:.2} of {band:.2})", (delta * price).abs())));
+                    skipped
+                        .push((symbol, format!("within rebalance band ({:.2} of {band:.2})", (delta * price).abs())));
                 }
                 continue;
             }
@@ -169,7 +176,6 @@ impl Execution {
             },
         }
     }
-
 }
 
 /// Stores the exchange's view of an order and folds fills not seen before into the positions. Shared by

@@ -46,7 +46,13 @@ impl Default for QuickFilter {
 impl QuickFilter {
     /// Backtests `strategy` on `candles` (the window) and returns why it fails the gate, if it does. A window
     /// without closed trades fails: no evidence is not good evidence.
-    pub fn check(&self, strategy: &dyn Strategy, symbol: &Symbol, candles: &[Candle], bars_per_year: f64) -> Option<String> {
+    pub fn check(
+        &self,
+        strategy: &dyn Strategy,
+        symbol: &Symbol,
+        candles: &[Candle],
+        bars_per_year: f64,
+    ) -> Option<String> {
         let window = &candles[candles.len().saturating_sub(self.window_bars)..];
         let sim = match event::replay(strategy, symbol, window, &SimConfig::default(), Some(strategy.warmup())) {
             Ok(s) => s,

@@ -306,7 +306,12 @@ impl Pipeline {
                     stage: StageName::Execution,
                     status: StageStatus::Ok,
                     duration_ms: ms,
-                    detail: format!("{} order(s), {} skipped, equity {}", exec.orders.len(), exec.skipped.len(), exec.equity.round_dp(2)),
+                    detail: format!(
+                        "{} order(s), {} skipped, equity {}",
+                        exec.orders.len(),
+                        exec.skipped.len(),
+                        exec.equity.round_dp(2)
+                    ),
                 });
                 let ExecutionReport { orders, skipped, equity, .. } = exec;
                 report.orders = orders;
@@ -318,13 +323,23 @@ impl Pipeline {
         Ok(report)
     }
 
-    async fn timed<S: Stage>(&self, stage: &S, cx: &CycleContext, input: S::Input) -> (Result<S::Output, StageError>, u64) {
+    async fn timed<S: Stage>(
+        &self,
+        stage: &S,
+        cx: &CycleContext,
+        input: S::Input,
+    ) -> (Result<S::Output, StageError>, u64) {
         let span = tracing::info_span!("stage", run_id = %cx.run_id, stage = stage.name().as_str());
         let _entered = span.enter();
         run_timed(stage, cx, input, self.cfg.stage_timeout).await
     }
 
-    async fn run_data(&self, cx: &CycleContext, last_bar: Option<DateTime<Utc>>, report: &mut CycleReport) -> Option<MarketData> {
+    async fn run_data(
+        &self,
+        cx: &CycleContext,
+        last_bar: Option<DateTime<Utc>>,
+        report: &mut CycleReport,
+    ) -> Option<MarketData> {
         match self.timed(&self.data, cx, last_bar).await {
             (Ok(data), ms) => {
                 let issues: Vec<String> =
@@ -345,7 +360,13 @@ impl Pipeline {
         }
     }
 
-    async fn run_analysis(&self, cx: &CycleContext, data: MarketData, book: Book, report: &mut CycleReport) -> Option<Vec<Target>> {
+    async fn run_analysis(
+        &self,
+        cx: &CycleContext,
+        data: MarketData,
+        book: Book,
+        report: &mut CycleReport,
+    ) -> Option<Vec<Target>> {
         match self.timed(&self.analysis, cx, (data, book)).await {
             (Ok(decision), ms) => {
                 let longs = decision.targets.iter().filter(|t| t.weight > Decimal::ZERO).count();

@@ -117,7 +117,14 @@ mod tests {
     }
 
     fn intent(side: Side, qty: Decimal) -> OrderIntent {
-        OrderIntent { symbol: inst().symbol, side, qty, ref_price: dec!(100), reduce_only: side == Side::Sell, reason: "r".into() }
+        OrderIntent {
+            symbol: inst().symbol,
+            side,
+            qty,
+            ref_price: dec!(100),
+            reduce_only: side == Side::Sell,
+            reason: "r".into(),
+        }
     }
 
     #[test]
@@ -136,7 +143,10 @@ mod tests {
         );
         assert!(approve(intent(Side::Sell, dec!(1)), &inst(), &cx(&none, Some("kill switch"))).is_ok(), "exits pass");
         assert_eq!(approve(intent(Side::Buy, dec!(1)), &inst(), &cx(&other, None)), Err(Refusal::TooManyPositions(1)));
-        assert!(matches!(approve(intent(Side::Buy, dec!(0.05)), &inst(), &cx(&none, None)), Err(Refusal::BelowMinNotional(..))));
+        assert!(matches!(
+            approve(intent(Side::Buy, dec!(0.05)), &inst(), &cx(&none, None)),
+            Err(Refusal::BelowMinNotional(..))
+        ));
         let mut foreign = intent(Side::Buy, dec!(1));
         foreign.symbol = Symbol::new("XRPUSDT").unwrap();
         assert!(matches!(approve(foreign, &inst(), &cx(&none, None)), Err(Refusal::NotAllowed(_))));

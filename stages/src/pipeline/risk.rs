@@ -80,7 +80,13 @@ pub struct RiskOutcome {
 }
 
 /// The pure risk evaluation: no I/O, so every rule is unit-tested directly.
-pub fn evaluate(limits: &RiskLimits, state: &BotState, book: &Book, now: DateTime<Utc>, kill_switch: bool) -> RiskOutcome {
+pub fn evaluate(
+    limits: &RiskLimits,
+    state: &BotState,
+    book: &Book,
+    now: DateTime<Utc>,
+    kill_switch: bool,
+) -> RiskOutcome {
     let mut st = state.clone();
     let equity = book.equity();
     let mut events = Vec::new();
@@ -106,17 +112,30 @@ pub fn evaluate(limits: &RiskLimits, state: &BotState, book: &Book, now: DateTim
         }
         st.tripped.insert(kind.into(), message);
     };
-    let loss_pct = |start: Decimal| if start > Decimal::ZERO { (Decimal::ONE - equity / start) * hundred } else { Decimal::ZERO };
+    let loss_pct =
+        |start: Decimal| if start > Decimal::ZERO { (Decimal::ONE - equity / start) * hundred } else { Decimal::ZERO };
     if let Some((_, start)) = st.day_start {
         let loss = loss_pct(start);
         if loss >= limits.max_daily_loss_pct {
-            trip(&mut st, &mut events, "daily_loss", Severity::Critical, format!("daily loss {:.2}% >= {}%", loss, limits.max_daily_loss_pct));
+            trip(
+                &mut st,
+                &mut events,
+                "daily_loss",
+                Severity::Critical,
+                format!("daily loss {:.2}% >= {}%", loss, limits.max_daily_loss_pct),
+            );
         }
     }
     if let Some((_, start)) = st.week_start {
         let loss = loss_pct(start);
         if loss >= limits.max_weekly_loss_pct {
-            trip(&mut st, &mut events, "weekly_loss", Severity::Critical, format!("weekly loss {:.2}% >= {}%", loss, limits.max_weekly_loss_pct));
+            trip(
+                &mut st,
+                &mut events,
+                "weekly_loss",
+                Severity::Critical,
+                format!("weekly loss {:.2}% >= {}%", loss, limits.max_weekly_loss_pct),
+            );
         }
     }
     let dd = loss_pct(peak);
@@ -124,10 +143,22 @@ pub fn evaluate(limits: &RiskLimits, state: &BotState, book: &Book, now: DateTim
         let why = format!("drawdown {:.2}% from peak {} >= {}%", dd, peak.round_dp(2), limits.max_drawdown_pct);
         st.safe_mode = true;
         st.safe_mode_reason = Some(why.clone());
-        events.push(RiskEvent { ts: now, run_id: None, kind: "max_drawdown".into(), severity: Severity::Critical, message: why });
+        events.push(RiskEvent {
+            ts: now,
+            run_id: None,
+            kind: "max_drawdown".into(),
+            severity: Severity::Critical,
+            message: why,
+        });
     }
     if kill_switch {
-        trip(&mut st, &mut events, "kill_switch", Severity::Critical, format!("kill switch file {} present", limits.kill_switch_file.display()));
+        trip(
+            &mut st,
+            &mut events,
+            "kill_switch",
+            Severity::Critical,
+            format!("kill switch file {} present", limits.kill_switch_file.display()),
+        );
     } else {
         st.tripped.remove("kill_switch");
     }
@@ -137,12 +168,22 @@ pub fn evaluate(limits: &RiskLimits, state: &BotState, book: &Book, now: DateTim
         let Some(mark) = book.marks.get(&p.symbol) else { continue };
         let ret = p.unrealized_return(*mark) * hundred;
         let hit = match (limits.stop_loss_pct, limits.take_profit_pct) {
-            (Some(sl), _) if ret <= -sl => Some(("stop_loss", format!("stop-loss: {:.2}% from entry {} <= -{sl}%", ret, p.avg_price))),
-            (_, Some(tp)) if ret >= tp => Some(("take_profit", format!("take-profit: {:+.2}% from entry {} >= {tp}%", ret, p.avg_price))),
+            (Some(sl), _) if ret <= -sl => {
+                Some(("stop_loss", format!("stop-loss: {:.2}% from entry {} <= -{sl}%", ret, p.avg_price)))
+            }
+            (_, Some(tp)) if ret >= tp => {
+                Some(("take_profit", format!("take-profit: {:+.2}% from entry {} >= {tp}%", ret, p.avg_price)))
+            }
             _ => None,
         };
         if let Some((kind, reason)) = hit {
-            events.push(RiskEvent { ts: now, run_id: None, kind: kind.into(), severity: Severity::Warning, message: format!("{}: {reason}", p.symbol) });
+            events.push(RiskEvent {
+                ts: now,
+                run_id: None,
+                kind: kind.into(),
+                severity: Severity::Warning,
+                message: format!("{}: {reason}", p.symbol),
+            });
             exits.push(ExitIntent { symbol: p.symbol.clone(), reason });
         }
     }
@@ -224,7 +265,13 @@ mod tests {
     #[test]
     fn daily_breaker_trips_once_and_resets_next_day() {
         let lim = RiskLimits { stop_loss_pct: None, ..Default::default() };
-        let a = evaluate(&lim, &BotState::default(), &book(dec!(1000), dec!(0), dec!(0), dec!(1)), t("2024-01-03T10:00:00Z"), false);
+        let a = evaluate(
+            &lim,
+            &BotState::default(),
+            &book(dec!(1000), dec!(0), dec!(0), dec!(1)),
+            t("2024-01-03T10:00:00Z"),
+            false,
+        );
         assert!(a.verdict.entries_allowed);
         assert_eq!(a.state.day_start, Some((t("2024-01-03T00:00:00Z"), dec!(1000))));
         assert_eq!(a.state.week_start.unwrap().0, t("2024-01-01T00:00:00Z"), "ISO week starts Monday");
@@ -255,14 +302,32 @@ mod tests {
     #[test]
     fn kill_switch_blocks_entries_and_stops_become_exits() {
         let lim = RiskLimits { take_profit_pct: Some(dec!(10)), ..Default::default() };
-        let a = evaluate(&lim, &BotState::default(), &book(dec!(0), dec!(1), dec!(100), dec!(91)), t("2024-01-03T10:00:00Z"), true);
+        let a = evaluate(
+            &lim,
+            &BotState::default(),
+            &book(dec!(0), dec!(1), dec!(100), dec!(91)),
+            t("2024-01-03T10:00:00Z"),
+            true,
+        );
         assert!(!a.verdict.entries_allowed);
         assert_eq!(a.verdict.exits.len(), 1);
         assert!(a.verdict.exits[0].reason.starts_with("stop-loss"));
-        let b = evaluate(&lim, &BotState::default(), &book(dec!(0), dec!(1), dec!(100), dec!(110)), t("2024-01-03T10:00:00Z"), false);
+        let b = evaluate(
+            &lim,
+            &BotState::default(),
+            &book(dec!(0), dec!(1), dec!(100), dec!(110)),
+            t("2024-01-03T10:00:00Z"),
+            false,
+        );
         assert!(b.verdict.entries_allowed);
         assert!(b.verdict.exits[0].reason.starts_with("take-profit"));
-        let c = evaluate(&lim, &BotState::default(), &book(dec!(0), dec!(1), dec!(100), dec!(95)), t("2024-01-03T10:00:00Z"), false);
+        let c = evaluate(
+            &lim,
+            &BotState::default(),
+            &book(dec!(0), dec!(1), dec!(100), dec!(95)),
+            t("2024-01-03T10:00:00Z"),
+            false,
+        );
         assert!(c.verdict.exits.is_empty());
     }
 }

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::domain::{Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, Symbol, Timeframe};
+use crate::domain::{
+    Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, Symbol, Timeframe,
+};
 
 /// Exchange failures sorted by what the caller does next.
 #[derive(Debug, thiserror::Error)]

@@ -271,10 +271,10 @@ pub trait Store: Send + Sync {
     /// Stores a report (one per kind and period start).
     async fn insert_report(&self, report: &ReportRecord) -> Result<(), StoreError>;
     /// Records a heartbeat with its details.
-    async fn insert_heartbeat(&self, ts: DateTime<Utc>, ok: bool, detail: &serde_json::Value) -> Result<(), StoreError>;
+    async fn insert_heartbeat(&self, ts: DateTime<Utc>, ok: bool, detail: &serde_json::Value)
+    -> Result<(), StoreError>;
     /// Loads the bot state; default when never saved.
     async fn load_state(&self) -> Result<BotState, StoreError>;
     /// Persists the bot state.
     async fn save_state(&self, state: &BotState) -> Result<(), StoreError>;
 }
-

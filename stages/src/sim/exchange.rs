@@ -92,12 +92,10 @@ impl Exchange for SimExchange {
 
     async fn last_price(&self, symbol: &Symbol) -> Result<Decimal, ExchangeError> {
         self.instrument_of(symbol)?;
-        self.market
-            .price_at(symbol, self.config.timeframe, self.clock.now())
-            .ok_or_else(|| ExchangeError::Retryable {
-                retry_after: std::time::Duration::from_secs(1),
-                message: format!("no market for {symbol} yet"),
-            })
+        self.market.price_at(symbol, self.config.timeframe, self.clock.now()).ok_or_else(|| ExchangeError::Retryable {
+            retry_after: std::time::Duration::from_secs(1),
+            message: format!("no market for {symbol} yet"),
+        })
     }
 
     /// A synthetic book around the current price: one tick-wide spread, levels a tick apart, each deep enough
@@ -135,7 +133,11 @@ impl Exchange for SimExchange {
         self.lock().execute(client_order_id, run_id, intent, &inst, &level, self.config.fee_rate, self.clock.now())
     }
 
-    async fn order(&self, _symbol: &Symbol, client_order_id: &ClientOrderId) -> Result<Option<OrderAck>, ExchangeError> {
+    async fn order(
+        &self,
+        _symbol: &Symbol,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<OrderAck>, ExchangeError> {
         Ok(self.lock().order(client_order_id))
     }
 
@@ -200,7 +202,8 @@ mod tests {
         assert_eq!(price, bar0[0].close, "fills at the open of the forming bar = last close");
         let again = ex.place_market_order(&id, "run", &intent).await.unwrap();
         assert_eq!(again.fills[0].trade_id, ack.fills[0].trade_id, "same client id, same order");
-        let bal: std::collections::BTreeMap<_, _> = ex.balances().await.unwrap().into_iter().map(|b| (b.asset, b.free)).collect();
+        let bal: std::collections::BTreeMap<_, _> =
+            ex.balances().await.unwrap().into_iter().map(|b| (b.asset, b.free)).collect();
         assert_eq!(bal["BTC"], dec!(2));
         assert_eq!(bal["USDT"], dec!(1000) - dec!(2) * price * dec!(1.001));
 
@@ -214,10 +217,26 @@ mod tests {
         let clock = Arc::new(ManualClock::new(DateTime::from_timestamp(1_704_067_200 + 3600, 5).unwrap()));
         let ex = sim(clock.clone());
         let s = Symbol::new("BTCUSDT").unwrap();
-        let mk = |qty, side| OrderIntent { symbol: s.clone(), side, qty, ref_price: dec!(100), reduce_only: false, reason: String::new() };
+        let mk = |qty, side| OrderIntent {
+            symbol: s.clone(),
+            side,
+            qty,
+            ref_price: dec!(100),
+            reduce_only: false,
+            reason: String::new(),
+        };
         let id = |leg| ClientOrderId::derive(&RunId::new("t", clock.now()), &s, leg);
-        assert!(matches!(ex.place_market_order(&id("a"), "r", &mk(dec!(100), Side::Buy)).await, Err(ExchangeError::Rejected(_))));
-        assert!(matches!(ex.place_market_order(&id("b"), "r", &mk(dec!(1), Side::Sell)).await, Err(ExchangeError::Rejected(_))));
-        assert!(matches!(ex.place_market_order(&id("c"), "r", &mk(dec!(0.0015), Side::Buy)).await, Err(ExchangeError::Rejected(_))));
+        assert!(matches!(
+            ex.place_market_order(&id("a"), "r", &mk(dec!(100), Side::Buy)).await,
+            Err(ExchangeError::Rejected(_))
+        ));
+        assert!(matches!(
+            ex.place_market_order(&id("b"), "r", &mk(dec!(1), Side::Sell)).await,
+            Err(ExchangeError::Rejected(_))
+        ));
+        assert!(matches!(
+            ex.place_market_order(&id("c"), "r", &mk(dec!(0.0015), Side::Buy)).await,
+            Err(ExchangeError::Rejected(_))
+        ));
     }
 }

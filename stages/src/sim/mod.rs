@@ -9,5 +9,5 @@ mod paper;
 
 pub use account::SimAccount;
 pub use exchange::{SimConfig, SimExchange};
-pub use paper::{PaperExchange, ShadowExchange};
 pub use market::{MarketSource, RandomWalk};
+pub use paper::{PaperExchange, ShadowExchange};

@@ -30,7 +30,14 @@ impl PaperExchange {
     /// A paper account of `cash` in `quote` over `venue`.
     pub fn new(venue: Arc<dyn Exchange>, quote: &str, cash: Decimal, fee_rate: Decimal, clock: Arc<dyn Clock>) -> Self {
         let name = format!("paper:{}", venue.name());
-        Self { venue, account: Mutex::new(SimAccount::new(quote, cash, "paper")), fee_rate, book_depth: 100, clock, name }
+        Self {
+            venue,
+            account: Mutex::new(SimAccount::new(quote, cash, "paper")),
+            fee_rate,
+            book_depth: 100,
+            clock,
+            name,
+        }
     }
 
     /// Rebuilds the paper account from stored fills after a restart.
@@ -102,7 +109,11 @@ impl Exchange for PaperExchange {
         self.lock().execute(client_order_id, run_id, intent, &inst, &levels, self.fee_rate, self.clock.now())
     }
 
-    async fn order(&self, _symbol: &Symbol, client_order_id: &ClientOrderId) -> Result<Option<OrderAck>, ExchangeError> {
+    async fn order(
+        &self,
+        _symbol: &Symbol,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<OrderAck>, ExchangeError> {
         Ok(self.lock().order(client_order_id))
     }
 
@@ -236,7 +247,14 @@ mod tests {
         let book = v.order_book(&s, 100).await.unwrap();
         // Deeper than the first level: the average price is worse than the best ask.
         let qty = book.asks[0].1 + book.asks[1].1;
-        let intent = OrderIntent { symbol: s.clone(), side: Side::Buy, qty, ref_price: book.asks[0].0, reduce_only: false, reason: "t".into() };
+        let intent = OrderIntent {
+            symbol: s.clone(),
+            side: Side::Buy,
+            qty,
+            ref_price: book.asks[0].0,
+            reduce_only: false,
+            reason: "t".into(),
+        };
         let id = ClientOrderId::derive(&RunId::new("t", clock.now()), &s, "buy");
         let ack = paper.place_market_order(&id, "r", &intent).await.unwrap();
         let p = ack.fills[0].price;
