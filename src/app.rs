@@ -12,11 +12,13 @@ use mcbot_stages::Clock;
 use mcbot_stages::domain::{Instrument, Symbol};
 use mcbot_stages::pipeline::{Pipeline, PipelineConfig};
 use mcbot_stages::ports::{Exchange, Notifier, Store, StoreError};
-use mcbot_stages::sim::{MarketSource, RandomWalk, SimConfig, SimExchange};
+use mcbot_stages::sim::{MarketSource, PaperExchange, RandomWalk, ShadowExchange, SimConfig, SimExchange};
 use mcbot_stages::strategy::registry;
 
 use crate::candles_csv::{CandleCsvError, read_candles};
-use crate::config::{Config, ConfigError, Mode};
+use crate::config::{Config, ConfigError, Mode, Venue};
+use crate::exchange::binance::BinanceExchange;
+use crate::exchange::upbit::UpbitExchange;
 use crate::notify::LogNotifier;
 use crate::store::SqlStore;
 
@@ -27,8 +29,11 @@ pub enum AppError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The mode is not available (exit 2).
-    #[error("mode {0} is not available yet: it arrives with the real exchange adapters; use --mode mock")]
+    #[error("mode {0} refuses to start: real orders need the live guards (operations issue); use paper or shadow")]
     ModeUnavailable(&'static str),
+    /// An exchange adapter could not be built from its settings (exit 2).
+    #[error("exchange: {0}")]
+    Exchange(String),
     /// The strategy or its parameters are wrong (exit 2).
     #[error("strategy: {0}")]
     Strategy(String),
@@ -41,6 +46,9 @@ pub enum AppError {
     /// The database failed (exit 1).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `mcbot data` failed at run time (exit 1).
+    #[error(transparent)]
+    Data(crate::commands::data::DataError),
     /// Anything that failed while running (exit 1).
     #[error("{0}")]
     Runtime(String),
@@ -50,7 +58,7 @@ impl AppError {
     /// 2 for usage and configuration errors, 1 for runtime failures.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Store(_) | AppError::Runtime(_) => 1,
+            AppError::Store(_) | AppError::Runtime(_) | AppError::Data(_) => 1,
             _ => 2,
         }
     }
@@ -103,8 +111,18 @@ impl App {
         let dyn_store: Arc<dyn Store> = store.clone();
         let exchange: Arc<dyn Exchange> = match cfg.mode {
             Mode::Mock => Arc::new(build_sim(&cfg, clock.clone(), dyn_store.as_ref()).await?),
-            Mode::Paper => return Err(AppError::ModeUnavailable("paper")),
-            Mode::Shadow => return Err(AppError::ModeUnavailable("shadow")),
+            Mode::Paper => {
+                let venue = build_venue(&cfg, None, clock.clone(), dyn_store.clone())?;
+                let x = &cfg.exchange;
+                let paper = PaperExchange::new(venue, &cfg.market.quote, x.paper_cash, x.paper_fee_rate, clock.clone());
+                let fills = dyn_store.fills_between(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC).await?;
+                paper.restore(&fills).await.map_err(|e| AppError::Runtime(format!("paper account: {e}")))?;
+                Arc::new(paper)
+            }
+            Mode::Shadow => {
+                let venue = build_venue(&cfg, None, clock.clone(), dyn_store.clone())?;
+                Arc::new(ShadowExchange::new(venue, &cfg.market.quote, cfg.exchange.paper_cash, clock.clone()))
+            }
             Mode::Live => return Err(AppError::ModeUnavailable("live")),
         };
         let tf = cfg.market.timeframe;
@@ -183,6 +201,57 @@ impl App {
     /// The close of the newest bar at the clock's now: what `run-once` acts on.
     pub fn current_bar(&self) -> DateTime<Utc> {
         self.cfg.market.timeframe.last_close(self.clock.now())
+    }
+}
+
+/// The real venue named by `name` (`binance`, `upbit`), or the configured one. Its risk hook (a 418 ban,
+/// refused credentials) records a critical risk event.
+pub fn build_venue(
+    cfg: &Config,
+    name: Option<&str>,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn Store>,
+) -> Result<Arc<dyn Exchange>, AppError> {
+    let venue = match name {
+        None => cfg.exchange.venue,
+        Some("binance") => Venue::Binance,
+        Some("upbit") => Venue::Upbit,
+        Some(other) => return Err(AppError::Exchange(format!("unknown exchange {other:?}: binance, upbit or sim"))),
+    };
+    Ok(match venue {
+        Venue::Binance => {
+            let hook: crate::exchange::binance::RiskHook = Arc::new(move |event| {
+                let store = store.clone();
+                tracing::error!(kind = %event.kind, "{}", event.message);
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        if let Err(e) = store.insert_risk_event(&event).await {
+                            tracing::error!("risk event not recorded: {e}");
+                        }
+                    });
+                }
+            });
+            let ex = BinanceExchange::new(cfg.exchange.binance.clone(), clock, Some(hook))
+                .map_err(|e| AppError::Exchange(e.to_string()))?;
+            Arc::new(ex)
+        }
+        Venue::Upbit => Arc::new(
+            UpbitExchange::new(cfg.exchange.upbit.clone(), clock).map_err(|e| AppError::Exchange(e.to_string()))?,
+        ),
+    })
+}
+
+/// The exchange `mcbot data download` reads from: the simulator for `sim` (or mode mock without a name), a
+/// venue otherwise.
+pub async fn data_source(
+    cfg: &Config,
+    name: Option<&str>,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn Store>,
+) -> Result<Arc<dyn Exchange>, AppError> {
+    match (name, cfg.mode) {
+        (Some("sim"), _) | (None, Mode::Mock) => Ok(Arc::new(build_sim(cfg, clock, store.as_ref()).await?)),
+        _ => build_venue(cfg, name, clock, store),
     }
 }
 

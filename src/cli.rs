@@ -56,6 +56,8 @@ pub enum Command {
     Migrate,
     /// Equity, cash, positions, safe mode and the last runs.
     Status,
+    /// Download candles from an exchange to Parquet, or import a CSV.
+    Data(crate::commands::data::DataArgs),
     /// Backtest a strategy on candle files.
     Backtest(crate::commands::backtest::BacktestArgs),
 }

@@ -52,13 +52,27 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         return Ok(0);
     }
     let store = app::open_store(&url).await?;
+    if let Command::Data(args) = &cli.command {
+        let exchange = match args.exchange_wanted() {
+            None => None,
+            Some(name) => Some(app::data_source(&cfg, name, Arc::new(SystemClock), Arc::new(store.clone())).await?),
+        };
+        return match commands::data::run(args, exchange, json).await {
+            Ok(()) => Ok(0),
+            Err(e) if e.exit_code() == 2 => {
+                eprintln!("error: {e}");
+                Ok(2)
+            }
+            Err(e) => Err(AppError::Data(e)),
+        };
+    }
     let app = App::build(cfg, store, Arc::new(SystemClock)).await?;
     match &cli.command {
         Command::RunOnce(args) => Ok(u8::from(commands::run_once::run(&app, args, cli.output).await?)),
         Command::Scheduler => commands::scheduler::run(&app).await.map(|()| 0),
         Command::Jobs => commands::jobs::run(&app, cli.output).map(|()| 0),
         Command::Status => commands::status::run(&app, cli.output).await.map(|()| 0),
-        Command::Migrate | Command::Backtest(_) => Ok(0),
+        Command::Migrate | Command::Backtest(_) | Command::Data(_) => Ok(0),
     }
 }
 

@@ -92,6 +92,8 @@ pub struct Config {
     pub market: MarketConfig,
     /// The simulated exchange (mode mock).
     pub sim: SimSettings,
+    /// The real venue (modes paper, shadow, live).
+    pub exchange: ExchangeConfig,
     /// Strategy and its parameters.
     pub strategy: StrategyConfig,
     /// Risk limits checked by RiskCheck.
@@ -177,6 +179,44 @@ impl Default for SimSettings {
             min_notional: Decimal::from(10),
         }
     }
+}
+
+/// Which real venue to use and how; its URLs, keys and limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// The venue of modes paper, shadow and live.
+    pub venue: Venue,
+    /// Starting cash of the paper account (and the virtual cash shadow mode sizes with).
+    pub paper_cash: Decimal,
+    /// Fee per side charged by the paper fill engine.
+    pub paper_fee_rate: Decimal,
+    /// Binance spot.
+    pub binance: crate::exchange::binance::BinanceSettings,
+    /// Upbit (KRW markets).
+    pub upbit: crate::exchange::upbit::UpbitSettings,
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        Self {
+            venue: Venue::Binance,
+            paper_cash: Decimal::from(10_000),
+            paper_fee_rate: Decimal::new(1, 3),
+            binance: Default::default(),
+            upbit: Default::default(),
+        }
+    }
+}
+
+/// A real venue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Venue {
+    /// Binance spot.
+    Binance,
+    /// Upbit.
+    Upbit,
 }
 
 /// Strategy name and parameters (values as TOML scalars; the strategy validates them).
