@@ -16,7 +16,7 @@ use mcbot_stages::ports::{Exchange, ExchangeError};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
-use crate::support::fake_upbit::{ACCESS_KEY, Fault, FakeUpbit, SECRET_KEY};
+use crate::support::fake_upbit::{ACCESS_KEY, FakeUpbit, Fault, SECRET_KEY};
 
 /// Waiting on virtual time: records each wait and moves the manual clock by it.
 struct VirtualPause {
@@ -91,7 +91,14 @@ fn market(fake: &FakeUpbit) {
 }
 
 fn intent(side: Side, qty: Decimal) -> OrderIntent {
-    OrderIntent { symbol: btc(), side, qty, ref_price: dec!(80_012_345), reduce_only: side == Side::Sell, reason: "test".into() }
+    OrderIntent {
+        symbol: btc(),
+        side,
+        qty,
+        ref_price: dec!(80_012_345),
+        reduce_only: side == Side::Sell,
+        reason: "test".into(),
+    }
 }
 
 fn cid(n: u32) -> ClientOrderId {
@@ -137,8 +144,9 @@ async fn signed_requests_pass_the_fakes_jwt_and_query_hash_checks() {
 
     // Without keys, private calls fail before anything is sent.
     let before = r.fake.seen().len();
-    let anon = UpbitExchange::new(UpbitSettings { rest_url: r.fake.url.clone(), ..Default::default() }, r.clock.clone())
-        .unwrap();
+    let anon =
+        UpbitExchange::new(UpbitSettings { rest_url: r.fake.url.clone(), ..Default::default() }, r.clock.clone())
+            .unwrap();
     assert!(matches!(anon.balances().await, Err(ExchangeError::Fatal(_))));
     assert_eq!(r.fake.seen().len(), before);
     // Public endpoints need no keys.
@@ -165,6 +173,8 @@ async fn market_orders_use_upbit_order_types_and_come_back_with_fills() {
     let fee: Decimal = ack.fills.iter().map(|f| f.fee).sum();
     assert_eq!(fee, r.fake.orders()[0].paid_fee, "fees add up exactly");
     assert_eq!(ack.fills[0].price, dec!(80_001_000));
+    let spent: Decimal = ack.fills.iter().map(|f| f.notional() + f.fee).sum();
+    assert_eq!(r.fake.balance("KRW").0, dec!(1_000_000) - spent, "the fills are what the account paid");
 
     // Sell: ord_type=market with the volume.
     let ack = r.ex.place_market_order(&cid(2), "run-1", &intent(Side::Sell, dec!(0.0005))).await.unwrap();
@@ -182,7 +192,10 @@ async fn market_orders_use_upbit_order_types_and_come_back_with_fills() {
 
     // The order is found again by its client id, with the same fills.
     let again = r.ex.order(&btc(), &cid(2)).await.unwrap().unwrap();
-    assert_eq!(again.fills.iter().map(|f| &f.trade_id).collect::<Vec<_>>(), ack.fills.iter().map(|f| &f.trade_id).collect::<Vec<_>>());
+    assert_eq!(
+        again.fills.iter().map(|f| &f.trade_id).collect::<Vec<_>>(),
+        ack.fills.iter().map(|f| &f.trade_id).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -221,10 +234,10 @@ async fn limit_prices_are_moved_onto_the_krw_grid_before_sending() {
 
 #[tokio::test]
 async fn a_lost_answer_is_resolved_by_identifier_and_never_placed_twice() {
-    let r = rig_with(|s| s.request_timeout_ms = 400).await;
+    let r = rig_with(|s| s.request_timeout_ms = 1_000).await;
     market(&r.fake);
     // The order is accepted but the answer comes after the client gave up.
-    r.fake.push_fault("POST", "/v1/orders", Fault::SlowAfterAccept(Duration::from_secs(3)));
+    r.fake.push_fault("POST", "/v1/orders", Fault::SlowAfterAccept(Duration::from_secs(10)));
     let ack = r.ex.place_market_order(&cid(1), "run", &intent(Side::Buy, dec!(0.001))).await.unwrap();
     assert_eq!(ack.order.status, OrderStatus::Filled);
     assert_eq!(r.fake.orders_with_identifier("mcb-test-0001"), 1);
@@ -376,7 +389,9 @@ async fn closed_candles_page_backwards_oldest_first_without_the_forming_bar() {
     assert!(got.windows(2).all(|w| w[0].open_time < w[1].open_time));
     let candle_calls: Vec<_> = r.fake.seen().into_iter().filter(|s| s.path.starts_with("/v1/candles")).collect();
     assert_eq!(candle_calls.len(), 2, "200 + 100");
-    assert!(candle_calls.iter().all(|s| s.params.iter().any(|(k, v)| k == "count" && v.parse::<u32>().unwrap() <= 200)));
+    assert!(
+        candle_calls.iter().all(|s| s.params.iter().any(|(k, v)| k == "count" && v.parse::<u32>().unwrap() <= 200))
+    );
 
     // `until` in the past: bars closing at or before it.
     let until = start + TimeDelta::hours(10);

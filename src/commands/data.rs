@@ -106,7 +106,9 @@ impl DataError {
     /// 2 for usage errors and unusable input files, 1 for runtime failures.
     pub fn exit_code(&self) -> u8 {
         match self {
-            DataError::Usage(_) | DataError::MarketData(MarketDataError::Csv(_) | MarketDataError::ExchangeName(_)) => 2,
+            DataError::Usage(_) | DataError::MarketData(MarketDataError::Csv(_) | MarketDataError::ExchangeName(_)) => {
+                2
+            }
             _ => 1,
         }
     }
@@ -159,12 +161,16 @@ pub async fn run(args: &DataArgs, exchange: Option<Arc<dyn Exchange>>, json: boo
     print(&reports, json)
 }
 
-async fn download(d: &DownloadArgs, exchange: Option<Arc<dyn Exchange>>, json: bool) -> Result<Vec<SeriesReport>, DataError> {
+async fn download(
+    d: &DownloadArgs,
+    exchange: Option<Arc<dyn Exchange>>,
+    json: bool,
+) -> Result<Vec<SeriesReport>, DataError> {
     let exchange = exchange.ok_or_else(|| DataError::Usage("data download needs an exchange (--exchange)".into()))?;
-    if let (Some(from), Some(to)) = (d.from, d.to) {
-        if from >= to {
-            return Err(DataError::Usage(format!("--from {from} must be before --to {to}")));
-        }
+    if let (Some(from), Some(to)) = (d.from, d.to)
+        && from >= to
+    {
+        return Err(DataError::Usage(format!("--from {from} must be before --to {to}")));
     }
     let store = CandleStore::new(&d.dir);
     for s in &d.symbols {
@@ -217,8 +223,19 @@ fn print(reports: &[SeriesReport], json: bool) -> Result<(), DataError> {
     if json {
         return print_json(&json!({ "series": reports })).map_err(DataError::Output);
     }
-    let header =
-        ["series", "file", "fetched", "added", "stored", "first", "last", "gaps (bars)", "dupes", "bad OHLC", "off grid"];
+    let header = [
+        "series",
+        "file",
+        "fetched",
+        "added",
+        "stored",
+        "first",
+        "last",
+        "gaps (bars)",
+        "dupes",
+        "bad OHLC",
+        "off grid",
+    ];
     let rows = reports.iter().map(|r| {
         let q = &r.quality;
         vec![

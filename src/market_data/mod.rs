@@ -9,13 +9,15 @@
 //!
 //! | column      | Parquet / polars type              | meaning                                        |
 //! |-------------|------------------------------------|------------------------------------------------|
-//! | `timestamp` | `Datetime(ms, UTC)` (INT64 millis) | bar **open** time                              |
+//! | `timestamp` | `Int64`                            | bar **open** time, milliseconds since the Unix epoch (UTC) |
 //! | `open`      | `String` (UTF-8)                   | exact decimal text, no exponent (`80050000`)   |
 //! | `high`      | `String`                           | "                                              |
 //! | `low`       | `String`                           | "                                              |
 //! | `close`     | `String`                           | "                                              |
 //! | `volume`    | `String`                           | base volume, exact decimal text                |
 //!
+//! The backtest loader reads integer timestamps above 10^11 as milliseconds. (A `Datetime(ms, UTC)` column
+//! would need polars' `dtype-datetime` feature; the reader here accepts one already, should it be enabled.)
 //! Rows are strictly ascending by `timestamp`, unique, every bar OHLC-sane and on its timeframe's UTC grid.
 //! Gaps are kept, never filled: a missing bar means the exchange had no trades (or no data) then.
 //!

@@ -105,9 +105,8 @@ fn write_file(path: &Path, bars: &[Candle]) -> Result<(), MarketDataError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|source| MarketDataError::Io { path: dir.to_path_buf(), source })?;
     let millis: Vec<i64> = bars.iter().map(|c| c.open_time.timestamp_millis()).collect();
-    let ts = Column::new("timestamp".into(), millis)
-        .cast(&DataType::Datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC)))
-        .map_err(|e| parquet_err(path, e))?;
+    // Plain INT64 milliseconds: a polars Datetime column needs the `dtype-datetime` feature, not built here.
+    let ts = Column::new("timestamp".into(), millis);
     let col = |name: &str, v: Vec<String>| Column::new(name.into(), v);
     let mut df = DataFrame::new(
         bars.len(),
@@ -142,7 +141,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Candle>, MarketDataError> {
                 .map(|(i, v)| v.ok_or_else(|| corrupt(path, format!("row {i}: empty timestamp"))))
                 .collect::<Result<_, _>>()?
         }
-        other => return Err(corrupt(path, format!("timestamp has type {other}, expected Datetime(ms)"))),
+        other => return Err(corrupt(path, format!("timestamp has type {other}, expected Int64 milliseconds"))),
     };
     let mut cols: Vec<Vec<Decimal>> = Vec::with_capacity(5);
     for name in &COLUMNS[1..] {
@@ -160,7 +159,8 @@ pub fn read_file(path: &Path) -> Result<Vec<Candle>, MarketDataError> {
     }
     let mut out = Vec::with_capacity(millis.len());
     for (i, ms) in millis.iter().enumerate() {
-        let open_time = DateTime::from_timestamp_millis(*ms).ok_or_else(|| corrupt(path, format!("row {i}: time {ms}")))?;
+        let open_time =
+            DateTime::from_timestamp_millis(*ms).ok_or_else(|| corrupt(path, format!("row {i}: time {ms}")))?;
         out.push(Candle {
             open_time,
             open: cols[0][i],

@@ -47,8 +47,6 @@ pub struct Seen {
     pub path: String,
     /// Parameters, decoded, in order (query or JSON body).
     pub params: Vec<(String, String)>,
-    /// Wall-clock arrival.
-    pub at: std::time::Instant,
 }
 
 /// An order the fake holds.
@@ -118,10 +116,14 @@ impl FakeOrder {
     }
 }
 
+/// Price levels (price, size), best first.
+type Levels = Vec<(Decimal, Decimal)>;
+
 #[derive(Default)]
 struct Inner {
     balances: BTreeMap<String, (Decimal, Decimal)>,
-    books: HashMap<String, (Vec<(Decimal, Decimal)>, Vec<(Decimal, Decimal)>)>,
+    /// market → (bids, asks).
+    books: HashMap<String, (Levels, Levels)>,
     tickers: HashMap<String, Decimal>,
     /// (market, unit minutes or 1440 for days) → candles ascending.
     candles: HashMap<(String, u32), Vec<Candle>>,
@@ -271,7 +273,7 @@ impl FakeUpbit {
     }
 
     /// Sets the book of a market: bids best (highest) first, asks best (lowest) first.
-    pub fn set_book(&self, market: &str, bids: Vec<(Decimal, Decimal)>, asks: Vec<(Decimal, Decimal)>) {
+    pub fn set_book(&self, market: &str, bids: Levels, asks: Levels) {
         self.inner().books.insert(market.into(), (bids, asks));
     }
 
@@ -317,15 +319,18 @@ impl FakeUpbit {
 }
 
 /// Verifies `Authorization: Bearer <JWT>` for the given parameters.
-fn verify(shared: &Shared, inner: &mut Inner, headers: &HeaderMap, params: &[(String, String)]) -> Result<(), (StatusCode, Value)> {
+fn verify(
+    shared: &Shared,
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Result<(), (StatusCode, Value)> {
     let fail = |inner: &mut Inner, name: &str| {
         inner.auth_failures.push(name.to_owned());
         err(StatusCode::UNAUTHORIZED, name, "authentication failed")
     };
-    let Some(token) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    let Some(token) =
+        headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
     else {
         return Err(fail(inner, "jwt_verification"));
     };
@@ -333,7 +338,11 @@ fn verify(shared: &Shared, inner: &mut Inner, headers: &HeaderMap, params: &[(St
     validation.algorithms = vec![Algorithm::HS256, Algorithm::HS512];
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
-    let claims = match jsonwebtoken::decode::<Value>(token, &DecodingKey::from_secret(shared.secret_key.as_bytes()), &validation) {
+    let claims = match jsonwebtoken::decode::<Value>(
+        token,
+        &DecodingKey::from_secret(shared.secret_key.as_bytes()),
+        &validation,
+    ) {
         Ok(t) => t.claims,
         Err(_) => return Err(fail(inner, "jwt_verification")),
     };
@@ -358,7 +367,13 @@ fn verify(shared: &Shared, inner: &mut Inner, headers: &HeaderMap, params: &[(St
     Ok(())
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_owned();
     let group = group_of(&method, &path);
     let (params, body_ok) = if method == Method::POST {
@@ -375,7 +390,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     };
     let (fault, sec) = {
         let mut inner = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.seen.push(Seen { method: method.to_string(), path: path.clone(), params: params.clone(), at: std::time::Instant::now() });
+        inner.seen.push(Seen { method: method.to_string(), path: path.clone(), params: params.clone() });
         let idx = inner.faults.iter().position(|(m, p, _)| *m == method.as_str() && *p == path);
         let fault = idx.and_then(|i| inner.faults.remove(i)).map(|(_, _, f)| f);
         let sec = inner.remaining.get_mut(group).and_then(VecDeque::pop_front).unwrap_or(29);
@@ -430,7 +445,13 @@ fn num(d: Decimal) -> Value {
     serde_json::from_str(&d.normalize().to_string()).unwrap_or(Value::Null)
 }
 
-fn process(shared: &Shared, method: &Method, path: &str, headers: &HeaderMap, params: &[(String, String)]) -> (StatusCode, Value) {
+fn process(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> (StatusCode, Value) {
     let mut guard = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
     let inner = &mut *guard;
     if is_private(path) {
@@ -443,7 +464,9 @@ fn process(shared: &Shared, method: &Method, path: &str, headers: &HeaderMap, pa
             let markets = param(params, "markets").unwrap_or("");
             let out: Vec<Value> = markets
                 .split(',')
-                .filter_map(|m| inner.tickers.get(m).map(|p| json!({"market": m, "trade_price": num(*p), "timestamp": 1})))
+                .filter_map(|m| {
+                    inner.tickers.get(m).map(|p| json!({"market": m, "trade_price": num(*p), "timestamp": 1}))
+                })
                 .collect();
             if out.is_empty() {
                 return err(StatusCode::NOT_FOUND, "Code not found", "unknown market");
@@ -598,7 +621,9 @@ fn create_order(shared: &Shared, inner: &mut Inner, params: &[(String, String)])
             return err(StatusCode::BAD_REQUEST, "duplicate_identifier", "identifier already used");
         }
     }
-    let (Some(market), Some(side), Some(ord_type)) = (param(params, "market"), param(params, "side"), param(params, "ord_type")) else {
+    let (Some(market), Some(side), Some(ord_type)) =
+        (param(params, "market"), param(params, "side"), param(params, "ord_type"))
+    else {
         return err(StatusCode::BAD_REQUEST, "validation_error", "market, side and ord_type are required");
     };
     let (price, volume) = match (dec(params, "price"), dec(params, "volume")) {
@@ -606,7 +631,9 @@ fn create_order(shared: &Shared, inner: &mut Inner, params: &[(String, String)])
         (Err(e), _) | (_, Err(e)) => return e,
     };
     let side_err = if side == "bid" { "create_bid_error" } else { "create_ask_error" };
-    let Some((_, base)) = market.split_once('-') else { return err(StatusCode::BAD_REQUEST, "validation_error", "market") };
+    let Some((_, base)) = market.split_once('-') else {
+        return err(StatusCode::BAD_REQUEST, "validation_error", "market");
+    };
     let base = base.to_owned();
     let min_total = Decimal::from(5000);
     match (ord_type, side, price, volume) {
@@ -649,7 +676,8 @@ fn create_order(shared: &Shared, inner: &mut Inner, params: &[(String, String)])
     match ord_type {
         "limit" => {
             let (p, v) = (price.unwrap_or_default(), volume.unwrap_or_default());
-            let (cur, amount, free) = if side == "bid" { ("KRW".to_owned(), p * v, krw) } else { (base.clone(), v, held) };
+            let (cur, amount, free) =
+                if side == "bid" { ("KRW".to_owned(), p * v, krw) } else { (base.clone(), v, held) };
             if free < amount {
                 return err(StatusCode::BAD_REQUEST, &format!("insufficient_funds_{side}"), "not enough");
             }

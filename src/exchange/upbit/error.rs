@@ -114,9 +114,7 @@ impl From<UpbitError> for ExchangeError {
             UpbitError::MissingCredentials(_)
             | UpbitError::Signing(_)
             | UpbitError::Banned { .. }
-            | UpbitError::Settings(_) => {
-                ExchangeError::Fatal(message)
-            }
+            | UpbitError::Settings(_) => ExchangeError::Fatal(message),
             UpbitError::Connect { .. } | UpbitError::NoResponse { .. } | UpbitError::Server { .. } => {
                 ExchangeError::Retryable { retry_after: TRANSIENT_RETRY, message }
             }

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, DurationRound, NaiveDateTime, Utc};
 use mcbot_stages::Clock;
 use mcbot_stages::domain::{
-    Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, OrderStatus, Side, Symbol, Timeframe,
+    Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, OrderStatus, Side, Symbol,
+    Timeframe,
 };
 use mcbot_stages::ports::{Exchange, ExchangeError, OrderAck};
 use rust_decimal::Decimal;
@@ -123,7 +124,11 @@ impl UpbitExchange {
     }
 
     /// Builds the adapter with an injected way to wait, so tests run on virtual time.
-    pub fn with_pause(settings: UpbitSettings, clock: Arc<dyn Clock>, pause: Arc<dyn Pause>) -> Result<Self, UpbitError> {
+    pub fn with_pause(
+        settings: UpbitSettings,
+        clock: Arc<dyn Clock>,
+        pause: Arc<dyn Pause>,
+    ) -> Result<Self, UpbitError> {
         settings.validate()?;
         let rest = UpbitRest::new(&settings, clock.clone(), pause.clone())?;
         Ok(Self { rest, settings, clock, pause, placed: Mutex::new(HashMap::new()) })
@@ -243,7 +248,8 @@ impl UpbitExchange {
             "cancel" => OrderStatus::Canceled,
             other => return Err(malformed(EP, format!("order state {other:?}"))),
         };
-        let created = parse_time(&w.created_at).ok_or_else(|| malformed(EP, format!("created_at {:?}", w.created_at)))?;
+        let created =
+            parse_time(&w.created_at).ok_or_else(|| malformed(EP, format!("created_at {:?}", w.created_at)))?;
         let meta = self.placed().get(&identifier).cloned();
         let fills = self.fills_of(w, &client_order_id, &symbol, side)?;
         let (qty_sum, funds_sum) =
@@ -268,7 +274,13 @@ impl UpbitExchange {
 
     /// The order's trades as fills. Upbit reports the fee per order, not per trade: it is shared out in
     /// proportion to each trade's value, the last trade taking the remainder so the fills add up exactly.
-    fn fills_of(&self, w: &WireOrder, cid: &ClientOrderId, symbol: &Symbol, side: Side) -> Result<Vec<Fill>, UpbitError> {
+    fn fills_of(
+        &self,
+        w: &WireOrder,
+        cid: &ClientOrderId,
+        symbol: &Symbol,
+        side: Side,
+    ) -> Result<Vec<Fill>, UpbitError> {
         let fee_total = w.paid_fee.unwrap_or_default();
         let funds: Vec<Decimal> = w.trades.iter().map(|t| t.funds.unwrap_or(t.price * t.volume)).collect();
         let total: Decimal = funds.iter().sum();
@@ -406,7 +418,8 @@ impl UpbitExchange {
             kind: OrderKind::Limit { price, volume },
             identifier: client_order_id.to_string(),
         };
-        let meta = Placed { run_id: run_id.to_owned(), reason: String::new(), qty: volume, created_at: self.clock.now() };
+        let meta =
+            Placed { run_id: run_id.to_owned(), reason: String::new(), qty: volume, created_at: self.clock.now() };
         self.submit(order, meta).await
     }
 
@@ -547,7 +560,11 @@ impl Exchange for UpbitExchange {
         self.submit(order, meta).await
     }
 
-    async fn order(&self, _symbol: &Symbol, client_order_id: &ClientOrderId) -> Result<Option<OrderAck>, ExchangeError> {
+    async fn order(
+        &self,
+        _symbol: &Symbol,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<OrderAck>, ExchangeError> {
         match self.lookup(client_order_id.as_str()).await? {
             Some(w) => Ok(Some(self.to_ack(&w)?)),
             None => Ok(None),
@@ -592,11 +609,17 @@ mod tests {
     fn hourly_bars_merge_on_utc_boundaries() {
         let tf: Timeframe = "2h".parse().unwrap();
         // 1_700_006_400 is 00:00 UTC; hour 3 is missing (no trades).
-        let bars =
-            vec![bar(0, dec!(10), dec!(12), dec!(9), dec!(11)), bar(1, dec!(11), dec!(13), dec!(10), dec!(12)), bar(2, dec!(12), dec!(12), dec!(8), dec!(9))];
+        let bars = vec![
+            bar(0, dec!(10), dec!(12), dec!(9), dec!(11)),
+            bar(1, dec!(11), dec!(13), dec!(10), dec!(12)),
+            bar(2, dec!(12), dec!(12), dec!(8), dec!(9)),
+        ];
         let m = merge(&bars, tf);
         assert_eq!(m.len(), 2);
-        assert_eq!((m[0].open, m[0].high, m[0].low, m[0].close, m[0].volume), (dec!(10), dec!(13), dec!(9), dec!(12), dec!(3.0)));
+        assert_eq!(
+            (m[0].open, m[0].high, m[0].low, m[0].close, m[0].volume),
+            (dec!(10), dec!(13), dec!(9), dec!(12), dec!(3.0))
+        );
         assert_eq!(m[1].open_time, bars[2].open_time);
         assert_eq!(native_of(tf), (Native::Minutes(60), 2));
         assert_eq!(native_of("1d".parse().unwrap()), (Native::Days, 1));

@@ -31,7 +31,9 @@ pub fn opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D
     match raw {
         None => Ok(None),
         Some(r) if r.get().trim() == "null" => Ok(None),
-        Some(r) => parse_decimal(r.get()).map(Some).ok_or_else(|| D::Error::custom(format!("not a decimal: {}", r.get()))),
+        Some(r) => {
+            parse_decimal(r.get()).map(Some).ok_or_else(|| D::Error::custom(format!("not a decimal: {}", r.get())))
+        }
     }
 }
 
@@ -66,7 +68,9 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [r#"{"v":"abc"}"#, r#"{"v":true}"#, r#"{"v":""}"#, r#"{"v":[1]}"#, r#"{"v":1e999999}"#, r#"{"v":null}"#] {
+        for bad in
+            [r#"{"v":"abc"}"#, r#"{"v":true}"#, r#"{"v":""}"#, r#"{"v":[1]}"#, r#"{"v":1e999999}"#, r#"{"v":null}"#]
+        {
             assert!(v(bad).is_err(), "{bad}");
         }
     }

@@ -300,12 +300,7 @@ impl UpbitRest {
     }
 
     /// `GET /v1/orders/open` (private): open orders, `limit` (≤ 100) a page, pages from 1.
-    pub async fn open_orders(
-        &self,
-        market: Option<&str>,
-        page: u32,
-        limit: u32,
-    ) -> Result<Vec<WireOrder>, UpbitError> {
+    pub async fn open_orders(&self, market: Option<&str>, page: u32, limit: u32) -> Result<Vec<WireOrder>, UpbitError> {
         let params = Params::new()
             .push_opt("market", market)
             .push("page", page.to_string())

@@ -155,9 +155,10 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let s: UpbitSettings =
-            toml::from_str("access_key = \"AK-visible\"\nsecret_key = \"SK-hidden-123\"\nrest_url = \"http://127.0.0.1:1\"")
-                .unwrap();
+        let s: UpbitSettings = toml::from_str(
+            "access_key = \"AK-visible\"\nsecret_key = \"SK-hidden-123\"\nrest_url = \"http://127.0.0.1:1\"",
+        )
+        .unwrap();
         assert!(s.has_credentials());
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("SK-hidden-123") && !dbg.contains("AK-visible"), "{dbg}");
@@ -173,7 +174,8 @@ mod tests {
         assert!(s.validate().is_err());
         let s: UpbitSettings = toml::from_str("tick_table = [{ from = \"0\", tick = \"0\" }]").unwrap();
         assert!(matches!(s.validate(), Err(SettingsError::TickTable(_))));
-        let s: UpbitSettings = toml::from_str("tick_table = [{ from = \"0\", tick = \"1\" }]\nmin_order_total = \"5000\"").unwrap();
+        let s: UpbitSettings =
+            toml::from_str("tick_table = [{ from = \"0\", tick = \"1\" }]\nmin_order_total = \"5000\"").unwrap();
         assert!(s.validate().is_ok());
     }
 }

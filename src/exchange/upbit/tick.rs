@@ -86,7 +86,7 @@ impl TickTable {
                 return Err(TickTableError::BadBand { from: b.from, tick: b.tick });
             }
         }
-        bands.sort_by(|a, b| b.from.cmp(&a.from));
+        bands.sort_by_key(|b| std::cmp::Reverse(b.from));
         Ok(Self(bands))
     }
 
@@ -149,7 +149,8 @@ mod tests {
             (dec!(99.9), dec!(0.1)),
             (dec!(5), dec!(0.01)),
             (dec!(0.5), dec!(0.001)),
-            (dec!(0.00001), dec!(0.00000001)),
+            (dec!(0.00001), dec!(0.0000001)),
+            (dec!(0.000009), dec!(0.00000001)),
         ] {
             assert_eq!(t.tick_for(price), tick, "{price}");
         }
