@@ -57,9 +57,9 @@ pub enum Command {
     /// Equity, cash, positions, safe mode and the last runs.
     Status,
     /// Download candles from an exchange to Parquet, or import a CSV.
-    Data(crate::commands::data::DataArgs),
+    Data(Box<crate::commands::data::DataArgs>),
     /// Backtest a strategy on candle files.
-    Backtest(crate::commands::backtest::BacktestArgs),
+    Backtest(Box<crate::commands::backtest::BacktestArgs>),
 }
 
 /// `run-once` arguments.

@@ -361,6 +361,11 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Checks a merged document deserialises; used after each environment override to name the variable.
+    fn deserialize_value(v: &toml::Value) -> Result<(), String> {
+        Config::deserialize(v.clone()).map(|_| ()).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: String| Err(ConfigError::Invalid { key: key.into(), message });
         if self.market.symbols.is_empty() {
@@ -473,8 +478,3 @@ mod tests {
     }
 }
 
-impl Config {
-    fn deserialize_value(v: &toml::Value) -> Result<(), String> {
-        Config::deserialize(v.clone()).map(|_| ()).map_err(|e| e.to_string().trim_end().to_owned())
-    }
-}

@@ -93,11 +93,12 @@ impl Stage for Analysis {
         }
         if let Some((gate, bars_per_year)) = &self.gate {
             for (t, b) in targets.iter_mut().zip(&usable) {
-                if t.weight > b.current_weight {
-                    if let Some(why) = gate.check(self.strategy.as_ref(), b.symbol, b.candles, *bars_per_year) {
-                        t.weight = b.current_weight;
-                        t.reason.push_str(&format!("; no entry: {why}"));
-                    }
+                if t.weight <= b.current_weight {
+                    continue;
+                }
+                if let Some(why) = gate.check(self.strategy.as_ref(), b.symbol, b.candles, *bars_per_year) {
+                    t.weight = b.current_weight;
+                    t.reason.push_str(&format!("; no entry: {why}"));
                 }
             }
         }
