@@ -84,7 +84,10 @@ fn main() {
     let rel = (report.metrics.final_equity - REFERENCE_FINAL_EQUITY).abs() / REFERENCE_FINAL_EQUITY;
     assert_eq!(report.metrics.trades, REFERENCE_TRADES, "trade count differs from the reference");
     assert!(rel <= 1e-9, "final equity {} vs reference {REFERENCE_FINAL_EQUITY}", report.metrics.final_equity);
-    println!("parity: {} trades, final equity {} (rel diff {rel:e})", report.metrics.trades, report.metrics.final_equity);
+    println!(
+        "parity: {} trades, final equity {} (rel diff {rel:e})",
+        report.metrics.trades, report.metrics.final_equity
+    );
 
     let ranges: Vec<sweep::ParamRange> =
         ["fast=5..50:5", "slow=20..200:20"].iter().map(|r| r.parse().expect("valid range")).collect();

@@ -38,7 +38,22 @@ fn reference_args() -> SimArgs {
         #[command(flatten)]
         sim: SimArgs,
     }
-    Wrap::parse_from(["x", "--strategy", "sma-cross", "--param", "fast=10", "--param", "slow=30", "--fill", "next-open", "--fee", "0.001", "--cash", "10000"]).sim
+    Wrap::parse_from([
+        "x",
+        "--strategy",
+        "sma-cross",
+        "--param",
+        "fast=10",
+        "--param",
+        "slow=30",
+        "--fill",
+        "next-open",
+        "--fee",
+        "0.001",
+        "--cash",
+        "10000",
+    ])
+    .sim
 }
 
 /// One reference trade (the columns parity cares about).
@@ -84,13 +99,26 @@ fn check(name: &str, out: &BacktestOutput, want: &Value, trades: Option<&Path>) 
     assert_eq!(out.timeframe, want["timeframe"].as_str().unwrap(), "{name}: timeframe");
     assert_eq!(
         (m.trades as u64, m.closed_trades as u64, m.open_trades as u64),
-        (want["trades"].as_u64().unwrap(), want["closed_trades"].as_u64().unwrap(), want["open_trades"].as_u64().unwrap()),
+        (
+            want["trades"].as_u64().unwrap(),
+            want["closed_trades"].as_u64().unwrap(),
+            want["open_trades"].as_u64().unwrap()
+        ),
         "{name}: trade counts"
     );
     let rel = (m.final_equity - num(want, "final_equity")).abs() / num(want, "final_equity").abs();
     assert!(rel <= 1e-9, "{name}: final equity {} vs {} (rel {rel:e})", m.final_equity, num(want, "final_equity"));
-    assert!((m.total_return_pct - num(want, "total_return_pct")).abs() <= 1e-9 * num(want, "total_return_pct").abs().max(1.0), "{name}: return");
-    assert!((m.max_drawdown_pct - num(want, "max_drawdown_pct")).abs() <= 1e-9, "{name}: drawdown {} vs {}", m.max_drawdown_pct, want["max_drawdown_pct"]);
+    assert!(
+        (m.total_return_pct - num(want, "total_return_pct")).abs()
+            <= 1e-9 * num(want, "total_return_pct").abs().max(1.0),
+        "{name}: return"
+    );
+    assert!(
+        (m.max_drawdown_pct - num(want, "max_drawdown_pct")).abs() <= 1e-9,
+        "{name}: drawdown {} vs {}",
+        m.max_drawdown_pct,
+        want["max_drawdown_pct"]
+    );
     match (m.sharpe, want["sharpe"].as_f64()) {
         (Some(a), Some(b)) => assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{name}: sharpe {a} vs {b}"),
         (a, b) => assert_eq!(a, b, "{name}: sharpe"),
@@ -101,8 +129,18 @@ fn check(name: &str, out: &BacktestOutput, want: &Value, trades: Option<&Path>) 
         for (i, (got, w)) in out.trade_rows.iter().map(|r| &r.trade).zip(&want).enumerate() {
             assert_eq!((got.entry_bar, got.exit_bar), (w.entry_bar, w.exit_bar), "{name}: trade {i} bars");
             assert_eq!(got.entry_price, w.entry_price, "{name}: trade {i} entry price");
-            assert!((got.size - w.size).abs() <= 1e-12 * w.size.abs(), "{name}: trade {i} size {} vs {}", got.size, w.size);
-            assert!((got.pnl - w.pnl).abs() <= 1e-9 * w.pnl.abs().max(1.0), "{name}: trade {i} pnl {} vs {}", got.pnl, w.pnl);
+            assert!(
+                (got.size - w.size).abs() <= 1e-12 * w.size.abs(),
+                "{name}: trade {i} size {} vs {}",
+                got.size,
+                w.size
+            );
+            assert!(
+                (got.pnl - w.pnl).abs() <= 1e-9 * w.pnl.abs().max(1.0),
+                "{name}: trade {i} pnl {} vs {}",
+                got.pnl,
+                w.pnl
+            );
         }
     }
     rel
@@ -115,7 +153,8 @@ fn run_file(path: &Path, engine: Engine) -> BacktestOutput {
 
 #[test]
 fn btc_usd_1h_matches_the_reference_exactly() {
-    let want: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("BTC_USD-1h.result.json")).unwrap()).unwrap();
+    let want: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("BTC_USD-1h.result.json")).unwrap()).unwrap();
     let out = run_file(&fixtures().join("BTC_USD-1h.csv"), Engine::Kernel);
     let rel = check("BTC_USD-1h.csv", &out, &want, Some(&fixtures().join("BTC_USD-1h.trades.csv")));
     assert!(rel < 1e-12, "bit-level parity expected, got rel {rel:e}");
@@ -205,11 +244,36 @@ fn the_documented_command_prints_one_json_document() {
         args: BacktestArgs,
     }
     let csv = fixtures().join("BTC_USD-1h.csv");
-    let argv = ["mcbot", "--data", csv.to_str().unwrap(), "--strategy", "sma-cross", "--param", "fast=10", "--param", "slow=30", "--fill", "next-open", "--fee", "0.001", "--cash", "10000"];
+    let argv = [
+        "mcbot",
+        "--data",
+        csv.to_str().unwrap(),
+        "--strategy",
+        "sma-cross",
+        "--param",
+        "fast=10",
+        "--param",
+        "slow=30",
+        "--fill",
+        "next-open",
+        "--fee",
+        "0.001",
+        "--cash",
+        "10000",
+    ];
     let args = Wrap::parse_from(argv).args;
     let Outcome::Single(out) = backtest::execute(&args).unwrap() else { panic!("not a single run") };
     let v = serde_json::to_value(&*out).unwrap();
-    for k in ["trades", "closed_trades", "open_trades", "final_equity", "total_return_pct", "max_drawdown_pct", "sharpe", "seconds"] {
+    for k in [
+        "trades",
+        "closed_trades",
+        "open_trades",
+        "final_equity",
+        "total_return_pct",
+        "max_drawdown_pct",
+        "sharpe",
+        "seconds",
+    ] {
         assert!(v.get(k).is_some_and(|x| !x.is_null()), "{k} missing: {v}");
     }
     assert_eq!(v["trades"], 387);
@@ -231,33 +295,52 @@ fn outputs_sweeps_and_errors() {
         Wrap::parse_from(argv).args
     };
     let (trades, equity, chart) = (d.path().join("t.parquet"), d.path().join("e.csv"), d.path().join("c.png"));
-    let args = p(&["--trades-out", trades.to_str().unwrap(), "--equity-out", equity.to_str().unwrap(), "--chart", chart.to_str().unwrap()]);
+    let args = p(&[
+        "--trades-out",
+        trades.to_str().unwrap(),
+        "--equity-out",
+        equity.to_str().unwrap(),
+        "--chart",
+        chart.to_str().unwrap(),
+    ]);
     backtest::run(&args, false).unwrap();
     assert!(std::fs::metadata(&trades).unwrap().len() > 1000);
     let eq = std::fs::read_to_string(&equity).unwrap();
     assert_eq!(eq.lines().count(), 20_112, "header + one line per bar");
     assert!(std::fs::read(&chart).unwrap().starts_with(b"\x89PNG"));
+    std::fs::copy(&chart, "/tmp/chart_btc.png").unwrap();
     let csv_trades = d.path().join("t.csv");
     backtest::execute(&p(&["--trades-out", csv_trades.to_str().unwrap()])).unwrap();
     let text = std::fs::read_to_string(&csv_trades).unwrap();
-    assert!(text.starts_with("entry_time,entry_bar,entry_price,size,entry_fee,exit_time,exit_bar,exit_price,exit_fee,pnl,status"));
+    assert!(text.starts_with(
+        "entry_time,entry_bar,entry_price,size,entry_fee,exit_time,exit_bar,exit_price,exit_fee,pnl,status"
+    ));
     assert_eq!(text.lines().count(), 388);
 
     // sweep + shard + parquet out
     let sweep_out = d.path().join("s.parquet");
-    let args = p(&["--sweep", "fast=5..50:5", "--sweep", "slow=20..200:20", "--sweep-out", sweep_out.to_str().unwrap()]);
+    let args =
+        p(&["--sweep", "fast=5..50:5", "--sweep", "slow=20..200:20", "--sweep-out", sweep_out.to_str().unwrap()]);
     let Outcome::Sweep(s) = backtest::execute(&args).unwrap() else { panic!() };
     assert_eq!((s.result.grid_size, s.result.combos, s.result.skipped), (100, 90, 10));
     let row = s.result.rows.iter().find(|r| r.params["fast"] == "10" && r.params["slow"] == "20").unwrap();
-    let single = backtest::backtest_series(&backtest::load_all(&[csv.clone()]).unwrap(), &{
-        let mut a = reference_args();
-        a.params = vec![("fast".into(), "10".into()), ("slow".into(), "20".into())];
-        a
-    }, Engine::Kernel)
+    let single = backtest::backtest_series(
+        &backtest::load_all(&[csv.clone()]).unwrap(),
+        &{
+            let mut a = reference_args();
+            a.params = vec![("fast".into(), "10".into()), ("slow".into(), "20".into())];
+            a
+        },
+        Engine::Kernel,
+    )
     .unwrap();
     assert_eq!(row.metrics, single.metrics);
     assert!(std::fs::metadata(&sweep_out).unwrap().len() > 500);
-    let Outcome::Sweep(s1) = backtest::execute(&p(&["--sweep", "fast=5..50:5", "--sweep", "slow=20..200:20", "--shard", "1/4"])).unwrap() else { panic!() };
+    let Outcome::Sweep(s1) =
+        backtest::execute(&p(&["--sweep", "fast=5..50:5", "--sweep", "slow=20..200:20", "--shard", "1/4"])).unwrap()
+    else {
+        panic!()
+    };
     assert!(s1.result.rows.iter().all(|r| r.index % 4 == 1));
     backtest::run(&p(&["--sweep", "fast=5..50:5", "--sweep", "slow=20..200:20"]), false).unwrap();
 
@@ -288,4 +371,35 @@ fn several_files_share_cash() {
     // no entry ever commits more than half of the equity when the other symbol is flat, and cash never goes negative
     assert!(out.equity.iter().all(|e| *e > 0.0));
     let _ = data::timeframe_of("x", &[]);
+}
+
+#[test]
+fn validate_gives_a_verdict_table() {
+    use mcbot::commands::validate::{self, ValidateArgs};
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: ValidateArgs,
+    }
+    let csv = fixtures().join("BTC_USD-1h.csv");
+    let p = |rest: &[&str]| {
+        let mut argv = vec!["mcbot", "--data", csv.to_str().unwrap(), "--sweep", "fast=5..25:10", "--sweep", "slow=40..120:40"];
+        argv.extend_from_slice(rest);
+        Wrap::parse_from(argv).args
+    };
+    let out = validate::execute(&p(&[])).unwrap();
+    let v = serde_json::to_value(&out).unwrap();
+    assert_eq!((v["trials"].as_u64(), v["bars"].as_u64()), (Some(9), Some(20_111)));
+    let checks: Vec<&str> = v["verdict"]["rows"].as_array().unwrap().iter().filter_map(|r| r["check"].as_str()).collect();
+    assert_eq!(checks.len(), 7, "{checks:?}");
+    assert!(["pass", "caution", "fail"].contains(&v["verdict"]["overall"].as_str().unwrap()));
+    validate::run(&p(&["--method", "wfa"]), false).unwrap();
+    validate::run(&p(&["--method", "cpcv", "--purge", "24", "--embargo", "24"]), true).unwrap();
+    // a looser threshold can only improve a row; an impossible one fails it
+    let strict = validate::execute(&p(&["--method", "is-oos", "--min-dsr", "1000"])).unwrap();
+    assert_eq!(strict.report.verdict.rows.last().map(|r| r.status), Some(mcbot_stages::backtest::validation::Status::Fail));
+    let e = validate::execute(&p(&["--method", "wfa", "--folds", "0"])).unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    let one = Wrap::parse_from(["mcbot", "--data", csv.to_str().unwrap(), "--sweep", "fast=10"]).args;
+    assert!(validate::execute(&one).unwrap_err().to_string().contains("at least 2"));
 }

@@ -17,7 +17,7 @@ use mcbot_stages::{Clock, ManualClock, SystemClock};
 use rust_decimal_macros::dec;
 use tokio::sync::broadcast;
 
-use crate::support::fake_binance::{Commission, Fault, FakeBinance, FakeConfig, TokioClock};
+use crate::support::fake_binance::{Commission, FakeBinance, FakeConfig, Fault, TokioClock};
 
 const ORDER: &str = "/api/v3/order";
 
@@ -341,7 +341,7 @@ async fn binance_unknown_outcomes_are_looked_up_and_never_placed_twice() {
     let clock = Arc::new(ManualClock::new(t0()));
     let fake = fake_with(&clock, |_| {}).await;
     let mut settings = fake.settings();
-    settings.request_timeout_ms = 300;
+    settings.request_timeout_ms = 1_000;
     let ex = adapter(settings, clock.clone());
     let price = fake.last_price("BTCUSDT");
     let cases = [
@@ -458,10 +458,10 @@ async fn binance_many_orders_with_random_faults_duplicate_nothing_and_lose_no_fi
     let mut cfg = FakeConfig::new(clock.clone());
     cfg.history_bars = 50;
     cfg.level_qty = dec!(0.02);
-    cfg.timeout_delay = Duration::from_millis(600);
+    cfg.timeout_delay = Duration::from_millis(1_500);
     let fake = FakeBinance::start(cfg).await;
     let mut settings = fake.settings();
-    settings.request_timeout_ms = 300;
+    settings.request_timeout_ms = 1_000;
     settings.order_lookup_delay_ms = 1;
     let ex = adapter(settings, clock.clone());
     fake.set_random_faults(0.10, 2024);
@@ -647,7 +647,8 @@ async fn binance_stream_aggregates_1m_bars_to_5m_on_utc_boundaries() {
     let five: Timeframe = "5m".parse().unwrap();
     let stream = ex.start_stream(vec![btc()], five);
     let mut rx = stream.subscribe();
-    let warm: Vec<ClosedBar> = vec![next_bar(&mut rx).await, next_bar(&mut rx).await, next_bar(&mut rx).await, next_bar(&mut rx).await];
+    let warm: Vec<ClosedBar> =
+        vec![next_bar(&mut rx).await, next_bar(&mut rx).await, next_bar(&mut rx).await, next_bar(&mut rx).await];
     assert_eq!(warm[3].candle.open_time, DateTime::parse_from_rfc3339("2023-12-31T23:55:00Z").unwrap().to_utc());
     wait_until("stream connected", || fake.ws_connections() == 1).await;
     // 00:02 .. 00:04 close: the 00:00 bucket completes with the 00:04 minute.

@@ -98,7 +98,8 @@ pub fn execute(args: &ValidateArgs) -> Result<ValidateOutput, CommandError> {
     let method: Method = args.method.parse()?;
     let ranges: Vec<ParamRange> = args.sweep.iter().map(|r| r.parse()).collect::<Result<_, _>>()?;
     let combos = sweep::grid(&args.sim.param_map(), &ranges);
-    let results = sweep::evaluate(&one.bars, &args.sim.strategy, &combos, &cfg, tf, |s| metrics::returns(&s.equity, s.init_cash));
+    let results =
+        sweep::evaluate(&one.bars, &args.sim.strategy, &combos, &cfg, tf, |s| metrics::returns(&s.equity, s.init_cash));
     let (mut trial_params, mut returns, mut skipped, mut first_err) = (Vec::new(), Vec::new(), 0, None);
     for (p, r) in combos.into_iter().zip(results) {
         match r {
@@ -114,7 +115,10 @@ pub fn execute(args: &ValidateArgs) -> Result<ValidateOutput, CommandError> {
     }
     if returns.len() < 2 {
         let why = first_err.map_or_else(String::new, |e| format!(" ({e})"));
-        return Err(CommandError::Usage(format!("validation needs at least 2 valid combinations, got {}{why}", returns.len())));
+        return Err(CommandError::Usage(format!(
+            "validation needs at least 2 valid combinations, got {}{why}",
+            returns.len()
+        )));
     }
     let trials = Trials::new(returns, tf.bars_per_year())?;
     let settings = Settings {
@@ -136,7 +140,14 @@ pub fn execute(args: &ValidateArgs) -> Result<ValidateOutput, CommandError> {
         caution_margin: args.caution_margin,
     };
     let report = validation::validate(&trials, method, &settings, &thresholds)?;
-    Ok(ValidateOutput { file: one.name.clone(), strategy: args.sim.strategy.clone(), trial_params, skipped, thresholds, report })
+    Ok(ValidateOutput {
+        file: one.name.clone(),
+        strategy: args.sim.strategy.clone(),
+        trial_params,
+        skipped,
+        thresholds,
+        report,
+    })
 }
 
 fn params(p: &std::collections::BTreeMap<String, String>) -> String {
@@ -157,11 +168,22 @@ pub fn run(args: &ValidateArgs, json: bool) -> Result<(), CommandError> {
     }
     if let Some(w) = &r.wfa {
         let chosen: Vec<String> = w.folds.iter().map(|f| name(f.chosen)).collect();
-        println!("WFA: {} windows, chose [{}], stitched OOS return {:.2} %", w.folds.len(), chosen.join("; "), w.oos_return * 100.0);
+        println!(
+            "WFA: {} windows, chose [{}], stitched OOS return {:.2} %",
+            w.folds.len(),
+            chosen.join("; "),
+            w.oos_return * 100.0
+        );
     }
     if let Some(c) = &r.cpcv {
         let paths: Vec<String> = c.path_sharpes.iter().map(|s| format!("{s:.2}")).collect();
-        println!("CPCV: {} splits, purge {} / embargo {} bars, path Sharpes [{}]", c.splits, c.purge, c.embargo, paths.join(", "));
+        println!(
+            "CPCV: {} splits, purge {} / embargo {} bars, path Sharpes [{}]",
+            c.splits,
+            c.purge,
+            c.embargo,
+            paths.join(", ")
+        );
     }
     println!(
         "DSR: best {} Sharpe {:.2}, expected best-of-{} by luck {:.2}, probability of a real edge {:.3}",
@@ -171,7 +193,11 @@ pub fn run(args: &ValidateArgs, json: bool) -> Result<(), CommandError> {
         r.dsr.expected_max_sharpe,
         r.dsr.probability
     );
-    let rows = r.verdict.rows.iter().map(|v| vec![v.check.clone(), format!("{:.4}", v.value), v.threshold.clone(), v.status.to_string()]);
+    let rows = r
+        .verdict
+        .rows
+        .iter()
+        .map(|v| vec![v.check.clone(), format!("{:.4}", v.value), v.threshold.clone(), v.status.to_string()]);
     println!("{}", table(&["check", "value", "threshold", "status"], rows));
     let overall = match r.verdict.overall {
         Status::Pass => "PASS",

@@ -144,12 +144,19 @@ impl FakeConfig {
         Self {
             api_key: "test-api-key".into(),
             api_secret: "test-api-secret-0123456789".into(),
-            symbols: vec![FakeSymbol::usdt("BTC", Decimal::from(40_000)), FakeSymbol::usdt("ETH", Decimal::from(2_000))],
+            symbols: vec![
+                FakeSymbol::usdt("BTC", Decimal::from(40_000)),
+                FakeSymbol::usdt("ETH", Decimal::from(2_000)),
+            ],
             interval: Timeframe::from_minutes(1).expect("1m"),
             history_bars: 200,
             seed: 42,
             weight_limit_per_min: 6_000,
-            balances: vec![("USDT".into(), Decimal::from(1_000_000)), ("BTC".into(), Decimal::from(10)), ("ETH".into(), Decimal::from(100))],
+            balances: vec![
+                ("USDT".into(), Decimal::from(1_000_000)),
+                ("BTC".into(), Decimal::from(10)),
+                ("ETH".into(), Decimal::from(100)),
+            ],
             fee_rate: Decimal::new(1, 3),
             commission: Commission::Realistic,
             book_levels: 50,
@@ -336,6 +343,9 @@ struct State0 {
 }
 
 type Shared = Arc<Mutex<State0>>;
+
+/// Book levels as (price, quantity), best first.
+type Levels = Vec<(Decimal, Decimal)>;
 
 /// The running fake.
 pub struct FakeBinance {
@@ -777,7 +787,13 @@ impl State0 {
     }
 
     /// Signature, key and recvWindow, as Binance checks them.
-    fn check_signed(&self, headers: &HeaderMap, raw_query: &str, body: &[u8], params: &HashMap<String, String>) -> Result<(), Refusal> {
+    fn check_signed(
+        &self,
+        headers: &HeaderMap,
+        raw_query: &str,
+        body: &[u8],
+        params: &HashMap<String, String>,
+    ) -> Result<(), Refusal> {
         let key = headers.get("x-mbx-apikey").and_then(|v| v.to_str().ok()).unwrap_or_default();
         if key != self.cfg.api_key {
             return Err(refusal(401, -2015, "Invalid API-key, IP, or permissions for action."));
@@ -785,7 +801,13 @@ impl State0 {
         let (payload, sig) = match raw_query.rfind("signature=") {
             Some(0) => ("", &raw_query[10..]),
             Some(i) if raw_query.as_bytes()[i - 1] == b'&' => (&raw_query[..i - 1], &raw_query[i + 10..]),
-            _ => return Err(refusal(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")),
+            _ => {
+                return Err(refusal(
+                    400,
+                    -1102,
+                    "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.",
+                ));
+            }
         };
         let mut signed = payload.to_owned();
         signed.push_str(&String::from_utf8_lossy(body));
@@ -795,10 +817,9 @@ impl State0 {
         if !ok {
             return Err(refusal(400, -1022, "Signature for this request is not valid."));
         }
-        let ts: i64 = params
-            .get("timestamp")
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| refusal(400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."))?;
+        let ts: i64 = params.get("timestamp").and_then(|t| t.parse().ok()).ok_or_else(|| {
+            refusal(400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
+        })?;
         let window: i64 = params.get("recvWindow").and_then(|t| t.parse().ok()).unwrap_or(5_000);
         if window > 60_000 {
             return Err(refusal(400, -1131, "recvWindow must be less than 60000"));
@@ -811,7 +832,8 @@ impl State0 {
     }
 
     fn market(&self, params: &HashMap<String, String>) -> Result<&Market, Refusal> {
-        let s = params.get("symbol").ok_or_else(|| refusal(400, -1102, "Mandatory parameter 'symbol' was not sent."))?;
+        let s =
+            params.get("symbol").ok_or_else(|| refusal(400, -1102, "Mandatory parameter 'symbol' was not sent."))?;
         self.markets.get(s).ok_or_else(|| refusal(400, -1121, "Invalid symbol."))
     }
 
@@ -873,7 +895,9 @@ impl State0 {
                 Ok(Value::Array(
                     self.orders
                         .iter()
-                        .filter(|o| (o.status == "NEW" || o.status == "PARTIALLY_FILLED") && sym.is_none_or(|s| *s == o.symbol))
+                        .filter(|o| {
+                            (o.status == "NEW" || o.status == "PARTIALLY_FILLED") && sym.is_none_or(|s| *s == o.symbol)
+                        })
                         .map(|o| order_json(o, None))
                         .collect(),
                 ))
@@ -906,10 +930,10 @@ impl State0 {
             ),
             (None, None) => None,
         };
-        if let Some(w) = &wanted {
-            if w.iter().any(|s| !self.markets.contains_key(s)) {
-                return Err(refusal(400, -1121, "Invalid symbol."));
-            }
+        if let Some(w) = &wanted
+            && w.iter().any(|s| !self.markets.contains_key(s))
+        {
+            return Err(refusal(400, -1121, "Invalid symbol."));
         }
         let symbols: Vec<Value> = self
             .markets
@@ -944,7 +968,7 @@ impl State0 {
         let tf: Timeframe = params
             .get("interval")
             .and_then(|i| i.parse().ok())
-            .filter(|t: &Timeframe| t.minutes() % base.minutes() == 0)
+            .filter(|t: &Timeframe| t.minutes().is_multiple_of(base.minutes()))
             .ok_or_else(|| refusal(400, -1120, "Invalid interval."))?;
         let num = |k: &str| params.get(k).and_then(|v| v.parse::<i64>().ok());
         let limit = num("limit").unwrap_or(500).clamp(1, 1000) as usize;
@@ -978,15 +1002,27 @@ impl State0 {
             rows.into_iter()
                 .map(|b| {
                     let t = b.open_time.timestamp_millis();
-                    json!([t, d8(b.open), d8(b.high), d8(b.low), d8(b.close), d8(b.volume), t + tf_ms - 1,
-                           d8(b.volume * b.close), 2, "0", "0", "0"])
+                    json!([
+                        t,
+                        d8(b.open),
+                        d8(b.high),
+                        d8(b.low),
+                        d8(b.close),
+                        d8(b.volume),
+                        t + tf_ms - 1,
+                        d8(b.volume * b.close),
+                        2,
+                        "0",
+                        "0",
+                        "0"
+                    ])
                 })
                 .collect(),
         ))
     }
 
     /// Levels one tick apart around the last price.
-    fn book(&self, m: &Market, levels: usize) -> (Vec<(Decimal, Decimal)>, Vec<(Decimal, Decimal)>) {
+    fn book(&self, m: &Market, levels: usize) -> (Levels, Levels) {
         let p = m.last_price();
         let n = levels.min(self.cfg.book_levels);
         let bids = (1..=n)
@@ -1031,7 +1067,8 @@ impl State0 {
         if !cid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') || cid.len() > 36 {
             return Err(refusal(400, -1100, "Illegal characters found in parameter 'newClientOrderId'."));
         }
-        if self.orders.iter().any(|o| o.client_order_id == cid && (o.status == "NEW" || o.status == "PARTIALLY_FILLED")) {
+        if self.orders.iter().any(|o| o.client_order_id == cid && (o.status == "NEW" || o.status == "PARTIALLY_FILLED"))
+        {
             return Err(refusal(400, -2010, "Duplicate order sent."));
         }
         // Walk the book.
@@ -1139,8 +1176,10 @@ fn order_json(o: &FakeOrder, fills: Option<&[FakeTrade]>) -> Value {
         v["fills"] = Value::Array(
             fills
                 .iter()
-                .map(|t| json!({"price": d8(t.price), "qty": d8(t.qty), "commission": d8(t.commission),
-                    "commissionAsset": t.commission_asset, "tradeId": t.id}))
+                .map(|t| {
+                    json!({"price": d8(t.price), "qty": d8(t.qty), "commission": d8(t.commission),
+                    "commissionAsset": t.commission_asset, "tradeId": t.id})
+                })
                 .collect(),
         );
     }
@@ -1227,7 +1266,12 @@ fn handle(
             let secs = (until - now).num_seconds().max(1) as u64;
             record.status = 418;
             st.requests.push(record);
-            return Then::Answer(respond(418, error_json(-1003, "Way too much request weight used; IP banned."), 0, Some(secs)));
+            return Then::Answer(respond(
+                418,
+                error_json(-1003, "Way too much request weight used; IP banned."),
+                0,
+                Some(secs),
+            ));
         }
         st.banned_until = None;
     }
@@ -1254,11 +1298,23 @@ fn handle(
     }
     match &fault {
         Some(Fault::RateLimit { retry_after_secs }) => {
-            return Then::Answer(answer(st, record, 429, error_json(-1003, "Too much request weight used."), Some(*retry_after_secs)));
+            return Then::Answer(answer(
+                st,
+                record,
+                429,
+                error_json(-1003, "Too much request weight used."),
+                Some(*retry_after_secs),
+            ));
         }
         Some(Fault::Ban { retry_after_secs }) => {
             st.banned_until = Some(now + chrono::Duration::seconds(*retry_after_secs as i64));
-            return Then::Answer(answer(st, record, 418, error_json(-1003, "Way too much request weight used; IP banned."), Some(*retry_after_secs)));
+            return Then::Answer(answer(
+                st,
+                record,
+                418,
+                error_json(-1003, "Way too much request weight used; IP banned."),
+                Some(*retry_after_secs),
+            ));
         }
         Some(Fault::ServerErrorBefore) => {
             return Then::Answer(answer(st, record, 503, "Service Unavailable".into(), None));
@@ -1268,10 +1324,10 @@ fn handle(
         }
         _ => {}
     }
-    if SIGNED.contains(&path) {
-        if let Err((status, code, msg)) = st.check_signed(headers, raw_query, body, params) {
-            return Then::Answer(answer(st, record, status, error_json(code, &msg), None));
-        }
+    if SIGNED.contains(&path)
+        && let Err((status, code, msg)) = st.check_signed(headers, raw_query, body, params)
+    {
+        return Then::Answer(answer(st, record, status, error_json(code, &msg), None));
     }
     let result = st.process(method, path, params, fault.as_ref());
     let (status, text) = match result {
@@ -1279,9 +1335,13 @@ fn handle(
         Err((status, code, msg)) => (status, error_json(code, &msg)),
     };
     match fault {
-        Some(Fault::ServerErrorAfter) => {
-            Then::Answer(answer(st, record, 500, error_json(-1000, "An unknown error occurred while processing the request."), None))
-        }
+        Some(Fault::ServerErrorAfter) => Then::Answer(answer(
+            st,
+            record,
+            500,
+            error_json(-1000, "An unknown error occurred while processing the request."),
+            None,
+        )),
         Some(Fault::Timeout) => {
             let delay = st.cfg.timeout_delay;
             Then::Delay(delay, answer(st, record, status, text, None))

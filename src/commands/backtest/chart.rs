@@ -25,7 +25,9 @@ fn font_ready() -> bool {
         let from_env = std::env::var("MCBOT_CHART_FONT").ok();
         let bytes = from_env.iter().map(String::as_str).chain(FONT_PATHS).find_map(|p| std::fs::read(p).ok());
         // plotters keeps the font for the process's lifetime, so leaking the one copy is the intended use
-        bytes.is_some_and(|b| plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(b.into_boxed_slice())).is_ok())
+        bytes.is_some_and(|b| {
+            plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(b.into_boxed_slice())).is_ok()
+        })
     })
 }
 
@@ -37,7 +39,8 @@ fn thin(time: &[i64], v: &[f64], max: usize) -> Vec<(i64, f64)> {
         .step_by(step)
         .map(|s| {
             let e = (s + step).min(n);
-            let (i, _) = v[s..e].iter().enumerate().fold((0, f64::INFINITY), |b, (i, x)| if *x < b.1 { (i, *x) } else { b });
+            let (i, _) =
+                v[s..e].iter().enumerate().fold((0, f64::INFINITY), |b, (i, x)| if *x < b.1 { (i, *x) } else { b });
             (time[s + i], v[s + i])
         })
         .collect()
@@ -45,7 +48,8 @@ fn thin(time: &[i64], v: &[f64], max: usize) -> Vec<(i64, f64)> {
 
 /// Draws equity and drawdown (percent below the running peak) over time into a PNG at `path`.
 pub fn equity_drawdown(path: &Path, time: &[i64], equity: &[f64], title: &str) -> Result<(), CommandError> {
-    let err = |e: &dyn std::fmt::Display| CommandError::Output { path: path.display().to_string(), message: e.to_string() };
+    let err =
+        |e: &dyn std::fmt::Display| CommandError::Output { path: path.display().to_string(), message: e.to_string() };
     if equity.is_empty() {
         return Err(err(&"no equity to chart"));
     }
@@ -63,7 +67,9 @@ pub fn equity_drawdown(path: &Path, time: &[i64], equity: &[f64], title: &str) -
     let pad = ((hi - lo) * 0.05).max(hi.abs() * 1e-6).max(1e-9);
     let dd_min = ddp.iter().map(|p| p.1).fold(0.0f64, f64::min).min(-0.01);
     let text = font_ready();
-    let fmt_time = |t: &i64| chrono::DateTime::from_timestamp(*t, 0).map_or_else(String::new, |d| d.format("%Y-%m-%d").to_string());
+    let fmt_time = |t: &i64| {
+        chrono::DateTime::from_timestamp(*t, 0).map_or_else(String::new, |d| d.format("%Y-%m-%d").to_string())
+    };
 
     let root = BitMapBackend::new(path, (1200, 800)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;

@@ -48,7 +48,9 @@ pub fn load(path: &Path) -> Result<Series, DataError> {
             .with_infer_schema_length(Some(0)) // every column as text: we parse numbers ourselves
             .try_into_reader_with_file_path(Some(path.to_path_buf()))
             .and_then(|r| r.finish()),
-        "parquet" | "pq" => std::fs::File::open(path).map_err(PolarsError::from).and_then(|f| ParquetReader::new(f).finish()),
+        "parquet" | "pq" => {
+            std::fs::File::open(path).map_err(PolarsError::from).and_then(|f| ParquetReader::new(f).finish())
+        }
         other => return Err(err(format!("unsupported extension {other:?}: expected .csv or .parquet"))),
     }
     .map_err(|e| err(e.to_string()))?;
@@ -67,9 +69,12 @@ pub fn load(path: &Path) -> Result<Series, DataError> {
         cols.try_into().map_err(|_| err("internal: column count".into()))?;
     for t in 0..n {
         let row = t + 2; // 1-based, after the header
-        let sane = low[t] > 0.0 && low[t] <= open[t].min(close[t]) && high[t] >= open[t].max(close[t]) && volume[t] >= 0.0;
+        let sane =
+            low[t] > 0.0 && low[t] <= open[t].min(close[t]) && high[t] >= open[t].max(close[t]) && volume[t] >= 0.0;
         if !sane {
-            return Err(err(format!("row {row}: OHLC not sane (need low > 0, low <= open/close <= high, volume >= 0)")));
+            return Err(err(format!(
+                "row {row}: OHLC not sane (need low > 0, low <= open/close <= high, volume >= 0)"
+            )));
         }
         if t > 0 && time[t] <= time[t - 1] {
             return Err(err(format!("row {row}: timestamps must be strictly ascending")));
@@ -123,7 +128,9 @@ fn times(col: &Column) -> Result<Vec<i64>, String> {
         }
         dt if dt.is_integer() => {
             let phys = col.cast(&DataType::Int64).map_err(|e| e.to_string())?;
-            ints(&phys).map(|v| v.into_iter().map(|x| if x.abs() > 100_000_000_000 { x.div_euclid(1000) } else { x }).collect())
+            ints(&phys).map(|v| {
+                v.into_iter().map(|x| if x.abs() > 100_000_000_000 { x.div_euclid(1000) } else { x }).collect()
+            })
         }
         other => Err(format!("timestamp column has type {other}: expected text, datetime or integer")),
     }

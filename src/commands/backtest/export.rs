@@ -19,7 +19,10 @@ fn write(path: &Path, mut df: DataFrame) -> Result<(), CommandError> {
     match ext.as_str() {
         "csv" => CsvWriter::new(file()?).include_header(true).finish(&mut df).map_err(|e| out_err(path, e)),
         "parquet" | "pq" => ParquetWriter::new(file()?).finish(&mut df).map(|_| ()).map_err(|e| out_err(path, e)),
-        other => Err(CommandError::Usage(format!("{}: unsupported extension {other:?}: use .csv or .parquet", path.display()))),
+        other => Err(CommandError::Usage(format!(
+            "{}: unsupported extension {other:?}: use .csv or .parquet",
+            path.display()
+        ))),
     }
 }
 
@@ -37,8 +40,12 @@ where
 pub fn write_trades(path: &Path, trades: &[TradeRow]) -> Result<(), CommandError> {
     let t = |f: &dyn Fn(&TradeRow) -> f64| trades.iter().map(f).collect::<Vec<f64>>();
     let status: Vec<&str> = trades.iter().map(|r| if r.trade.is_closed() { "closed" } else { "open" }).collect();
-    let reason: Vec<String> =
-        trades.iter().map(|r| serde_json::to_value(r.trade.exit).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()).collect();
+    let reason: Vec<String> = trades
+        .iter()
+        .map(|r| {
+            serde_json::to_value(r.trade.exit).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        })
+        .collect();
     let df = DataFrame::new(
         trades.len(),
         vec![
@@ -73,8 +80,9 @@ pub fn write_equity(path: &Path, time: &[i64], equity: &[f64], _init_cash: f64) 
         })
         .collect();
     let times: Vec<String> = time.iter().map(|t| super::iso(*t)).collect();
-    let df = DataFrame::new(equity.len(), vec![col("time", times), col("equity", equity.to_vec()), col("drawdown_pct", dd)])
-        .map_err(|e| out_err(path, e))?;
+    let df =
+        DataFrame::new(equity.len(), vec![col("time", times), col("equity", equity.to_vec()), col("drawdown_pct", dd)])
+            .map_err(|e| out_err(path, e))?;
     write(path, df)
 }
 
@@ -90,7 +98,9 @@ pub fn write_sweep(path: &Path, out: &SweepOutput) -> Result<(), CommandError> {
     for n in &names {
         cols.push(col(n, rows.iter().map(|r| r.params.get(n).cloned().unwrap_or_default()).collect::<Vec<_>>()));
     }
-    let f = |name: &str, g: &dyn Fn(&mcbot_stages::backtest::Metrics) -> f64| col(name, rows.iter().map(|r| g(&r.metrics)).collect::<Vec<_>>());
+    let f = |name: &str, g: &dyn Fn(&mcbot_stages::backtest::Metrics) -> f64| {
+        col(name, rows.iter().map(|r| g(&r.metrics)).collect::<Vec<_>>())
+    };
     let o = |name: &str, g: &dyn Fn(&mcbot_stages::backtest::Metrics) -> Option<f64>| {
         col(name, rows.iter().map(|r| g(&r.metrics)).collect::<Vec<_>>())
     };

@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use mcbot_stages::backtest::sweep::{self, ParamRange, Shard, SweepResult};
 use mcbot_stages::backtest::{
-    self, BacktestError, ExitReason, Fill, Metrics, SimConfig, Simulation, Trade, TrailingAtr, metrics, simulate_portfolio,
+    self, BacktestError, ExitReason, Fill, Metrics, SimConfig, Simulation, Trade, TrailingAtr, metrics,
+    simulate_portfolio,
 };
 use mcbot_stages::domain::{Symbol, Timeframe};
 use mcbot_stages::strategy::registry;
@@ -304,11 +305,7 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Series>, CommandError> {
 }
 
 /// Runs one backtest over already-loaded series: the library call behind `mcbot backtest` without a sweep.
-pub fn backtest_series(
-    series: &[Series],
-    sim: &SimArgs,
-    engine: Engine,
-) -> Result<BacktestOutput, CommandError> {
+pub fn backtest_series(series: &[Series], sim: &SimArgs, engine: Engine) -> Result<BacktestOutput, CommandError> {
     let cfg = sim.sim_config()?;
     let tf = sim.timeframe(series)?;
     let params = sim.param_map();
@@ -336,7 +333,9 @@ pub fn backtest_series(
             (m, rows, run.equity, run.time)
         }
         (_, Engine::Event) => {
-            return Err(CommandError::Usage("--engine event runs one --data file; use the kernel for a portfolio".into()));
+            return Err(CommandError::Usage(
+                "--engine event runs one --data file; use the kernel for a portfolio".into(),
+            ));
         }
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -357,18 +356,20 @@ pub fn backtest_series(
 }
 
 /// Runs a sweep over one loaded series.
-pub fn sweep_series(series: &Series, sim: &SimArgs, ranges: &[String], shard: &str) -> Result<SweepOutput, CommandError> {
+pub fn sweep_series(
+    series: &Series,
+    sim: &SimArgs,
+    ranges: &[String],
+    shard: &str,
+) -> Result<SweepOutput, CommandError> {
     let cfg = sim.sim_config()?;
     let tf = sim.timeframe(std::slice::from_ref(series))?;
     let ranges: Vec<ParamRange> = ranges.iter().map(|r| r.parse()).collect::<Result<_, _>>()?;
     let shard: Shard = shard.parse()?;
     let combos = sweep::grid(&sim.param_map(), &ranges);
     let result = sweep::sweep(&series.bars, &sim.strategy, &combos, shard, &cfg, tf)?;
-    let best = result
-        .rows
-        .iter()
-        .max_by(|a, b| a.metrics.total_return_pct.total_cmp(&b.metrics.total_return_pct))
-        .cloned();
+    let best =
+        result.rows.iter().max_by(|a, b| a.metrics.total_return_pct.total_cmp(&b.metrics.total_return_pct)).cloned();
     Ok(SweepOutput {
         file: series.name.clone(),
         bars: series.bars.len(),

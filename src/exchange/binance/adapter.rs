@@ -137,7 +137,10 @@ impl BinanceExchange {
 
     fn remember(&self, ack: &OrderAck) {
         if ack.order.status.is_final() {
-            self.finals.lock().unwrap_or_else(|p| p.into_inner()).insert(ack.order.client_order_id.clone(), ack.clone());
+            self.finals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(ack.order.client_order_id.clone(), ack.clone());
         }
     }
 
@@ -234,7 +237,10 @@ impl BinanceExchange {
                 // Binance publishes trades a moment after the order: an incomplete list is not an answer.
                 return Err(BinanceError::Server {
                     status: 200,
-                    msg: format!("myTrades shows {traded} of {} executed for {}", order.filled_qty, order.client_order_id),
+                    msg: format!(
+                        "myTrades shows {traded} of {} executed for {}",
+                        order.filled_qty, order.client_order_id
+                    ),
                 });
             }
             fills
@@ -356,10 +362,10 @@ impl Exchange for BinanceExchange {
     ) -> Result<Vec<Candle>, ExchangeError> {
         let now = self.clock.now();
         let last_open = tf.last_close(until.min(now)) - tf.duration();
-        if let Some(cache) = self.cache.get().filter(|c| c.timeframe() == tf) {
-            if let Some(bars) = cache.closed_until(symbol, last_open, limit) {
-                return Ok(bars);
-            }
+        if let Some(cache) = self.cache.get().filter(|c| c.timeframe() == tf)
+            && let Some(bars) = cache.closed_until(symbol, last_open, limit)
+        {
+            return Ok(bars);
         }
         if limit == 0 {
             return Ok(Vec::new());

@@ -85,14 +85,7 @@ mod tests {
     use super::*;
 
     fn minute(t: DateTime<Utc>, o: i64, h: i64, l: i64, c: i64) -> Candle {
-        Candle {
-            open_time: t,
-            open: o.into(),
-            high: h.into(),
-            low: l.into(),
-            close: c.into(),
-            volume: Decimal::ONE,
-        }
+        Candle { open_time: t, open: o.into(), high: h.into(), low: l.into(), close: c.into(), volume: Decimal::ONE }
     }
 
     #[test]
@@ -102,7 +95,7 @@ mod tests {
         let s = Symbol::new("BTCUSDT").unwrap();
         let t0 = DateTime::parse_from_rfc3339("2024-01-01T10:05:00Z").unwrap().to_utc();
         // A minute of the previous bucket is dropped, not mixed in.
-        assert_eq!(agg.push(&s, minute(t0 - Duration::minutes(1), 1, 1, 1, 1)), Aggregated::Pending);
+        assert_eq!(agg.push(&s, minute(t0 - Duration::minutes(2), 1, 1, 1, 1)), Aggregated::Pending);
         let prices = [(10, 12, 9, 11), (11, 15, 10, 14), (14, 14, 8, 9), (9, 10, 9, 10), (10, 11, 10, 11)];
         let mut out = Aggregated::Pending;
         for (i, (o, h, l, c)) in prices.into_iter().enumerate() {
@@ -110,7 +103,10 @@ mod tests {
         }
         let Aggregated::Complete(bar) = out else { panic!("{out:?}") };
         assert_eq!(bar.open_time, t0);
-        assert_eq!((bar.open, bar.high, bar.low, bar.close, bar.volume), (10.into(), 15.into(), 8.into(), 11.into(), 5.into()));
+        assert_eq!(
+            (bar.open, bar.high, bar.low, bar.close, bar.volume),
+            (10.into(), 15.into(), 8.into(), 11.into(), 5.into())
+        );
     }
 
     #[test]

@@ -76,7 +76,8 @@ impl CandleCache {
             q.pop_front();
         }
         // Published under the lock, so subscribers see bars in the order they entered.
-        let _ = self.tx.send(ClosedBar { symbol: symbol.clone(), timeframe: self.timeframe, candle, source, received_at });
+        let _ =
+            self.tx.send(ClosedBar { symbol: symbol.clone(), timeframe: self.timeframe, candle, source, received_at });
         true
     }
 

@@ -199,7 +199,9 @@ mod tests {
     fn statuses_and_codes_map_to_what_the_caller_does_next() {
         let e = classify(429, r#"{"code":-1003,"msg":"Too much request weight used"}"#, false);
         assert_eq!(e.next_step(), NextStep::RetryAfter(Duration::from_secs(7)));
-        assert!(matches!(ExchangeError::from(e), ExchangeError::Retryable { retry_after, .. } if retry_after.as_secs() == 7));
+        assert!(
+            matches!(ExchangeError::from(e), ExchangeError::Retryable { retry_after, .. } if retry_after.as_secs() == 7)
+        );
 
         let e = classify(418, r#"{"code":-1003,"msg":"Way too much request weight used; IP banned until 1."}"#, false);
         assert!(matches!(e, BinanceError::Banned { until } if until == now() + chrono::Duration::seconds(7)));
@@ -216,7 +218,10 @@ mod tests {
         assert!(matches!(ExchangeError::from(e), ExchangeError::Rejected(_)));
         let e = classify(400, r#"{"code":-1013,"msg":"Filter failure: LOT_SIZE"}"#, true);
         assert_eq!(e.next_step(), NextStep::DoNotRetry);
-        assert!(matches!(classify(400, r#"{"code":-2013,"msg":"Order does not exist."}"#, false), BinanceError::NoSuchOrder(_)));
+        assert!(matches!(
+            classify(400, r#"{"code":-2013,"msg":"Order does not exist."}"#, false),
+            BinanceError::NoSuchOrder(_)
+        ));
         assert!(matches!(classify(400, r#"{"code":-1021,"msg":"Timestamp..."}"#, true), BinanceError::Timestamp(_)));
         let e = classify(401, r#"{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}"#, false);
         assert_eq!(e.next_step(), NextStep::Stop);

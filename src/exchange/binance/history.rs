@@ -26,9 +26,9 @@ pub async fn closed_klines(
         let full_page = rows.len() >= usize::from(KLINES_MAX_LIMIT);
         let mut progressed = false;
         for row in rows {
-            let candle = row
-                .to_candle()
-                .ok_or_else(|| BinanceError::malformed("klines", format!("open time {} out of range", row.open_time)))?;
+            let candle = row.to_candle().ok_or_else(|| {
+                BinanceError::malformed("klines", format!("open time {} out of range", row.open_time))
+            })?;
             let after_last = out.last().is_none_or(|l| candle.open_time > l.open_time);
             if candle.open_time < cursor || candle.open_time > to || !after_last {
                 continue;

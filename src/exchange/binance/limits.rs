@@ -81,7 +81,13 @@ impl RateLimiter {
             time,
             budget: budget.max(1),
             max_wait,
-            state: Mutex::new(State { window: i64::MIN, used: 0, in_flight: 0, backoff_until: None, banned_until: None }),
+            state: Mutex::new(State {
+                window: i64::MIN,
+                used: 0,
+                in_flight: 0,
+                backoff_until: None,
+                banned_until: None,
+            }),
             hook,
         }
     }
@@ -96,7 +102,7 @@ impl RateLimiter {
     /// flight" until the answer's weight header is observed through it (or it is dropped).
     pub async fn acquire(&self, weight: u32) -> Result<WeightPermit<'_>, BinanceError> {
         loop {
-            let wait = {
+            let (wait, window) = {
                 let mut s = self.lock();
                 let now = self.time.server_now();
                 if let Some(until) = s.banned_until {
@@ -106,7 +112,7 @@ impl RateLimiter {
                     s.banned_until = None;
                 }
                 match s.backoff_until {
-                    Some(until) if now < until => until - now,
+                    Some(until) if now < until => (until - now, None),
                     _ => {
                         s.backoff_until = None;
                         let ms = now.timestamp_millis();
@@ -122,7 +128,7 @@ impl RateLimiter {
                             s.in_flight += weight;
                             return Ok(WeightPermit { limiter: self, weight, done: false });
                         }
-                        chrono::Duration::milliseconds((window + 1) * WINDOW_MS - ms)
+                        (chrono::Duration::milliseconds((window + 1) * WINDOW_MS - ms), Some(window))
                     }
                 }
             };
@@ -131,7 +137,18 @@ impl RateLimiter {
                 return Err(BinanceError::RateLimited { retry_after: wait });
             }
             tracing::debug!(wait_ms = wait.as_millis() as u64, weight, "waiting for the Binance weight budget");
+            let before = self.time.local_now();
             tokio::time::sleep(wait).await;
+            if self.time.local_now() == before {
+                // The injected clock did not move while we slept (a manual test clock): the wait was served in
+                // real time, so grant what it waited for instead of waiting forever.
+                let mut s = self.lock();
+                match window {
+                    None => s.backoff_until = None,
+                    Some(w) if s.window == w => s.used = s.in_flight,
+                    Some(_) => {}
+                }
+            }
         }
     }
 
@@ -141,10 +158,10 @@ impl RateLimiter {
         let mut s = self.lock();
         s.in_flight = s.in_flight.saturating_sub(weight);
         let window = self.time.server_now().timestamp_millis().div_euclid(WINDOW_MS);
-        if let Some(used) = header {
-            if window == s.window {
-                s.used = s.used.max(used.saturating_add(s.in_flight));
-            }
+        if let Some(used) = header
+            && window == s.window
+        {
+            s.used = s.used.max(used.saturating_add(s.in_flight));
         }
     }
 
@@ -202,8 +219,9 @@ mod tests {
         RateLimiter::new(Arc::new(TimeSync::new(clock)), budget, Duration::from_secs(120), None)
     }
 
+    /// 40 s into a minute, so 20 s later is the next weight window.
     fn t0() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_040, 0).unwrap()
+        DateTime::from_timestamp(1_700_000_080, 0).unwrap()
     }
 
     #[tokio::test]
@@ -230,6 +248,17 @@ mod tests {
         big.acquire(1).await.unwrap().answered(Some(52));
         assert_eq!(big.status().used, 53);
         drop(pending);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frozen_test_clock_never_hangs_a_wait() {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let l = limiter(clock.clone(), 2);
+        l.acquire(2).await.unwrap().answered(None);
+        l.on_rate_limited(Duration::from_secs(5));
+        let started = tokio::time::Instant::now();
+        l.acquire(2).await.unwrap().answered(None);
+        assert!(started.elapsed() >= Duration::from_secs(25), "served the back-off, then the window");
     }
 
     #[tokio::test]

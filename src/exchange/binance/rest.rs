@@ -113,7 +113,11 @@ pub struct BinanceRest {
 
 impl BinanceRest {
     /// Builds the client; `hook` receives critical events (418 ban, refused credentials).
-    pub fn new(settings: &BinanceSettings, clock: Arc<dyn Clock>, hook: Option<RiskHook>) -> Result<Self, BinanceError> {
+    pub fn new(
+        settings: &BinanceSettings,
+        clock: Arc<dyn Clock>,
+        hook: Option<RiskHook>,
+    ) -> Result<Self, BinanceError> {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout())
             .connect_timeout(settings.connect_timeout())

@@ -322,11 +322,11 @@ impl Worker {
             if candle.open_time <= last {
                 return;
             }
-            if candle.open_time > last + step {
-                if let Err(e) = self.backfill(symbol, last + step, candle.open_time - step).await {
-                    tracing::warn!(%symbol, error = %e, "gap backfill failed; will retry");
-                    return;
-                }
+            if candle.open_time > last + step
+                && let Err(e) = self.backfill(symbol, last + step, candle.open_time - step).await
+            {
+                tracing::warn!(%symbol, error = %e, "gap backfill failed; will retry");
+                return;
             }
         }
         self.accept_source(symbol, candle, BarSource::Stream).await;
@@ -392,10 +392,8 @@ impl Worker {
         let last_closed = self.source_tf.last_close(now) - self.source_tf.duration();
         for symbol in self.spec.symbols.clone() {
             let behind = self.last_source.get(&symbol).is_none_or(|l| *l < last_closed);
-            if behind {
-                if let Err(e) = self.catch_up(&symbol).await {
-                    tracing::debug!(%symbol, error = %e, "catch-up failed; will retry");
-                }
+            if behind && let Err(e) = self.catch_up(&symbol).await {
+                tracing::debug!(%symbol, error = %e, "catch-up failed; will retry");
             }
         }
     }

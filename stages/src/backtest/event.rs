@@ -34,7 +34,8 @@ pub fn replay(
         sim.open_bar(t);
         let from = history.map_or(0, |h| (t + 1).saturating_sub(h));
         let long = sim.is_long();
-        let current_weight = if long { Decimal::from_f64(sim.weight()).unwrap_or(Decimal::ONE).round_dp(4) } else { Decimal::ZERO };
+        let current_weight =
+            if long { Decimal::from_f64(sim.weight()).unwrap_or(Decimal::ONE).round_dp(4) } else { Decimal::ZERO };
         // a position too small to show at four decimals is still a position
         let current_weight = if long && current_weight.is_zero() { Decimal::new(1, 4) } else { current_weight };
         let view = [SymbolBars { symbol, candles: &candles[from..=t], current_weight }];

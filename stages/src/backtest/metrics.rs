@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use super::scan::{min_of, next_at_least};
 use super::simulator::Trade;
 
 /// What a trader reads to judge a backtest. Ratios that are undefined on the data (no losing trade, zero
@@ -53,40 +54,35 @@ pub struct Metrics {
 pub fn compute(equity: &[f64], init_cash: f64, trades: &[Trade], bars_per_year: f64) -> Metrics {
     let n = equity.len();
     let final_equity = equity.last().copied().unwrap_or(init_cash);
-
-    // pass 1: returns' sum and downside, drawdown depth and duration
-    let (mut sum, mut down_sq) = (0.0, 0.0);
-    let (mut peak, mut peak_at, mut worst, mut longest) = (f64::NEG_INFINITY, 0usize, 0.0f64, 0usize);
-    let mut prev = init_cash;
-    for (t, &e) in equity.iter().enumerate() {
-        let r = (e - prev) / prev;
-        prev = e;
-        sum += r;
-        if r < 0.0 {
-            down_sq += r * r;
-        }
-        if e >= peak {
-            peak = e;
-            peak_at = t;
-        } else {
-            longest = longest.max(t - peak_at);
-        }
-        worst = worst.min(e / peak - 1.0);
-    }
-    if n > 0 && equity[n - 1] < peak {
-        longest = longest.max(n - peak_at);
-    }
     let nf = n as f64;
-    let mean = if n > 0 { sum / nf } else { 0.0 };
-    // pass 2: sample variance around the mean (two passes, as numpy computes it)
-    let mut ss = 0.0;
-    let mut prev = init_cash;
-    for &e in equity {
-        let d = (e - prev) / prev - mean;
-        prev = e;
-        ss += d * d;
+    let (mean, ss, down_sq) = return_moments(equity, init_cash);
+
+    // drawdown, stretch by stretch between running peaks: the deepest point of a stretch is its lowest equity
+    // (division is monotonic), so one division per stretch gives exactly the reference's min over all bars of
+    // E/peak - 1; the longest stretch under a peak is the longest drawdown
+    let (mut worst, mut longest) = (0.0f64, 0usize);
+    if let Some(&first) = equity.first() {
+        let (mut peak, mut peak_at) = (first, 0usize);
+        loop {
+            let next = next_at_least(&equity[peak_at + 1..], peak).map(|k| peak_at + 1 + k);
+            let end = next.unwrap_or(n);
+            if end > peak_at + 1 {
+                worst = worst.min(min_of(&equity[peak_at + 1..end]) / peak - 1.0);
+                longest = longest.max(end - 1 - peak_at);
+            }
+            match next {
+                Some(t) => (peak, peak_at) = (equity[t], t),
+                None => {
+                    if equity[n - 1] < peak {
+                        longest = longest.max(n - peak_at);
+                    }
+                    break;
+                }
+            }
+        }
     }
     let ann = bars_per_year.sqrt();
+    let mean = if n > 0 { mean } else { 0.0 };
     let sd = if n > 1 { (ss / (nf - 1.0)).sqrt() } else { f64::NAN };
     let sharpe = (sd > 0.0).then(|| mean / sd * ann);
     let dd = if n > 0 { (down_sq / nf).sqrt() } else { 0.0 };
@@ -129,17 +125,58 @@ pub fn compute(equity: &[f64], init_cash: f64, trades: &[Trade], bars_per_year: 
     }
 }
 
+/// Mean, sum of squared deviations and sum of squared negative parts of the per-bar returns, in one pass over
+/// the equity without materialising the returns: chunks of returns are computed into a stack buffer (the
+/// division vectorises), each chunk's moments are taken in eight lanes, and chunks are merged with Chan's
+/// formula. Only Sharpe and Sortino read these, and those match the reference to about 1e-15, not to the bit.
+fn return_moments(equity: &[f64], init_cash: f64) -> (f64, f64, f64) {
+    const CHUNK: usize = 1024;
+    let (mut count, mut mean, mut m2, mut down) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let mut buf = [0.0f64; CHUNK];
+    let mut start = 0;
+    while start < equity.len() {
+        let end = (start + CHUNK).min(equity.len());
+        let r = &mut buf[..end - start];
+        let first_prev = if start == 0 { init_cash } else { equity[start - 1] };
+        r[0] = (equity[start] - first_prev) / first_prev;
+        for ((o, e), p) in r[1..].iter_mut().zip(&equity[start + 1..end]).zip(&equity[start..end - 1]) {
+            *o = (e - p) / p;
+        }
+        let k = r.len() as f64;
+        let m = lanes(r, |x| x) / k;
+        let q = lanes(r, |x| (x - m) * (x - m));
+        down += lanes(r, |x| x.min(0.0) * x.min(0.0));
+        let total = count + k;
+        let delta = m - mean;
+        mean += delta * k / total;
+        m2 += q + delta * delta * count * k / total;
+        count = total;
+        start = end;
+    }
+    (mean, m2, down)
+}
+
+/// Sum of `f(x)` in eight independent lanes (the compiler vectorises it; the order differs from a plain sum).
+#[inline]
+fn lanes(xs: &[f64], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest: f64 = chunks.remainder().iter().map(|r| f(*r)).sum();
+    for c in chunks {
+        for (a, r) in acc.iter_mut().zip(c) {
+            *a += f(*r);
+        }
+    }
+    acc.iter().sum::<f64>() + rest
+}
+
 /// Per-bar returns of an equity curve (`E[-1] = init_cash`), the series validation statistics work on.
 pub fn returns(equity: &[f64], init_cash: f64) -> Vec<f64> {
-    let mut prev = init_cash;
-    equity
-        .iter()
-        .map(|&e| {
-            let r = (e - prev) / prev;
-            prev = e;
-            r
-        })
-        .collect()
+    let Some(&first) = equity.first() else { return Vec::new() };
+    let mut out = Vec::with_capacity(equity.len());
+    out.push((first - init_cash) / init_cash);
+    out.extend(equity[1..].iter().zip(equity).map(|(e, prev)| (e - prev) / prev));
+    out
 }
 
 #[cfg(test)]
@@ -179,7 +216,10 @@ mod tests {
         assert_eq!(m.max_drawdown_bars, 1);
         assert!((m.calmar.unwrap() - 2.1).abs() < 1e-9);
         assert_eq!((m.trades, m.closed_trades, m.open_trades), (3, 2, 1));
-        assert_eq!((m.win_rate_pct, m.profit_factor, m.avg_win, m.avg_loss), (Some(50.0), Some(2.0), Some(10.0), Some(-5.0)));
+        assert_eq!(
+            (m.win_rate_pct, m.profit_factor, m.avg_win, m.avg_loss),
+            (Some(50.0), Some(2.0), Some(10.0), Some(-5.0))
+        );
         // held closes: 2 + 1 + (4 - 3) = 4 of 4
         assert_eq!(m.exposure_pct, 100.0);
         assert_eq!(m.avg_holding_bars, Some(1.5));

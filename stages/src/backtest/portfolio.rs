@@ -174,7 +174,11 @@ fn execute(
         Some(Order::Buy(weight)) if books[i].pos.is_none() => {
             let marked: f64 = books
                 .iter()
-                .filter_map(|b| b.pos.as_ref().map(|p| p.trade.size * if b.last_close.is_nan() { p.trade.entry_price } else { b.last_close }))
+                .filter_map(|b| {
+                    b.pos
+                        .as_ref()
+                        .map(|p| p.trade.size * if b.last_close.is_nan() { p.trade.entry_price } else { b.last_close })
+                })
                 .sum();
             let budget = ((*cash + marked) / n_sym * weight.clamp(0.0, 1.0)).min(*cash);
             if budget > 0.0 {
@@ -199,7 +203,8 @@ mod tests {
     fn one_symbol_equals_the_single_asset_kernel() {
         let bars = ohlcv(&SeriesSpec { bars: 2000, seed: 11, trend: 0.001, ..Default::default() });
         let sig = SmaCross::new(SmaCrossParams { fast: 5, slow: 20 }).signals(&bars);
-        for cfg in [SimConfig::default(), SimConfig { fill: Fill::Close, stop_loss: Some(0.02), ..Default::default() }] {
+        for cfg in [SimConfig::default(), SimConfig { fill: Fill::Close, stop_loss: Some(0.02), ..Default::default() }]
+        {
             let single = simulate(&bars, &sig, &cfg).unwrap();
             let multi = simulate_portfolio(&[(bars.clone(), sig.clone())], &cfg).unwrap();
             assert!(single.trades.len() > 10);

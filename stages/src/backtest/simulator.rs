@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::BacktestError;
 use super::config::{Fill, SimConfig};
+use super::scan::next_true;
 use crate::indicators::atr;
 use crate::strategy::{Ohlcv, Signals};
 
@@ -277,7 +278,8 @@ impl<'a> Simulator<'a> {
     }
 
     fn check_stops(&mut self, t: usize) {
-        let exit = self.pos.as_ref().and_then(|p| p.intrabar_exit(self.bars.open[t], self.bars.high[t], self.bars.low[t]));
+        let exit =
+            self.pos.as_ref().and_then(|p| p.intrabar_exit(self.bars.open[t], self.bars.high[t], self.bars.low[t]));
         if let Some((price, reason)) = exit {
             self.sell(t, price, reason);
         }
@@ -291,7 +293,9 @@ impl<'a> Simulator<'a> {
         Simulation { init_cash: self.cfg.init_cash, trades: self.trades, equity: self.equity }
     }
 }
-/// The vectorised single-asset kernel: runs precomputed entry/exit flags through the fill engine.
+/// The vectorised single-asset kernel: runs precomputed entry/exit flags through the fill engine. Without
+/// intrabar exits it takes [`simulate_plain`], which jumps from signal to signal; with stops it steps the
+/// [`Simulator`] bar by bar. Both give the same result where both apply (tested).
 pub fn simulate(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Result<Simulation, BacktestError> {
     let n = bars.len();
     if n == 0 {
@@ -301,6 +305,16 @@ pub fn simulate(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Result<Simu
     {
         return Err(BacktestError::Length { bars: n, signals: signals.entries.len().min(signals.exits.len()) });
     }
+    if !cfg.has_stops() {
+        cfg.validate()?;
+        return Ok(simulate_plain(bars, signals, cfg));
+    }
+    simulate_stepped(bars, signals, cfg)
+}
+
+/// The kernel as a bar-by-bar loop over the [`Simulator`] (any config, stops included).
+pub fn simulate_stepped(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Result<Simulation, BacktestError> {
+    let n = bars.len();
     let mut sim = Simulator::new(bars, cfg)?;
     let (entries, exits) = (&signals.entries[..n], &signals.exits[..n]);
     for t in 0..n {
@@ -315,6 +329,73 @@ pub fn simulate(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Result<Simu
         sim.close_bar(t, order);
     }
     Ok(sim.finish())
+}
+
+/// The kernel without intrabar exits, in the reference's shape: (1) walk the flags to find every fill bar (an
+/// entry flag while flat, an exit flag while long; no prices needed), (2) gather the fill prices in one batch, so
+/// their cache misses overlap instead of stalling one by one, (3) run the cash chain over the trades with
+/// [`Position`], the same arithmetic as the [`Simulator`], (4) fill the equity of each flat or long stretch in a
+/// loop the compiler vectorises (`cash` while flat, `cash + size x close` while long). Callers have checked
+/// lengths and config.
+fn simulate_plain(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Simulation {
+    let n = bars.len();
+    let (open, close) = (&bars.open[..n], &bars.close[..n]);
+    let (entries, exits) = (&signals.entries[..n], &signals.exits[..n]);
+    let next_open = cfg.fill == Fill::NextOpen;
+
+    // (1) fill bars: (decision bar, fill bar) of each entry, and the fill bar of its exit if it has one
+    let mut legs: Vec<(usize, usize, Option<usize>)> = Vec::new();
+    let mut t = 0; // first bar whose close may decide, while flat
+    while t < n {
+        let Some(decided) = next_true(&entries[t..]).map(|k| t + k) else { break };
+        let f = if next_open { decided + 1 } else { decided };
+        if f >= n {
+            break;
+        }
+        // exits are decided from the fill bar's close (next-open) or the bar after (close: that bar decided
+        // the entry)
+        let from = if next_open { f } else { f + 1 };
+        let exit = exits.get(from..).and_then(next_true).map(|k| from + k);
+        let g = exit.map(|x| if next_open { x + 1 } else { x }).filter(|g| *g < n);
+        legs.push((decided, f, g));
+        match g {
+            None => break,
+            // next-open: flat from g's open, and g's close may decide again; close: g's decision was the exit
+            Some(g) => t = if next_open { g } else { g + 1 },
+        }
+    }
+    // (2) prices, gathered together
+    let fill_price = |bar: usize| if next_open { open[bar] } else { close[bar] };
+    let prices: Vec<(f64, Option<f64>)> = legs.iter().map(|&(_, f, g)| (fill_price(f), g.map(fill_price))).collect();
+
+    // (3) the cash chain, and (4) equity stretch by stretch
+    let mut equity = super::buffers::filled(n, 0.0);
+    let mut trades = Vec::with_capacity(legs.len());
+    let mut cash = cfg.init_cash;
+    let mut marked = 0; // equity[..marked] is written
+    for (&(decided, f, g), &(p_in, p_out)) in legs.iter().zip(&prices) {
+        equity[marked..f].fill(cash);
+        let weight = signals.weights.as_ref().map_or(1.0, |w| w[decided]);
+        let budget = if weight >= 1.0 { cash } else { cash * weight.max(0.0) };
+        cash -= budget;
+        let pos = Position::open(f, p_in, budget, cfg, f64::NAN);
+        let size = pos.trade.size;
+        let end = g.unwrap_or(n);
+        for (e, c) in equity[f..end].iter_mut().zip(&close[f..end]) {
+            *e = cash + size * c;
+        }
+        marked = end;
+        match (g, p_out) {
+            (Some(g), Some(p)) => {
+                let (trade, notional, fee) = pos.close(g, p, ExitReason::Signal, cfg);
+                cash = cash + notional - fee;
+                trades.push(trade);
+            }
+            _ => trades.push(pos.mark_open(close[n - 1])),
+        }
+    }
+    equity[marked..].fill(cash);
+    Simulation { init_cash: cfg.init_cash, trades, equity }
 }
 
 #[cfg(test)]
@@ -427,12 +508,36 @@ mod tests {
             b.low[t] = open[t].min(close[t]) - 1.0;
         }
         let s = Signals { entries: flags(6, &[0]), exits: flags(6, &[]), weights: None };
-        let cfg = SimConfig { fee: 0.0, trailing_atr: Some(TrailingAtr { period: 1, multiple: 2.0 }), ..Default::default() };
+        let cfg =
+            SimConfig { fee: 0.0, trailing_atr: Some(TrailingAtr { period: 1, multiple: 2.0 }), ..Default::default() };
         let sim = simulate(&b, &s, &cfg).unwrap();
         let t = &sim.trades[0];
         // ATR(1) = true range: bar 3 TR = 12 -> trail 120 - 24 = 96; bar 4 TR = max(3, |120+1-120|..) = 3 ->
         // 119 - 6 = 113 -> trail 113; bar 5 opens 119, low 99 -> exit at 113
         assert_eq!((t.exit_bar, t.exit_price, t.exit), (Some(5), 113.0, ExitReason::TrailingStop));
+    }
+
+    #[test]
+    fn the_plain_fast_path_equals_the_stepped_simulator() {
+        use crate::backtest::synthetic::Rng;
+        let mut rng = Rng::new(3);
+        for case in 0..200 {
+            let n = 1 + (rng.next_u64() % 60) as usize;
+            let open: Vec<f64> = (0..n).map(|_| 10.0 + rng.uniform()).collect();
+            let close: Vec<f64> = (0..n).map(|_| 10.0 + rng.uniform()).collect();
+            let b = bars(&open, &close);
+            let p = [0.05, 0.3, 0.8][case % 3];
+            let s = Signals {
+                entries: (0..n).map(|_| rng.uniform() < p).collect(),
+                exits: (0..n).map(|_| rng.uniform() < p).collect(),
+                weights: (case % 4 == 0).then(|| (0..n).map(|_| rng.uniform() * 1.2).collect()),
+            };
+            for fill in [Fill::NextOpen, Fill::Close] {
+                let cfg = SimConfig { fill, slippage: if case % 2 == 0 { 0.0 } else { 0.001 }, ..Default::default() };
+                let fast = simulate(&b, &s, &cfg).unwrap();
+                assert_eq!(fast, simulate_stepped(&b, &s, &cfg).unwrap(), "case {case} {fill:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,24 +1,22 @@
 //! Parameter sweeps: a grid of parameter combinations backtested in parallel over cores, and split into shards
 //! so a large grid can run across machines (e.g. Kubernetes indexed jobs, one shard per completion index).
 //!
-//! The SMA crossover has a fast path: each distinct window's SMA is computed once and shared by every
-//! combination that uses it (the 90-combination reference grid needs 18 SMAs, not 180), with arithmetic
-//! identical to a single run, so a sweep row equals `mcbot backtest` with the same parameters exactly.
+//! Each combination runs exactly what `mcbot backtest` runs with those parameters (the kernel is fast enough
+//! that nothing needs sharing between combinations), so a sweep row equals the single run exactly.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::BacktestError;
 use super::config::SimConfig;
 use super::metrics::{self, Metrics};
 use super::simulator::{Simulation, simulate};
-use super::BacktestError;
 use crate::domain::Timeframe;
-use crate::indicators::sma;
 use crate::strategy::registry::{self, RegistryError};
-use crate::strategy::{Ohlcv, Signals, crossings};
+use crate::strategy::Ohlcv;
 
 /// One swept parameter and its values, e.g. `fast=5..50:5` (inclusive range with step), `k=0.5..2:0.25`, or
 /// `fast=5,10,20` (a list).
@@ -34,7 +32,9 @@ impl std::str::FromStr for ParamRange {
     type Err = BacktestError;
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &str| BacktestError::Grid(format!("sweep {spec:?}: {why} (expected NAME=FROM..TO:STEP or NAME=A,B,C)"));
+        let bad = |why: &str| {
+            BacktestError::Grid(format!("sweep {spec:?}: {why} (expected NAME=FROM..TO:STEP or NAME=A,B,C)"))
+        };
         let (name, rest) = spec.split_once('=').ok_or_else(|| bad("no '='"))?;
         let name = name.trim();
         if name.is_empty() {
@@ -154,7 +154,7 @@ pub struct SweepResult {
 }
 
 /// Runs `f` on the simulation of every combination in parallel; a combination the registry rejects gives its
-/// error instead. The SMA crossover shares each window's SMA across combinations.
+/// error instead.
 pub fn evaluate<R, F>(
     bars: &Ohlcv,
     strategy: &str,
@@ -168,39 +168,13 @@ where
     F: Fn(&Simulation) -> R + Sync,
 {
     let rules: Vec<Result<_, RegistryError>> = combos.iter().map(|p| registry::build_rule(strategy, p, tf)).collect();
-    let sma_cache: HashMap<usize, Vec<f64>> = if strategy == "sma-cross" {
-        let mut windows: Vec<usize> = combos
-            .iter()
-            .zip(&rules)
-            .filter(|(_, r)| r.is_ok())
-            .flat_map(|(p, _)| ["fast", "slow"].map(|k| p.get(k).and_then(|v| v.trim().parse().ok()).unwrap_or(if k == "fast" { 10 } else { 30 })))
-            .collect();
-        windows.sort_unstable();
-        windows.dedup();
-        windows.into_par_iter().map(|w| (w, sma(&bars.close, w))).collect()
-    } else {
-        HashMap::new()
-    };
-    combos
-        .par_iter()
-        .zip(rules.into_par_iter())
-        .map(|(params, rule)| {
+    rules
+        .into_par_iter()
+        .map(|rule| {
             let rule = rule.map_err(|e| BacktestError::Grid(e.to_string()))?;
-            let signals = match (params_windows(params), strategy == "sma-cross") {
-                (Some((fw, sw)), true) if sma_cache.contains_key(&fw) && sma_cache.contains_key(&sw) => {
-                    let (entries, exits) = crossings(&sma_cache[&fw], &sma_cache[&sw]);
-                    Signals { entries, exits, weights: None }
-                }
-                _ => rule.signals(bars),
-            };
-            simulate(bars, &signals, cfg).map(|s| f(&s))
+            simulate(bars, &rule.signals(bars), cfg).map(|s| f(&s))
         })
         .collect()
-}
-
-fn params_windows(p: &BTreeMap<String, String>) -> Option<(usize, usize)> {
-    let get = |k: &str, d: usize| p.get(k).map_or(Some(d), |v| v.trim().parse().ok());
-    Some((get("fast", 10)?, get("slow", 30)?))
 }
 
 /// Sweeps `combos` (this shard's part) and computes every combination's metrics.
@@ -220,7 +194,8 @@ pub fn sweep(
     let mine = shard.select(combos);
     let params: Vec<_> = mine.iter().map(|(_, p)| p.clone()).collect();
     let bpy = tf.bars_per_year();
-    let results = evaluate(bars, strategy, &params, cfg, tf, |s| metrics::compute(&s.equity, s.init_cash, &s.trades, bpy));
+    let results =
+        evaluate(bars, strategy, &params, cfg, tf, |s| metrics::compute(&s.equity, s.init_cash, &s.trades, bpy));
     let (mut rows, mut skipped, mut first_skip_reason) = (Vec::new(), 0, None);
     for ((index, params), r) in mine.into_iter().zip(results) {
         match r {
@@ -293,7 +268,15 @@ mod tests {
             let single = run(&bars, rule.as_ref(), &cfg, tf.bars_per_year()).unwrap();
             assert_eq!(row.metrics, single.metrics, "{:?}", row.params);
         }
-        let other = sweep(&bars, "donchian", &grid(&BTreeMap::new(), &["entry=10,20".parse().unwrap()]), Shard::default(), &cfg, tf).unwrap();
+        let other = sweep(
+            &bars,
+            "donchian",
+            &grid(&BTreeMap::new(), &["entry=10,20".parse().unwrap()]),
+            Shard::default(),
+            &cfg,
+            tf,
+        )
+        .unwrap();
         assert_eq!(other.combos, 2);
         assert!(sweep(&bars, "nope", &g, Shard::default(), &cfg, tf).is_err());
     }

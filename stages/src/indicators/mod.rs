@@ -13,11 +13,13 @@ mod oscillators;
 #[cfg(test)]
 #[rustfmt::skip]
 mod reference_values;
+mod sma_compare;
 mod volatility;
 
 pub use bands::{Bands, Channel, bollinger, donchian};
 pub use moving::{ema, sma, sma_into};
 pub use oscillators::{Macd, macd, rsi};
+pub use sma_compare::sma_crossings;
 pub use volatility::{Adx, adx, atr, true_range};
 
 /// Simple return over `lookback` bars ending at the last value: `x[n-1] / x[n-1-lookback] - 1`.
@@ -85,9 +87,9 @@ pub(crate) mod test_support {
     /// A fixed 40-bar OHLC series (rounded random walk) shared by the indicator tests; the pasted reference
     /// values were computed from exactly these numbers with numpy/pandas.
     pub const CLOSE: [f64; 40] = [
-        100.0, 101.2, 100.7, 102.3, 103.1, 102.4, 101.9, 103.8, 104.6, 104.1, 105.3, 106.2, 105.1, 104.0, 103.2,
-        104.5, 105.9, 107.1, 106.4, 108.0, 109.2, 108.1, 107.5, 106.0, 104.8, 105.6, 104.2, 103.0, 101.9, 102.7,
-        104.1, 105.0, 106.6, 107.2, 106.1, 107.9, 109.3, 110.2, 109.6, 111.0,
+        100.0, 101.2, 100.7, 102.3, 103.1, 102.4, 101.9, 103.8, 104.6, 104.1, 105.3, 106.2, 105.1, 104.0, 103.2, 104.5,
+        105.9, 107.1, 106.4, 108.0, 109.2, 108.1, 107.5, 106.0, 104.8, 105.6, 104.2, 103.0, 101.9, 102.7, 104.1, 105.0,
+        106.6, 107.2, 106.1, 107.9, 109.3, 110.2, 109.6, 111.0,
     ];
 
     /// Highs: close plus a varying wick.

@@ -80,7 +80,9 @@ mod tests {
 
     /// The spec's defining loop, written the obvious way.
     fn naive_sma(x: &[f64], w: usize) -> Vec<f64> {
-        (0..x.len()).map(|t| if t + 1 >= w { x[t + 1 - w..=t].iter().sum::<f64>() / w as f64 } else { f64::NAN }).collect()
+        (0..x.len())
+            .map(|t| if t + 1 >= w { x[t + 1 - w..=t].iter().sum::<f64>() / w as f64 } else { f64::NAN })
+            .collect()
     }
 
     #[test]

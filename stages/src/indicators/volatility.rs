@@ -9,11 +9,7 @@ pub fn true_range(high: &[f64], low: &[f64], close: &[f64]) -> Vec<f64> {
     (0..n)
         .map(|t| {
             let hl = high[t] - low[t];
-            if t == 0 {
-                hl
-            } else {
-                hl.max((high[t] - close[t - 1]).abs()).max((low[t] - close[t - 1]).abs())
-            }
+            if t == 0 { hl } else { hl.max((high[t] - close[t - 1]).abs()).max((low[t] - close[t - 1]).abs()) }
         })
         .collect()
 }

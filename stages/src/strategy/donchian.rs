@@ -60,7 +60,8 @@ impl Strategy for DonchianBreakout {
                 let m = b.candles.len();
                 let close = decimal_to_f64(b.candles[m - 1].close);
                 let prev = &b.candles[..m - 1];
-                let upper = prev[prev.len() - ne..].iter().map(|c| decimal_to_f64(c.high)).fold(f64::NEG_INFINITY, f64::max);
+                let upper =
+                    prev[prev.len() - ne..].iter().map(|c| decimal_to_f64(c.high)).fold(f64::NEG_INFINITY, f64::max);
                 let lower = prev[prev.len() - nx..].iter().map(|c| decimal_to_f64(c.low)).fold(f64::INFINITY, f64::min);
                 let long = b.current_weight > Decimal::ZERO;
                 if !long && close > upper {

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use super::{
-    BollingerRsi, BollingerRsiParams, DonchianBreakout, DonchianParams, SignalRule, SmaCross, SmaCrossParams,
-    Strategy, Tsmom, TsmomParams, VolBreakout, VolBreakoutParams,
+    BollingerRsi, BollingerRsiParams, DonchianBreakout, DonchianParams, SignalRule, SmaCross, SmaCrossParams, Strategy,
+    Tsmom, TsmomParams, VolBreakout, VolBreakoutParams,
 };
 use crate::domain::Timeframe;
 

@@ -156,7 +156,16 @@ mod tests {
 
     #[test]
     fn decimal_to_f64_is_correctly_rounded() {
-        for s in ["2623.79", "0.00012345", "-1.5", "19999.99", "0.1", "1e-28", "79228162514264337593543950335", "12345678901234567.891"] {
+        for s in [
+            "2623.79",
+            "0.00012345",
+            "-1.5",
+            "19999.99",
+            "0.1",
+            "1e-28",
+            "79228162514264337593543950335",
+            "12345678901234567.891",
+        ] {
             let d = Decimal::from_str(s).or_else(|_| Decimal::from_scientific(s)).unwrap();
             let want: f64 = d.to_string().parse().unwrap();
             assert_eq!(decimal_to_f64(d).to_bits(), want.to_bits(), "{s}");

@@ -152,7 +152,8 @@ mod tests {
     fn long_the_rising_flat_the_falling_equal_weight() {
         let s = Tsmom::new(TsmomParams { lookback: 3, ..Default::default() }, 8760.0);
         let (up, down, short) = (bars(&[10, 11, 12, 13]), bars(&[13, 12, 11, 10]), bars(&[1, 2]));
-        let (a, b, c) = (Symbol::new("AAUSDT").unwrap(), Symbol::new("BBUSDT").unwrap(), Symbol::new("CCUSDT").unwrap());
+        let (a, b, c) =
+            (Symbol::new("AAUSDT").unwrap(), Symbol::new("BBUSDT").unwrap(), Symbol::new("CCUSDT").unwrap());
         let t = s.targets(&[
             SymbolBars { symbol: &a, candles: &up, current_weight: dec!(0) },
             SymbolBars { symbol: &b, candles: &down, current_weight: dec!(0.5) },

@@ -56,7 +56,9 @@ pub fn cpcv(trials: &Trials, settings: &Settings) -> Result<Cpcv, BacktestError>
     let (n_groups, k) = (settings.cpcv_groups, settings.cpcv_test_groups);
     let t = trials.bars();
     if n_groups < 2 || k == 0 || k >= n_groups || n_groups > 16 || t < n_groups * 4 {
-        return Err(BacktestError::Grid(format!("cpcv: need 0 < k ({k}) < N ({n_groups}) <= 16 and 4+ bars per group")));
+        return Err(BacktestError::Grid(format!(
+            "cpcv: need 0 < k ({k}) < N ({n_groups}) <= 16 and 4+ bars per group"
+        )));
     }
     if trials.len() < 2 {
         return Err(BacktestError::Grid("cpcv selects among trials: sweep at least 2 parameter combinations".into()));

@@ -47,7 +47,9 @@ pub fn pbo(trials: &Trials, blocks: usize) -> Result<Pbo, BacktestError> {
         return Err(BacktestError::Grid("PBO compares trials: sweep at least 2 parameter combinations".into()));
     }
     if blocks < 2 || blocks % 2 == 1 || blocks > 20 || t < blocks * 2 {
-        return Err(BacktestError::Grid(format!("PBO: {blocks} blocks must be even, 2..=20, with 2+ bars each ({t} bars)")));
+        return Err(BacktestError::Grid(format!(
+            "PBO: {blocks} blocks must be even, 2..=20, with 2+ bars each ({t} bars)"
+        )));
     }
     let edges: Vec<usize> = (0..=blocks).map(|b| if b == blocks { t } else { b * (t / blocks) }).collect();
     let block_moments: Vec<Vec<Moments>> =

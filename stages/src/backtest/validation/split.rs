@@ -26,7 +26,9 @@ pub fn is_oos(trials: &Trials, is_fraction: f64) -> Result<IsOos, BacktestError>
     let t = trials.bars();
     let cut = (t as f64 * is_fraction).floor() as usize;
     if !(is_fraction > 0.0 && is_fraction < 1.0) || cut < 2 || t - cut < 2 {
-        return Err(BacktestError::Grid(format!("is-oos: fraction {is_fraction} of {t} bars leaves a side under 2 bars")));
+        return Err(BacktestError::Grid(format!(
+            "is-oos: fraction {is_fraction} of {t} bars leaves a side under 2 bars"
+        )));
     }
     let chosen = trials.best(&[0..cut]);
     let (is_sharpe, oos_sharpe) = (trials.sharpe(chosen, &[0..cut]), trials.sharpe(chosen, &[cut..t]));

@@ -1,0 +1,47 @@
+//! Large output buffers (a million bars of equity, signal flags) backed by transparent huge pages where the OS
+//! offers them.
+//!
+//! A fresh 8 MB buffer costs 2 048 page faults on first write; on a virtual machine each costs microseconds, so a
+//! 1M-bar backtest would spend more time in the kernel than computing. Asking for huge pages (Linux
+//! `madvise(MADV_HUGEPAGE)`, honoured when transparent huge pages are in `madvise` or `always` mode) cuts that to
+//! a handful of faults. Elsewhere, or when refused, this is an ordinary `vec![value; n]`.
+
+/// `vec![value; n]`, with its memory advised for huge pages first when it spans at least two of them.
+pub fn filled<T: Clone>(n: usize, value: T) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    advise_huge(v.as_mut_ptr().cast::<u8>(), n.saturating_mul(std::mem::size_of::<T>()));
+    v.resize(n, value);
+    v
+}
+
+#[cfg(target_os = "linux")]
+fn advise_huge(ptr: *mut u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    if len < 2 * HUGE {
+        return;
+    }
+    let start = (ptr as usize).div_ceil(HUGE) * HUGE;
+    let end = (ptr as usize + len) / HUGE * HUGE;
+    if end > start {
+        // SAFETY: [start, end) lies inside the allocation `ptr..ptr+len` that the caller owns and has not
+        // handed out; MADV_HUGEPAGE is only a hint about how to back it and never changes its contents. A
+        // failure (e.g. THP disabled) leaves ordinary pages, so the result is ignored.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge(_ptr: *mut u8, _len: usize) {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn is_vec_filled() {
+        assert_eq!(super::filled(3, 1.5), vec![1.5; 3]);
+        let big = super::filled(1 << 20, 0.0f64);
+        assert!(big.len() == 1 << 20 && big.iter().all(|v| *v == 0.0));
+        assert!(super::filled::<u8>(0, 0).is_empty());
+    }
+}
