@@ -163,7 +163,11 @@ impl App {
                 Schedule::parse(&tf.cron_after_close(s.bar_delay_secs))?,
                 Arc::new(
                     TradingCycleJob::new(pipeline.clone(), dyn_store.clone(), notifier.clone())
-                        .with_reconcile(reconcile.clone()),
+                        .with_reconcile(reconcile.clone())
+                        .with_retries(
+                            cfg.pipeline.retry_attempts,
+                            std::time::Duration::from_millis(cfg.pipeline.retry_delay_ms),
+                        ),
                 ),
             ),
             (

@@ -7,6 +7,7 @@ mod pipeline_e2e;
 mod cli;
 mod pipeline_faults;
 mod backtest_pipeline;
+mod paper_mode;
 mod backtest_parity;
 mod upbit;
 mod binance;

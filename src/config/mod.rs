@@ -254,11 +254,15 @@ pub struct PipelineSettings {
     pub stage_timeout_secs: u64,
     /// Bars the stored data may lag before health calls it stale.
     pub max_stale_bars: i32,
+    /// Attempts of a cycle whose stage failed transiently, within the same bar.
+    pub retry_attempts: u32,
+    /// Delay before the first re-run of a failed cycle, doubled each time.
+    pub retry_delay_ms: u64,
 }
 
 impl Default for PipelineSettings {
     fn default() -> Self {
-        Self { lookback_bars: 100, stage_timeout_secs: 30, max_stale_bars: 2 }
+        Self { lookback_bars: 100, stage_timeout_secs: 30, max_stale_bars: 2, retry_attempts: 3, retry_delay_ms: 2_000 }
     }
 }
 

@@ -137,11 +137,19 @@ impl Execution {
         let intent = approved.get();
         let id = ClientOrderId::derive(&cx.run_id, &intent.symbol, intent.side.as_str());
         if let Some(existing) = self.store.order(&id).await? {
-            if existing.status.is_final() {
+            // A final order is done, except one that was never placed (a transient refusal before sending):
+            // that one is placed now, under the same id.
+            let never_placed = existing.status == OrderStatus::Canceled && existing.filled_qty.is_zero();
+            if existing.status.is_final() && !never_placed {
                 return Ok(Some(OrderAck { order: existing, fills: Vec::new() }));
             }
             if let Some(ack) = self.exchange.order(&intent.symbol, &id).await.map_err(exchange_err)? {
                 return Ok(Some(ack));
+            }
+            if never_placed {
+                let mut again = existing;
+                again.status = OrderStatus::PendingNew;
+                self.store.update_order(&again).await?;
             }
         } else {
             let pending = Order {
@@ -162,13 +170,14 @@ impl Execution {
         match self.exchange.place_market_order(&id, cx.run_id.as_str(), intent).await {
             Ok(ack) => Ok(Some(ack)),
             Err(ExchangeError::Rejected(why)) => {
-                if let Some(mut o) = self.store.order(&id).await? {
-                    o.status = OrderStatus::Rejected;
-                    o.reason.push_str(&format!("; rejected: {why}"));
-                    self.store.update_order(&o).await?;
-                }
+                self.close_unplaced(&id, OrderStatus::Rejected, &format!("rejected: {why}")).await?;
                 tracing::warn!(client_order_id = %id, "order rejected: {why}");
                 Ok(None)
+            }
+            // Refused before it was sent: not placed. The cycle is retried and places it under the same id.
+            Err(ExchangeError::Retryable { retry_after, message }) => {
+                self.close_unplaced(&id, OrderStatus::Canceled, &format!("not placed: {message}")).await?;
+                Err(StageError::Retry { after: retry_after, reason: format!("order {id} not placed: {message}") })
             }
             Err(e) => match self.exchange.order(&intent.symbol, &id).await {
                 Ok(Some(ack)) => Ok(Some(ack)),
@@ -197,6 +206,16 @@ pub async fn record_ack(
 }
 
 impl Execution {
+    /// Records that an order was not placed, and why.
+    async fn close_unplaced(&self, id: &ClientOrderId, status: OrderStatus, why: &str) -> Result<(), StageError> {
+        if let Some(mut o) = self.store.order(id).await? {
+            o.status = status;
+            o.reason.push_str(&format!("; {why}"));
+            self.store.update_order(&o).await?;
+        }
+        Ok(())
+    }
+
     /// Reduces an order the book cannot carry within the slippage limit, saying so in its reason; a book that
     /// cannot be read leaves the order as sized (the pre-trade checks still apply).
     async fn liquidity_gate(&self, intent: &mut OrderIntent, inst: &Instrument) -> Result<(), StageError> {
