@@ -80,6 +80,8 @@ pub struct App {
     pub runtime: Arc<Runtime>,
     /// Reconciliation, also run at start-up.
     pub reconcile: Arc<ReconcileJob>,
+    /// The Binance adapter when it is the venue, so the scheduler can run its kline stream.
+    pub binance: Option<Arc<BinanceExchange>>,
 }
 
 /// The database URL: `--database-url`/`DATABASE_URL` (or `DATABASE_URL_FILE`), else config, else the embedded
@@ -109,10 +111,22 @@ impl App {
     pub async fn build(cfg: Config, store: SqlStore, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
         let store = Arc::new(store);
         let dyn_store: Arc<dyn Store> = store.clone();
+        let binance = match (cfg.mode, cfg.exchange.venue) {
+            (Mode::Paper | Mode::Shadow, Venue::Binance) => {
+                Some(Arc::new(binance_adapter(&cfg, clock.clone(), dyn_store.clone())?))
+            }
+            _ => None,
+        };
+        let venue = || -> Result<Arc<dyn Exchange>, AppError> {
+            match &binance {
+                Some(b) => Ok(b.clone()),
+                None => build_venue(&cfg, None, clock.clone(), dyn_store.clone()),
+            }
+        };
         let exchange: Arc<dyn Exchange> = match cfg.mode {
             Mode::Mock => Arc::new(build_sim(&cfg, clock.clone(), dyn_store.as_ref()).await?),
             Mode::Paper => {
-                let venue = build_venue(&cfg, None, clock.clone(), dyn_store.clone())?;
+                let venue = venue()?;
                 let x = &cfg.exchange;
                 let paper = PaperExchange::new(venue, &cfg.market.quote, x.paper_cash, x.paper_fee_rate, clock.clone());
                 let fills = dyn_store.fills_between(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC).await?;
@@ -120,7 +134,7 @@ impl App {
                 Arc::new(paper)
             }
             Mode::Shadow => {
-                let venue = build_venue(&cfg, None, clock.clone(), dyn_store.clone())?;
+                let venue = venue()?;
                 Arc::new(ShadowExchange::new(venue, &cfg.market.quote, cfg.exchange.paper_cash, clock.clone()))
             }
             Mode::Live => return Err(AppError::ModeUnavailable("live")),
@@ -199,7 +213,7 @@ impl App {
         let rcfg =
             RuntimeConfig { grace: Duration::seconds(s.grace_secs), stale_after: Duration::seconds(s.stale_run_secs) };
         let runtime = Arc::new(Runtime::new(jobs, dyn_store, clock.clone(), rcfg));
-        Ok(Self { cfg, store, exchange, clock, pipeline, runtime, reconcile })
+        Ok(Self { cfg, store, exchange, clock, pipeline, runtime, reconcile, binance })
     }
 
     /// The close of the newest bar at the clock's now: what `run-once` acts on.
@@ -223,26 +237,27 @@ pub fn build_venue(
         Some(other) => return Err(AppError::Exchange(format!("unknown exchange {other:?}: binance, upbit or sim"))),
     };
     Ok(match venue {
-        Venue::Binance => {
-            let hook: crate::exchange::binance::RiskHook = Arc::new(move |event| {
-                let store = store.clone();
-                tracing::error!(kind = %event.kind, "{}", event.message);
-                if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                    rt.spawn(async move {
-                        if let Err(e) = store.insert_risk_event(&event).await {
-                            tracing::error!("risk event not recorded: {e}");
-                        }
-                    });
-                }
-            });
-            let ex = BinanceExchange::new(cfg.exchange.binance.clone(), clock, Some(hook))
-                .map_err(|e| AppError::Exchange(e.to_string()))?;
-            Arc::new(ex)
-        }
+        Venue::Binance => Arc::new(binance_adapter(cfg, clock, store)?),
         Venue::Upbit => Arc::new(
             UpbitExchange::new(cfg.exchange.upbit.clone(), clock).map_err(|e| AppError::Exchange(e.to_string()))?,
         ),
     })
+}
+
+/// The Binance adapter with its risk hook: a 418 ban or refused credentials record a critical risk event.
+fn binance_adapter(cfg: &Config, clock: Arc<dyn Clock>, store: Arc<dyn Store>) -> Result<BinanceExchange, AppError> {
+    let hook: crate::exchange::binance::RiskHook = Arc::new(move |event| {
+        let store = store.clone();
+        tracing::error!(kind = %event.kind, "{}", event.message);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = store.insert_risk_event(&event).await {
+                    tracing::error!("risk event not recorded: {e}");
+                }
+            });
+        }
+    });
+    BinanceExchange::new(cfg.exchange.binance.clone(), clock, Some(hook)).map_err(|e| AppError::Exchange(e.to_string()))
 }
 
 /// The exchange `mcbot data download` reads from: the simulator for `sim` (or mode mock without a name), a

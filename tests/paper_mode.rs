@@ -20,7 +20,8 @@ use crate::support::fake_binance::{FakeBinance, FakeConfig};
 async fn paper_cycles_against_fake_binance_with_ten_percent_faults() {
     let start = DateTime::parse_from_rfc3339("2024-03-01T00:00:30Z").unwrap().to_utc();
     let clock = Arc::new(ManualClock::new(start));
-    let fake = FakeBinance::start(FakeConfig { market_clock: Some(clock.clone()), ..FakeConfig::new(clock.clone()) }).await;
+    let fake =
+        FakeBinance::start(FakeConfig { market_clock: Some(clock.clone()), ..FakeConfig::new(clock.clone()) }).await;
 
     let db = fresh_sqlite_url();
     let mut cfg = Config::default();
@@ -108,7 +109,8 @@ async fn run_once_in_paper_mode_against_the_fake_binance() {
     let out = tokio::task::spawn_blocking(run).await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let stages: Vec<_> = doc["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap().to_owned()).collect();
+    let stages: Vec<_> =
+        doc["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap().to_owned()).collect();
     assert_eq!(stages, ["risk_check", "data_collection", "analysis", "execution"], "{doc}");
     assert_eq!(doc["stages"][0]["status"], "ok", "{doc}");
     assert!(fake.orders().is_empty(), "paper never sends an order to the venue");

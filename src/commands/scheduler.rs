@@ -9,6 +9,9 @@ use crate::app::{App, AppError};
 pub async fn run(app: &App) -> Result<(), AppError> {
     // Listen before anything else: a SIGTERM that arrives during start-up must still be a clean stop.
     let shutdown = shutdown_signal()?;
+    // Closed bars arrive over the WebSocket as they close; gaps (start-up, reconnects) are backfilled over REST.
+    let _stream =
+        app.binance.as_ref().map(|b| b.start_stream(app.cfg.market.symbols.clone(), app.cfg.market.timeframe));
     match app.reconcile.reconcile().await {
         Ok(r) if r.is_clean() => tracing::info!("start-up reconciliation: in sync"),
         Ok(r) => {
