@@ -60,6 +60,8 @@ pub enum Command {
     Data(Box<crate::commands::data::DataArgs>),
     /// Backtest a strategy on candle files.
     Backtest(Box<crate::commands::backtest::BacktestArgs>),
+    /// Validate a strategy against overfitting (IS/OOS, walk-forward, CPCV, PBO, deflated Sharpe).
+    Validate(Box<crate::commands::validate::ValidateArgs>),
 }
 
 /// `run-once` arguments.

@@ -31,14 +31,19 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<u8, AppError> {
     let json = cli.output == mcbot::cli::Output::Json;
-    if let Command::Backtest(args) = &cli.command {
-        return Ok(finish(commands::backtest::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
+    match &cli.command {
+        Command::Backtest(args) => {
+            return Ok(finish(commands::backtest::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
+        }
+        Command::Validate(args) => {
+            return Ok(finish(commands::validate::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
+        }
+        _ => {}
     }
     let mut profiles = Vec::new();
-    if let Some(mode) = cli.mode {
-        if cli.config.join(format!("{}.toml", mode.as_str())).exists() {
-            profiles.push(mode.as_str().to_owned());
-        }
+    // The mode's own profile (paper.toml, live.toml) is layered in when it exists.
+    if let Some(mode) = cli.mode.filter(|m| cli.config.join(format!("{}.toml", m.as_str())).exists()) {
+        profiles.push(mode.as_str().to_owned());
     }
     profiles.extend(cli.profile.iter().cloned());
     let mut cfg = Config::load(&cli.config, &profiles, std::env::vars())?;
@@ -72,7 +77,7 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         Command::Scheduler => commands::scheduler::run(&app).await.map(|()| 0),
         Command::Jobs => commands::jobs::run(&app, cli.output).map(|()| 0),
         Command::Status => commands::status::run(&app, cli.output).await.map(|()| 0),
-        Command::Migrate | Command::Backtest(_) | Command::Data(_) => Ok(0),
+        Command::Migrate | Command::Backtest(_) | Command::Validate(_) | Command::Data(_) => Ok(0),
     }
 }
 
