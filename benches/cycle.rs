@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration};
 use criterion::{Criterion, criterion_group, criterion_main};
 use mcbot::app::{App, open_store};
 use mcbot::config::Config;

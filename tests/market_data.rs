@@ -115,10 +115,8 @@ impl Exchange for Line {
             .into_iter()
             .filter(|c| !self.drop.contains(&c.open_time))
             .collect();
-        if let Some(d) = self.duplicate {
-            if let Some(c) = bars.iter().find(|c| c.open_time == d).cloned() {
-                bars.push(c);
-            }
+        if let Some(c) = self.duplicate.and_then(|d| bars.iter().find(|c| c.open_time == d).cloned()) {
+            bars.push(c);
         }
         if let Some(t) = self.spoil {
             for c in bars.iter_mut().filter(|c| c.open_time == t) {

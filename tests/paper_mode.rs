@@ -24,8 +24,7 @@ async fn paper_cycles_against_fake_binance_with_ten_percent_faults() {
         FakeBinance::start(FakeConfig { market_clock: Some(clock.clone()), ..FakeConfig::new(clock.clone()) }).await;
 
     let db = fresh_sqlite_url();
-    let mut cfg = Config::default();
-    cfg.mode = Mode::Paper;
+    let mut cfg = Config { mode: Mode::Paper, ..Config::default() };
     cfg.market.symbols = vec![Symbol::new("BTCUSDT").unwrap(), Symbol::new("ETHUSDT").unwrap()];
     cfg.market.timeframe = "1m".parse().unwrap();
     cfg.exchange.binance = fake.settings();

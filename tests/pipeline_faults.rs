@@ -72,7 +72,7 @@ impl Exchange for Flaky {
         intent: &OrderIntent,
     ) -> Result<OrderAck, ExchangeError> {
         let ack = self.inner.place_market_order(id, run, intent).await?;
-        if self.orders.fetch_add(1, Ordering::SeqCst) % self.lose_every == 0 {
+        if self.orders.fetch_add(1, Ordering::SeqCst).is_multiple_of(self.lose_every) {
             self.lost.fetch_add(1, Ordering::SeqCst);
             return Err(ExchangeError::Unknown("timed out after the request was sent".into()));
         }

@@ -629,4 +629,3 @@ async fn embedded_default_creates_its_directory_in_wal_mode() {
     pool.close().await;
     store.close().await;
 }
-

@@ -481,4 +481,3 @@ mod tests {
         assert!(e.contains("7m") && e.contains("line 2"), "{e}");
     }
 }
-

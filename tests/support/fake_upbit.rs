@@ -454,10 +454,10 @@ fn process(
 ) -> (StatusCode, Value) {
     let mut guard = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
     let inner = &mut *guard;
-    if is_private(path) {
-        if let Err(e) = verify(shared, inner, headers, params) {
-            return e;
-        }
+    if is_private(path)
+        && let Err(e) = verify(shared, inner, headers, params)
+    {
+        return e;
     }
     match (method.as_str(), path) {
         ("GET", "/v1/ticker") => {

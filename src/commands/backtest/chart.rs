@@ -31,19 +31,30 @@ fn font_ready() -> bool {
     })
 }
 
-/// At most `max` points, keeping each bucket's lowest value (so drawdowns stay visible).
+/// At most about `max` points: each bucket keeps its lowest and highest value in time order, so the line still
+/// shows every swing (and every drawdown's depth) of a million bars.
 fn thin(time: &[i64], v: &[f64], max: usize) -> Vec<(i64, f64)> {
     let n = time.len().min(v.len());
-    let step = n.div_ceil(max.max(1)).max(1);
-    (0..n)
-        .step_by(step)
-        .map(|s| {
-            let e = (s + step).min(n);
-            let (i, _) =
-                v[s..e].iter().enumerate().fold((0, f64::INFINITY), |b, (i, x)| if *x < b.1 { (i, *x) } else { b });
-            (time[s + i], v[s + i])
-        })
-        .collect()
+    let step = (2 * n).div_ceil(max.max(2)).max(1);
+    let mut out = Vec::with_capacity(2 * n.div_ceil(step));
+    for s in (0..n).step_by(step) {
+        let e = (s + step).min(n);
+        let (mut lo, mut hi) = (s, s);
+        for i in s..e {
+            if v[i] < v[lo] {
+                lo = i;
+            }
+            if v[i] > v[hi] {
+                hi = i;
+            }
+        }
+        let (a, b) = (lo.min(hi), lo.max(hi));
+        out.push((time[a], v[a]));
+        if b != a {
+            out.push((time[b], v[b]));
+        }
+    }
+    out
 }
 
 /// Draws equity and drawdown (percent below the running peak) over time into a PNG at `path`.
@@ -109,10 +120,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn thinning_keeps_the_lows() {
+    fn thinning_keeps_lows_and_highs_in_order() {
         let t: Vec<i64> = (0..10).collect();
         let v = [5.0, 4.0, 6.0, 1.0, 7.0, 8.0, 2.0, 9.0, 9.0, 3.0];
-        assert_eq!(thin(&t, &v, 4), vec![(1, 4.0), (3, 1.0), (6, 2.0), (9, 3.0)]);
+        // buckets of 3: [5 4 6] -> 4@1, 6@2; [1 7 8] -> 1@3, 8@5; [2 9 9] -> 2@6, 9@7; [3] -> 3@9
+        assert_eq!(thin(&t, &v, 7), vec![(1, 4.0), (2, 6.0), (3, 1.0), (5, 8.0), (6, 2.0), (7, 9.0), (9, 3.0)]);
+        assert_eq!(thin(&t, &v, 100).len(), 10);
     }
 
     #[test]

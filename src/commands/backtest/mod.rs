@@ -415,6 +415,9 @@ pub fn execute(args: &BacktestArgs) -> Result<Outcome, CommandError> {
 }
 
 fn fmt_params(p: &BTreeMap<String, String>) -> String {
+    if p.is_empty() {
+        return "(default parameters)".into();
+    }
     p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 

@@ -8,9 +8,15 @@
 
 /// `vec![value; n]`, with its memory advised for huge pages first when it spans at least two of them.
 pub fn filled<T: Clone>(n: usize, value: T) -> Vec<T> {
+    let mut v = with_capacity(n);
+    v.resize(n, value);
+    v
+}
+
+/// `Vec::with_capacity(n)`, its memory advised for huge pages (for buffers written once, front to back).
+pub fn with_capacity<T>(n: usize) -> Vec<T> {
     let mut v: Vec<T> = Vec::with_capacity(n);
     advise_huge(v.as_mut_ptr().cast::<u8>(), n.saturating_mul(std::mem::size_of::<T>()));
-    v.resize(n, value);
     v
 }
 

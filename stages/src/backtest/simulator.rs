@@ -301,8 +301,7 @@ pub fn simulate(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Result<Simu
     if n == 0 {
         return Err(BacktestError::NoData);
     }
-    if signals.entries.len() < n || signals.exits.len() < n || signals.weights.as_ref().is_some_and(|w| w.len() < n)
-    {
+    if signals.entries.len() < n || signals.exits.len() < n || signals.weights.as_ref().is_some_and(|w| w.len() < n) {
         return Err(BacktestError::Length { bars: n, signals: signals.entries.len().min(signals.exits.len()) });
     }
     if !cfg.has_stops() {
@@ -369,22 +368,18 @@ fn simulate_plain(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Simulatio
     let prices: Vec<(f64, Option<f64>)> = legs.iter().map(|&(_, f, g)| (fill_price(f), g.map(fill_price))).collect();
 
     // (3) the cash chain, and (4) equity stretch by stretch
-    let mut equity = super::buffers::filled(n, 0.0);
+    let mut equity = super::buffers::with_capacity(n);
     let mut trades = Vec::with_capacity(legs.len());
     let mut cash = cfg.init_cash;
-    let mut marked = 0; // equity[..marked] is written
     for (&(decided, f, g), &(p_in, p_out)) in legs.iter().zip(&prices) {
-        equity[marked..f].fill(cash);
+        equity.resize(f, cash);
         let weight = signals.weights.as_ref().map_or(1.0, |w| w[decided]);
         let budget = if weight >= 1.0 { cash } else { cash * weight.max(0.0) };
         cash -= budget;
         let pos = Position::open(f, p_in, budget, cfg, f64::NAN);
         let size = pos.trade.size;
         let end = g.unwrap_or(n);
-        for (e, c) in equity[f..end].iter_mut().zip(&close[f..end]) {
-            *e = cash + size * c;
-        }
-        marked = end;
+        equity.extend(close[f..end].iter().map(|c| cash + size * c));
         match (g, p_out) {
             (Some(g), Some(p)) => {
                 let (trade, notional, fee) = pos.close(g, p, ExitReason::Signal, cfg);
@@ -394,7 +389,7 @@ fn simulate_plain(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Simulatio
             _ => trades.push(pos.mark_open(close[n - 1])),
         }
     }
-    equity[marked..].fill(cash);
+    equity.resize(n, cash);
     Simulation { init_cash: cfg.init_cash, trades, equity }
 }
 

@@ -15,8 +15,8 @@ use super::config::SimConfig;
 use super::metrics::{self, Metrics};
 use super::simulator::{Simulation, simulate};
 use crate::domain::Timeframe;
-use crate::strategy::registry::{self, RegistryError};
 use crate::strategy::Ohlcv;
+use crate::strategy::registry::{self, RegistryError};
 
 /// One swept parameter and its values, e.g. `fast=5..50:5` (inclusive range with step), `k=0.5..2:0.25`, or
 /// `fast=5,10,20` (a list).

@@ -8,6 +8,8 @@
 //! therefore identical to [`crate::strategy::crossings`] over [`super::sma`] (tested on tie-heavy series, and on
 //! every reference file by the parity tests).
 
+use rayon::prelude::*;
+
 use crate::backtest::buffers::filled;
 
 /// Unit roundoff of f64.
@@ -38,88 +40,107 @@ fn crossings_blocked(x: &[f64], fast: usize, slow: usize, block: usize) -> (Vec<
     if fast == 0 || slow == 0 || n <= wmax || block == 0 {
         return (up, down);
     }
-    let (f, s) = (fast as f64, slow as f64);
-    let mut prefix = vec![0.0f64; block + wmax + 1];
-    let mut state = vec![NONE; block];
-    let mut prev = NONE; // state at the bar before the block
-    let mut b0 = wmax - 1; // first bar where both SMAs are defined
-    while b0 < n {
-        let b1 = (b0 + block).min(n);
-        let len = b1 - b0;
-        // windows of bars b0..b1 cover x[start..b1]; prefix[i] = x[start] + ... + x[start+i-1]
-        let start = b0 + 1 - wmax;
-        let xs = &x[start..b1];
-        let (xmax, finite) = magnitude(xs);
-        let p = &mut prefix[..xs.len() + 1];
-        prefix_sums(xs, p);
-        // error bounds, in units of `fast_sum * slow - slow_sum * fast`: a prefix value over L terms is off by at
-        // most (L^2 + 3L) u xmax (four partial chains and their offsets), a window sum by two of those plus its
-        // subtraction's rounding; a canonical mean (scaled back to a sum) by w^2 u xmax plus its division; then
-        // the two products and their difference. Doubled for second-order terms.
-        let l = xs.len() as f64;
-        let approx = |w: f64| 2.0 * (l * l + 3.0 * l) * U * xmax + 2.0 * U * w * xmax;
-        let canonical = |w: f64| w * w * U * xmax + 2.0 * U * w * xmax;
-        let products = 4.0 * U * f * s * xmax;
-        let bound = if finite {
-            2.0 * (s * (approx(f) + canonical(f)) + f * (approx(s) + canonical(s)) + products)
-        } else {
-            f64::INFINITY // every bar takes the canonical path
-        };
-        // bar b0 + k: its window sums end at prefix[wmax + k]; decided bars in a loop that vectorises
-        let st = &mut state[..len];
-        let ends = &p[wmax..wmax + len];
-        let fasts = &p[wmax - fast..wmax - fast + len];
-        let slows = &p[wmax - slow..wmax - slow + len];
-        for (((o, e), a), b) in st.iter_mut().zip(ends).zip(fasts).zip(slows) {
-            let d = (e - a) * s - (e - b) * f;
-            let (gt, lt) = (i8::from(d > bound), i8::from(d < -bound));
-            *o = UNSURE - (UNSURE - GREATER) * gt - (UNSURE - LESS) * lt;
-        }
-        // the rest from the canonical sums (near ties)
-        for (k, o) in st.iter_mut().enumerate() {
-            if *o == UNSURE {
-                *o = canonical_state(x, b0 + k, fast, slow);
-            }
-        }
-        // crossings: up when > now and <= before, down when < now and >= before (NONE is neither)
-        let crossed = |now: i8, before: i8| {
-            (now == GREATER && (before == EQUAL || before == LESS), now == LESS && (before == EQUAL || before == GREATER))
-        };
-        (up[b0], down[b0]) = crossed(st[0], prev);
-        let pairs = st[1..].iter().zip(&st[..len - 1]);
-        for ((u, dn), (&now, &before)) in up[b0 + 1..b1].iter_mut().zip(&mut down[b0 + 1..b1]).zip(pairs) {
-            (*u, *dn) = crossed(now, before);
-        }
-        prev = st[len - 1];
-        b0 = b1;
-    }
+    // blocks are independent (each also evaluates the bar before it), so they run in parallel
+    up.par_chunks_mut(block).zip(down.par_chunks_mut(block)).enumerate().for_each(|(i, (up, down))| {
+        crossings_of_block(x, fast, slow, i * block, up, down);
+    });
     (up, down)
 }
 
+/// Flags of bars `b0..b0 + up.len()`.
+fn crossings_of_block(x: &[f64], fast: usize, slow: usize, b0: usize, up: &mut [bool], down: &mut [bool]) {
+    let wmax = fast.max(slow);
+    let b1 = b0 + up.len();
+    // states of bars s0..b1: s0 is the bar before the block (its state is the first "before"), or the first bar
+    // where both SMAs are defined
+    let s0 = b0.saturating_sub(1).max(wmax - 1);
+    if s0 >= b1 {
+        return;
+    }
+    let (f, s) = (fast as f64, slow as f64);
+    let len = b1 - s0;
+    // windows of bars s0..b1 cover x[start..b1]; prefix[i] = x[start] + ... + x[start+i-1]
+    let start = s0 + 1 - wmax;
+    let xs = &x[start..b1];
+    let mut p = vec![0.0f64; xs.len() + 1];
+    let (xmax, finite) = prefix_sums(xs, &mut p);
+    // error bounds, in units of `fast_sum * slow - slow_sum * fast`: a prefix value over L terms is off by at
+    // most (L^2 + 3L) u xmax (four partial chains and their offsets), a window sum by two of those plus its
+    // subtraction's rounding; a canonical mean (scaled back to a sum) by w^2 u xmax plus its division; then the
+    // two products and their difference. Doubled for second-order terms.
+    let l = xs.len() as f64;
+    let approx = |w: f64| 2.0 * (l * l + 3.0 * l) * U * xmax + 2.0 * U * w * xmax;
+    let canonical = |w: f64| w * w * U * xmax + 2.0 * U * w * xmax;
+    let products = 4.0 * U * f * s * xmax;
+    let bound = if finite {
+        2.0 * (s * (approx(f) + canonical(f)) + f * (approx(s) + canonical(s)) + products)
+    } else {
+        f64::INFINITY // every bar takes the canonical path
+    };
+    // bar s0 + k: its window sums end at prefix[wmax + k]; decided bars in a loop that vectorises
+    let mut st = vec![NONE; len];
+    let ends = &p[wmax..wmax + len];
+    let fasts = &p[wmax - fast..wmax - fast + len];
+    let slows = &p[wmax - slow..wmax - slow + len];
+    for (((o, e), a), b) in st.iter_mut().zip(ends).zip(fasts).zip(slows) {
+        let d = (e - a) * s - (e - b) * f;
+        let (gt, lt) = (i8::from(d > bound), i8::from(d < -bound));
+        *o = UNSURE - (UNSURE - GREATER) * gt - (UNSURE - LESS) * lt;
+    }
+    // the rest from the canonical sums (near ties; most blocks have none)
+    if st.iter().fold(false, |any, &o| any | (o == UNSURE)) {
+        for (k, o) in st.iter_mut().enumerate() {
+            if *o == UNSURE {
+                *o = canonical_state(x, s0 + k, fast, slow);
+            }
+        }
+    }
+    // crossings: up when > now and <= before, down when < now and >= before (NONE is neither)
+    let crossed = |now: i8, before: i8| {
+        (now == GREATER && (before == EQUAL || before == LESS), now == LESS && (before == EQUAL || before == GREATER))
+    };
+    let (mut before, states) = if s0 < b0 { (st[0], &st[1..]) } else { (NONE, &st[..]) };
+    let skip = up.len() - states.len(); // bars of the block still in warm-up
+    for ((u, dn), &now) in up[skip..].iter_mut().zip(&mut down[skip..]).zip(states) {
+        (*u, *dn) = crossed(now, before);
+        before = now;
+    }
+}
+
 /// Prefix sums `p[i] = xs[0] + ... + xs[i-1]` (`p[0] = 0`) in four interleaved chains (a sum is a chain of
-/// dependent additions; four run in parallel), each chain then offset by the total before it.
-fn prefix_sums(xs: &[f64], p: &mut [f64]) {
+/// dependent additions; four run in parallel), each chain then offset by the total before it. Also returns the
+/// largest |x| and whether all values are finite, computed in the same pass for free.
+fn prefix_sums(xs: &[f64], p: &mut [f64]) -> (f64, bool) {
     let m = xs.len();
     p[0] = 0.0;
     let q = m / 4;
+    let (mut xmax, mut bad) = ([0.0f64; 4], false);
     if q < 16 {
         let mut acc = 0.0;
         for (o, v) in p[1..].iter_mut().zip(xs) {
             acc += v;
             *o = acc;
+            xmax[0] = if v.abs() > xmax[0] { v.abs() } else { xmax[0] };
+            bad |= v.is_nan() | (v.abs() > f64::MAX);
         }
-        return;
+        return (xmax[0], !bad);
     }
     let mut acc = [0.0f64; 4];
     for i in 0..q {
-        for (lane, a) in acc.iter_mut().enumerate() {
-            *a += xs[lane * q + i];
-            p[lane * q + i + 1] = *a;
+        for lane in 0..4 {
+            let v = xs[lane * q + i];
+            acc[lane] += v;
+            p[lane * q + i + 1] = acc[lane];
+            xmax[lane] = if v.abs() > xmax[lane] { v.abs() } else { xmax[lane] };
+            bad |= v.is_nan() | (v.abs() > f64::MAX);
         }
     }
     for i in 4 * q..m {
-        acc[3] += xs[i];
+        let v = xs[i];
+        acc[3] += v;
         p[i + 1] = acc[3];
+        xmax[3] = if v.abs() > xmax[3] { v.abs() } else { xmax[3] };
+        bad |= v.is_nan() | (v.abs() > f64::MAX);
     }
     for lane in 1..4 {
         let offset = p[lane * q];
@@ -128,25 +149,7 @@ fn prefix_sums(xs: &[f64], p: &mut [f64]) {
             *v += offset;
         }
     }
-}
-
-/// Largest |x| and whether every value is finite, in lanes the compiler vectorises.
-fn magnitude(xs: &[f64]) -> (f64, bool) {
-    let mut m = [0.0f64; 4];
-    let mut bad = false;
-    let chunks = xs.chunks_exact(4);
-    for v in chunks.remainder() {
-        m[0] = m[0].max(v.abs());
-        bad |= !(v.abs() <= f64::MAX);
-    }
-    for c in chunks {
-        for (m, v) in m.iter_mut().zip(c) {
-            let a = v.abs();
-            *m = if a > *m { a } else { *m };
-            bad |= !(a <= f64::MAX);
-        }
-    }
-    (m.iter().fold(0.0f64, |a, b| a.max(*b)), !bad)
+    (xmax.iter().fold(0.0f64, |a, &b| a.max(b)), !bad)
 }
 
 /// The spec's comparison at `t`: canonical SMAs (left-to-right window sums, then divided), NaN compares false.

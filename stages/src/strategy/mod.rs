@@ -57,9 +57,8 @@ pub trait Strategy: Send + Sync {
     fn targets(&self, bars: &[SymbolBars<'_>]) -> Vec<Target>;
 }
 
-/// Closing prices as f64 for indicator maths. The conversion divides the exact mantissa by a power of ten, which
-/// is correctly rounded, so it equals parsing the decimal text.
+/// Closing prices as f64 for indicator maths, correctly rounded (equal to parsing the decimal text), so the live
+/// pipeline sees the very floats the backtest reads from a CSV and ties break the same way.
 pub fn closes_f64(candles: &[Candle]) -> Vec<f64> {
-    use rust_decimal::prelude::ToPrimitive;
-    candles.iter().map(|c| c.close.to_f64().unwrap_or(f64::NAN)).collect()
+    candles.iter().map(|c| decimal_to_f64(c.close)).collect()
 }
