@@ -3,8 +3,9 @@
 use super::ConfigError;
 
 const PREFIX: &str = "MCBOT_";
-/// Variables with the prefix that are CLI settings, not config keys.
-const NOT_CONFIG: [&str; 3] = ["MCBOT_CONFIG", "MCBOT_PROFILE", "MCBOT_OUTPUT"];
+/// Variables with the prefix that are CLI, chart or test settings, not config keys.
+const NOT_CONFIG: [&str; 6] =
+    ["MCBOT_CONFIG", "MCBOT_PROFILE", "MCBOT_OUTPUT", "MCBOT_CHART_FONT", "MCBOT_SHARED_DIR", "MCBOT_TEST_PG_URL"];
 
 /// Applies `MCBOT_SECTION__KEY=value` overrides: `__` separates levels, names are lower-cased, the value is read
 /// as a TOML scalar (number, boolean, quoted or bare string). `MCBOT_X_FILE=path` reads the value from a file, for

@@ -453,7 +453,10 @@ mod tests {
             "[market]\nsymbols = [\"BTCUSDT\"]\ntimeframe = \"1h\"\n[risk]\nmax_drawdown_pct = \"20\"\n",
         );
         write(d.path(), "paper.toml", "[risk]\nmax_daily_loss_pct = \"3\"\n");
-        let vars = [("MCBOT_RISK__MAX_DRAWDOWN_PCT".to_string(), "15".to_string())];
+        let vars = [
+            ("MCBOT_RISK__MAX_DRAWDOWN_PCT".to_string(), "15".to_string()),
+            ("MCBOT_SHARED_DIR".to_string(), "../shared".to_string()),
+        ];
         let c = Config::load(d.path(), &["paper".into()], vars).unwrap();
         assert_eq!(c.risk.max_drawdown_pct, Decimal::from(15));
         assert_eq!(c.risk.max_daily_loss_pct, Decimal::from(3));
