@@ -2,7 +2,7 @@
 //! day-of-month AND day-of-week), so the fire times computed here for virtual time and for `mcbot jobs` are the
 //! ones the production scheduler uses.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
@@ -40,14 +40,15 @@ impl Schedule {
         &self.expr
     }
 
-    /// The first fire strictly after `t`.
+    /// The first fire strictly after `t`, on a whole second.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_next_occurrence(&t, false).ok()
+        self.cron.find_next_occurrence(&t.trunc_subsecs(0), false).ok()
     }
 
-    /// The last fire at or before `t`.
+    /// The last fire at or before `t`, on a whole second. Sub-second parts of `t` are dropped first: croner keeps
+    /// them, and a fire time that depends on when a trigger happened to run would break exactly-once keys.
     pub fn last_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_previous_occurrence(&t, true).ok()
+        self.cron.find_previous_occurrence(&t.trunc_subsecs(0), true).ok()
     }
 }
 
@@ -65,6 +66,9 @@ mod tests {
         assert_eq!(s.next_after(t("2024-01-01T10:00:05Z")), Some(t("2024-01-01T11:00:05Z")));
         assert_eq!(s.last_at_or_before(t("2024-01-01T10:00:05Z")), Some(t("2024-01-01T10:00:05Z")));
         assert_eq!(s.last_at_or_before(t("2024-01-01T10:59:00Z")), Some(t("2024-01-01T10:00:05Z")));
+        let late = t("2024-01-01T10:00:05Z") + chrono::Duration::milliseconds(437);
+        assert_eq!(s.last_at_or_before(late), Some(t("2024-01-01T10:00:05Z")), "fire times are whole seconds");
+        assert_eq!(s.next_after(late), Some(t("2024-01-01T11:00:05Z")));
         assert!(Schedule::parse("every day").is_err());
         assert!(Schedule::parse("0 0 * * *").is_err(), "seconds are required, as in tokio-cron-scheduler");
     }
