@@ -12,7 +12,7 @@ use mcbot_stages::Clock;
 use mcbot_stages::domain::{Instrument, Symbol};
 use mcbot_stages::pipeline::{Pipeline, PipelineConfig};
 use mcbot_stages::ports::{Exchange, Notifier, Store, StoreError};
-use mcbot_stages::sim::{MarketSource, PaperExchange, RandomWalk, ShadowExchange, SimConfig, SimExchange};
+use mcbot_stages::sim::{MarketSource, PaperExchange, RandomWalk, SimConfig, SimExchange};
 use mcbot_stages::strategy::registry;
 
 use crate::candles_csv::{CandleCsvError, read_candles};
@@ -135,7 +135,7 @@ impl App {
             }
             Mode::Shadow => {
                 let venue = venue()?;
-                Arc::new(ShadowExchange::new(venue, &cfg.market.quote, cfg.exchange.paper_cash, clock.clone()))
+                Arc::new(PaperExchange::shadow(venue, &cfg.market.quote, cfg.exchange.paper_cash, clock.clone()))
             }
             Mode::Live => return Err(AppError::ModeUnavailable("live")),
         };

@@ -10,4 +10,4 @@ mod paper;
 pub use account::SimAccount;
 pub use exchange::{SimConfig, SimExchange};
 pub use market::{MarketSource, RandomWalk};
-pub use paper::{PaperExchange, ShadowExchange};
+pub use paper::PaperExchange;

@@ -1,6 +1,7 @@
 //! Paper and shadow trading over a real venue's market data: the same pipeline, the same strategy and risk
 //! code; only where the orders go differs. Paper fills by walking the venue's live order book with the
-//! configured fee; shadow records the intended orders and fills nothing.
+//! configured fee; shadow records the intended orders and fills nothing. Both are one wrapper: market data is
+//! delegated to the venue once, and only the fill model differs.
 
 use std::sync::{Arc, Mutex};
 
@@ -16,12 +17,18 @@ use crate::domain::{
 };
 use crate::ports::{Exchange, ExchangeError, OrderAck};
 
-/// Market data from `venue`, orders filled in a simulated account against the venue's order book.
+/// Where orders go when the venue only provides market data.
+enum FillModel {
+    /// A simulated account filled against the venue's order book.
+    Paper { account: Mutex<SimAccount>, fee_rate: Decimal, book_depth: usize },
+    /// Nothing is filled; balances are a fixed virtual cash so sizing looks like a fresh account's.
+    Shadow { cash: Balance },
+}
+
+/// Market data from `venue`; orders filled on paper or only recorded (shadow).
 pub struct PaperExchange {
     venue: Arc<dyn Exchange>,
-    account: Mutex<SimAccount>,
-    fee_rate: Decimal,
-    book_depth: usize,
+    fills: FillModel,
     clock: Arc<dyn Clock>,
     name: String,
 }
@@ -30,29 +37,31 @@ impl PaperExchange {
     /// A paper account of `cash` in `quote` over `venue`.
     pub fn new(venue: Arc<dyn Exchange>, quote: &str, cash: Decimal, fee_rate: Decimal, clock: Arc<dyn Clock>) -> Self {
         let name = format!("paper:{}", venue.name());
-        Self {
-            venue,
-            account: Mutex::new(SimAccount::new(quote, cash, "paper")),
-            fee_rate,
-            book_depth: 100,
-            clock,
-            name,
-        }
+        let account = Mutex::new(SimAccount::new(quote, cash, "paper"));
+        Self { venue, fills: FillModel::Paper { account, fee_rate, book_depth: 100 }, clock, name }
     }
 
-    /// Rebuilds the paper account from stored fills after a restart.
+    /// Shadows `venue` with a virtual `cash` in `quote`: intended orders are recorded, never sent or filled.
+    pub fn shadow(venue: Arc<dyn Exchange>, quote: &str, cash: Decimal, clock: Arc<dyn Clock>) -> Self {
+        let name = format!("shadow:{}", venue.name());
+        let cash = Balance { asset: quote.to_owned(), free: cash, locked: Decimal::ZERO };
+        Self { venue, fills: FillModel::Shadow { cash }, clock, name }
+    }
+
+    /// Rebuilds the paper account from stored fills after a restart (nothing to do in shadow mode).
     pub async fn restore(&self, fills: &[Fill]) -> Result<(), ExchangeError> {
+        let FillModel::Paper { account, .. } = &self.fills else { return Ok(()) };
         let mut instruments = Vec::new();
         for s in fills.iter().map(|f| &f.symbol).collect::<std::collections::BTreeSet<_>>() {
             instruments.push(self.venue.instrument(s).await?);
         }
-        self.lock().restore(&instruments, fills);
+        lock(account).restore(&instruments, fills);
         Ok(())
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SimAccount> {
-        self.account.lock().unwrap_or_else(|e| e.into_inner())
-    }
+fn lock(account: &Mutex<SimAccount>) -> std::sync::MutexGuard<'_, SimAccount> {
+    account.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[async_trait]
@@ -84,7 +93,10 @@ impl Exchange for PaperExchange {
     }
 
     async fn balances(&self) -> Result<Vec<Balance>, ExchangeError> {
-        Ok(self.lock().balances())
+        Ok(match &self.fills {
+            FillModel::Paper { account, .. } => lock(account).balances(),
+            FillModel::Shadow { cash } => vec![cash.clone()],
+        })
     }
 
     async fn place_market_order(
@@ -93,11 +105,30 @@ impl Exchange for PaperExchange {
         run_id: &str,
         intent: &OrderIntent,
     ) -> Result<OrderAck, ExchangeError> {
-        if let Some(existing) = self.lock().order(client_order_id) {
+        let (account, fee_rate, book_depth) = match &self.fills {
+            FillModel::Paper { account, fee_rate, book_depth } => (account, *fee_rate, *book_depth),
+            FillModel::Shadow { .. } => {
+                let order = Order {
+                    client_order_id: client_order_id.clone(),
+                    run_id: run_id.to_owned(),
+                    symbol: intent.symbol.clone(),
+                    side: intent.side,
+                    qty: intent.qty,
+                    filled_qty: Decimal::ZERO,
+                    avg_price: None,
+                    status: OrderStatus::Canceled,
+                    exchange_order_id: None,
+                    created_at: self.clock.now(),
+                    reason: format!("{}; shadow mode: intended, not sent", intent.reason),
+                };
+                return Ok(OrderAck { order, fills: Vec::new() });
+            }
+        };
+        if let Some(existing) = lock(account).order(client_order_id) {
             return Ok(existing);
         }
         let inst = self.venue.instrument(&intent.symbol).await?;
-        let book = self.venue.order_book(&intent.symbol, self.book_depth).await?;
+        let book = self.venue.order_book(&intent.symbol, book_depth).await?;
         let mut levels = match intent.side {
             Side::Buy => book.asks,
             Side::Sell => book.bids,
@@ -106,7 +137,7 @@ impl Exchange for PaperExchange {
             // No book: the next trade price, as a last resort.
             levels.push((self.venue.last_price(&intent.symbol).await?, intent.qty));
         }
-        self.lock().execute(client_order_id, run_id, intent, &inst, &levels, self.fee_rate, self.clock.now())
+        lock(account).execute(client_order_id, run_id, intent, &inst, &levels, fee_rate, self.clock.now())
     }
 
     async fn order(
@@ -114,91 +145,17 @@ impl Exchange for PaperExchange {
         _symbol: &Symbol,
         client_order_id: &ClientOrderId,
     ) -> Result<Option<OrderAck>, ExchangeError> {
-        Ok(self.lock().order(client_order_id))
+        Ok(match &self.fills {
+            FillModel::Paper { account, .. } => lock(account).order(client_order_id),
+            FillModel::Shadow { .. } => None,
+        })
     }
 
     async fn open_orders(&self) -> Result<Vec<Order>, ExchangeError> {
-        Ok(self.lock().open_orders())
-    }
-}
-
-/// Market data from `venue`; orders are recorded as intended and never sent or filled. The balances are a fixed
-/// virtual cash, so sizing (and therefore the intended orders) looks like a fresh account's.
-pub struct ShadowExchange {
-    venue: Arc<dyn Exchange>,
-    cash: Balance,
-    clock: Arc<dyn Clock>,
-    name: String,
-}
-
-impl ShadowExchange {
-    /// Shadows `venue` with a virtual `cash` in `quote`.
-    pub fn new(venue: Arc<dyn Exchange>, quote: &str, cash: Decimal, clock: Arc<dyn Clock>) -> Self {
-        let name = format!("shadow:{}", venue.name());
-        Self { venue, cash: Balance { asset: quote.to_owned(), free: cash, locked: Decimal::ZERO }, clock, name }
-    }
-}
-
-#[async_trait]
-impl Exchange for ShadowExchange {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn instrument(&self, symbol: &Symbol) -> Result<Instrument, ExchangeError> {
-        self.venue.instrument(symbol).await
-    }
-
-    async fn closed_candles(
-        &self,
-        symbol: &Symbol,
-        tf: Timeframe,
-        until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<Candle>, ExchangeError> {
-        self.venue.closed_candles(symbol, tf, until, limit).await
-    }
-
-    async fn last_price(&self, symbol: &Symbol) -> Result<Decimal, ExchangeError> {
-        self.venue.last_price(symbol).await
-    }
-
-    async fn order_book(&self, symbol: &Symbol, depth: usize) -> Result<OrderBook, ExchangeError> {
-        self.venue.order_book(symbol, depth).await
-    }
-
-    async fn balances(&self) -> Result<Vec<Balance>, ExchangeError> {
-        Ok(vec![self.cash.clone()])
-    }
-
-    async fn place_market_order(
-        &self,
-        client_order_id: &ClientOrderId,
-        run_id: &str,
-        intent: &OrderIntent,
-    ) -> Result<OrderAck, ExchangeError> {
-        let order = Order {
-            client_order_id: client_order_id.clone(),
-            run_id: run_id.to_owned(),
-            symbol: intent.symbol.clone(),
-            side: intent.side,
-            qty: intent.qty,
-            filled_qty: Decimal::ZERO,
-            avg_price: None,
-            status: OrderStatus::Canceled,
-            exchange_order_id: None,
-            created_at: self.clock.now(),
-            reason: format!("{}; shadow mode: intended, not sent", intent.reason),
-        };
-        Ok(OrderAck { order, fills: Vec::new() })
-    }
-
-    async fn order(&self, _symbol: &Symbol, _id: &ClientOrderId) -> Result<Option<OrderAck>, ExchangeError> {
-        Ok(None)
-    }
-
-    async fn open_orders(&self) -> Result<Vec<Order>, ExchangeError> {
-        Ok(Vec::new())
+        Ok(match &self.fills {
+            FillModel::Paper { account, .. } => lock(account).open_orders(),
+            FillModel::Shadow { .. } => Vec::new(),
+        })
     }
 }
 
@@ -261,7 +218,7 @@ mod tests {
         assert!(p > book.asks[0].0 && p < book.asks[1].0, "{p} between the two levels walked");
         assert_eq!(paper.place_market_order(&id, "r", &intent).await.unwrap().fills[0].trade_id, ack.fills[0].trade_id);
 
-        let shadow = ShadowExchange::new(v, "USDT", dec!(1000), clock);
+        let shadow = PaperExchange::shadow(v, "USDT", dec!(1000), clock);
         let ack = shadow.place_market_order(&id, "r", &intent).await.unwrap();
         assert!(ack.fills.is_empty());
         assert_eq!(ack.order.status, OrderStatus::Canceled);
