@@ -8,6 +8,7 @@ pub mod config;
 pub mod exchange;
 pub mod logging;
 pub mod market_data;
+pub mod market_stream;
 pub mod notify;
 pub mod output;
 pub mod store;

@@ -5,6 +5,7 @@ mod backtest_parity;
 mod backtest_pipeline;
 mod binance;
 mod cli;
+mod live_path;
 mod market_data;
 mod paper_mode;
 mod pipeline_e2e;

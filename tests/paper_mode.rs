@@ -7,13 +7,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration};
 use mcbot::app::{App, open_store};
 use mcbot::config::{Config, Mode};
+use mcbot::market_stream::MarketStream;
 use mcbot_schedules::FireOutcome;
 use mcbot_schedules::jobs::TradingCycleJob;
 use mcbot_stages::ManualClock;
 use mcbot_stages::domain::{Decimal, Symbol};
 use mcbot_stages::ports::{JobStatus, Store};
 
-use crate::support::db::fresh_sqlite_url;
+use crate::support::db::{SqliteTestDb, fresh_sqlite_url};
 use crate::support::fake_binance::{FakeBinance, FakeConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,22 +25,7 @@ async fn paper_cycles_against_fake_binance_with_ten_percent_faults() {
         FakeBinance::start(FakeConfig { market_clock: Some(clock.clone()), ..FakeConfig::new(clock.clone()) }).await;
 
     let db = fresh_sqlite_url();
-    let mut cfg = Config { mode: Mode::Paper, ..Config::default() };
-    cfg.market.symbols = vec![Symbol::new("BTCUSDT").unwrap(), Symbol::new("ETHUSDT").unwrap()];
-    cfg.market.timeframe = "1m".parse().unwrap();
-    cfg.exchange.binance = fake.settings();
-    cfg.strategy.params.insert("lookback".into(), toml::Value::Integer(3));
-    cfg.pipeline.lookback_bars = 10;
-    cfg.pipeline.retry_delay_ms = 1;
-    cfg.risk.max_daily_loss_pct = Decimal::from(90);
-    cfg.risk.max_weekly_loss_pct = Decimal::from(90);
-    cfg.risk.max_drawdown_pct = Decimal::from(90);
-    cfg.risk.kill_switch_file = db.dir().join("KILL");
-    cfg.sizing.rebalance_band_pct = Decimal::ONE;
-    cfg.schedule.health = "0 0 0 1 * *".into();
-    cfg.schedule.reconcile = "0 0 0 1 * *".into();
-    cfg.database.data_dir = db.dir().to_path_buf();
-    let app = App::build(cfg, open_store(db.url()).await.unwrap(), clock.clone()).await.unwrap();
+    let app = paper_app(&fake, &clock, &db).await;
     assert_eq!(app.exchange.name(), "paper:binance");
 
     fake.set_random_faults(0.10, 7);
@@ -71,6 +57,87 @@ async fn paper_cycles_against_fake_binance_with_ten_percent_faults() {
     assert!(fake.orders().is_empty(), "paper never sends an order to the venue");
     let report = app.reconcile.reconcile().await.unwrap();
     assert!(report.is_clean(), "stored positions equal the paper account: {report:?}");
+}
+
+/// Mode paper on two 1m symbols against `fake`, a strategy that trades often, wide breakers, and only the
+/// trading cycle on a near schedule.
+async fn paper_app(fake: &FakeBinance, clock: &Arc<ManualClock>, db: &SqliteTestDb) -> App {
+    let mut cfg = Config { mode: Mode::Paper, ..Config::default() };
+    cfg.market.symbols = vec![Symbol::new("BTCUSDT").unwrap(), Symbol::new("ETHUSDT").unwrap()];
+    cfg.market.timeframe = "1m".parse().unwrap();
+    cfg.exchange.binance = fake.settings();
+    cfg.strategy.params.insert("lookback".into(), toml::Value::Integer(3));
+    cfg.pipeline.lookback_bars = 10;
+    cfg.pipeline.retry_delay_ms = 1;
+    cfg.risk.max_daily_loss_pct = Decimal::from(90);
+    cfg.risk.max_weekly_loss_pct = Decimal::from(90);
+    cfg.risk.max_drawdown_pct = Decimal::from(90);
+    cfg.risk.kill_switch_file = db.dir().join("KILL");
+    cfg.sizing.rebalance_band_pct = Decimal::ONE;
+    cfg.schedule.health = "0 0 0 1 * *".into();
+    cfg.schedule.reconcile = "0 0 0 1 * *".into();
+    cfg.database.data_dir = db.dir().to_path_buf();
+    App::build(cfg, open_store(db.url()).await.unwrap(), clock.clone()).await.unwrap()
+}
+
+/// The closed klines on the WebSocket start the cycle at the bar close; the cron fire at close + 5 s finds it
+/// done. With the stream down, the cron fire trades the bar from REST data: no bar is missed or traded twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_bars_on_the_stream_start_the_cycle_and_cron_is_the_fallback() {
+    let start = DateTime::parse_from_rfc3339("2024-03-01T00:00:30Z").unwrap().to_utc();
+    let clock = Arc::new(ManualClock::new(start));
+    let fake =
+        FakeBinance::start(FakeConfig { market_clock: Some(clock.clone()), ..FakeConfig::new(clock.clone()) }).await;
+    let db = fresh_sqlite_url();
+    let app = paper_app(&fake, &clock, &db).await;
+    let market = MarketStream::start(&app).expect("binance has a stream");
+    let mut cycles = market.cycles();
+    wait_for("stream connected", || fake.ws_connections() == 1).await;
+
+    let mut traded = Vec::new();
+    for _ in 0..3 {
+        let close = fake.advance_bar();
+        // The cycle for the bar just closed runs now, 5 s before its cron fire.
+        let cycle = loop {
+            let c = tokio::time::timeout(std::time::Duration::from_secs(20), cycles.recv()).await.unwrap().unwrap();
+            if c.bar.close == close {
+                break c;
+            }
+        };
+        assert!(matches!(cycle.outcome, FireOutcome::Ran { status: JobStatus::Succeeded, .. }), "{cycle:?}");
+        assert!(cycle.latency.is_some_and(|l| l >= Duration::zero()), "Analysis ran after the bar: {cycle:?}");
+        clock.set(close + Duration::seconds(5));
+        let fallback = app.runtime.tick_job(TradingCycleJob::NAME).await;
+        assert!(matches!(fallback, Some(FireOutcome::AlreadyDone { .. })), "{fallback:?}");
+        traded.push(close);
+    }
+
+    // The stream goes away mid-bar; the next bar reaches the pipeline through the cron fire and REST.
+    fake.ws_set_available(false);
+    fake.ws_drop_all();
+    wait_for("stream noticed the drop", || !market.stream().stats().connected).await;
+    let close = fake.advance_bar();
+    clock.set(close + Duration::seconds(5));
+    let fallback = app.runtime.tick_job(TradingCycleJob::NAME).await;
+    assert!(matches!(fallback, Some(FireOutcome::Ran { status: JobStatus::Succeeded, .. })), "{fallback:?}");
+    traded.push(close);
+
+    let runs = app.store.recent_runs(Some(TradingCycleJob::NAME), 100).await.unwrap();
+    let mut bars: Vec<_> = runs.iter().filter(|r| r.scheduled_at > start).map(|r| r.scheduled_at).collect();
+    bars.sort();
+    assert_eq!(bars, traded, "one run per bar, whichever trigger came first");
+    assert_eq!(app.store.load_state().await.unwrap().last_bar, Some(close));
+    market.shutdown().await;
+}
+
+async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..400 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
 }
 
 fn clock_now(clock: &ManualClock) -> chrono::DateTime<chrono::Utc> {

@@ -5,10 +5,12 @@
 //! production ([`driver`]) or by a test on virtual time ([`runtime::Runtime::tick`]). The jobs themselves are in
 //! [`jobs`]: the trading cycle at every bar close, health, reconcile and the period reports.
 
+pub mod bar_trigger;
 pub mod driver;
 pub mod jobs;
 pub mod runtime;
 pub mod schedule;
 
+pub use bar_trigger::{BarCloseTrigger, ReadyBar, StreamTrigger, TriggeredCycle};
 pub use runtime::{FireOutcome, Job, JobContext, JobError, JobOutcome, Runtime, RuntimeConfig};
 pub use schedule::{Schedule, ScheduleError};

@@ -4,14 +4,12 @@
 use mcbot_schedules::driver;
 
 use crate::app::{App, AppError};
+use crate::market_stream::MarketStream;
 
 /// Runs until a shutdown signal.
 pub async fn run(app: &App) -> Result<(), AppError> {
     // Listen before anything else: a SIGTERM that arrives during start-up must still be a clean stop.
     let shutdown = shutdown_signal()?;
-    // Closed bars arrive over the WebSocket as they close; gaps (start-up, reconnects) are backfilled over REST.
-    let _stream =
-        app.binance.as_ref().map(|b| b.start_stream(app.cfg.market.symbols.clone(), app.cfg.market.timeframe));
     match app.reconcile.reconcile().await {
         Ok(r) if r.is_clean() => tracing::info!("start-up reconciliation: in sync"),
         Ok(r) => {
@@ -19,10 +17,17 @@ pub async fn run(app: &App) -> Result<(), AppError> {
         }
         Err(e) => tracing::error!("start-up reconciliation failed: {e}"),
     }
+    // Start-up order: state is loaded (App::build), reconciled above; now the stream backfills missed bars over
+    // REST and follows new ones over the WebSocket (each complete bar starts the cycle), then the schedule resumes with its catch-up.
+    let stream = MarketStream::start(app);
     for v in app.runtime.views() {
         tracing::info!(job = %v.name, schedule = %v.schedule, next = ?v.next_fire, "scheduled");
     }
-    driver::run_until(app.runtime.clone(), shutdown).await.map_err(|e| AppError::Runtime(e.to_string()))
+    let result = driver::run_until(app.runtime.clone(), shutdown).await.map_err(|e| AppError::Runtime(e.to_string()));
+    if let Some(s) = stream {
+        s.shutdown().await;
+    }
+    result
 }
 
 /// Registers SIGINT and SIGTERM now and returns a future that resolves on either.

@@ -270,8 +270,12 @@ impl Default for PipelineSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleConfig {
-    /// Seconds after each bar close the trading cycle fires (exchanges publish the bar a moment late).
+    /// Seconds after each bar close the trading cycle fires (exchanges publish the bar a moment late). With a
+    /// market stream this is the fallback for a bar the stream did not deliver.
     pub bar_delay_secs: u32,
+    /// With a market stream (Binance), run the cycle as soon as every symbol's bar has closed instead of waiting
+    /// for `bar_delay_secs`.
+    pub trigger_on_stream: bool,
     /// A missed fire older than this is not caught up on start.
     pub grace_secs: i64,
     /// A `running` ledger row older than this is from a dead process.
@@ -292,6 +296,7 @@ impl Default for ScheduleConfig {
     fn default() -> Self {
         Self {
             bar_delay_secs: 5,
+            trigger_on_stream: true,
             grace_secs: 600,
             stale_run_secs: 900,
             health: "30 */5 * * * *".into(),

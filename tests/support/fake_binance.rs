@@ -438,6 +438,11 @@ impl FakeBinance {
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
+        // No Nagle: small stream frames go out at once, as from a real exchange's edge, so latency figures
+        // measure the bot and not a 40 ms delayed-ACK stall on loopback.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -1,13 +1,15 @@
 //! Reconciliation: the exchange is the truth. Orders whose outcome the bot does not know are looked up by client
-//! order id and booked; then stored positions are compared with the exchange's balances. Drift beyond one lot
-//! step, or an open order the bot never placed, puts the bot in safe mode (no entries) with a critical event.
+//! order id and booked; one the exchange still does not know after a grace period never reached it and is closed
+//! as not placed. Then stored positions are compared with the exchange's balances. Drift beyond one lot step, or
+//! an open order the bot never placed, puts the bot in safe mode (no entries) with a critical event.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::Duration;
 use mcbot_stages::Clock;
-use mcbot_stages::domain::{Decimal, Position, Symbol};
+use mcbot_stages::domain::{Decimal, OrderStatus, Position, Symbol};
 use mcbot_stages::pipeline::execution::record_ack;
 use mcbot_stages::ports::{Exchange, Notifier, RiskEvent, Severity, Store};
 use serde::Serialize;
@@ -19,8 +21,12 @@ use crate::runtime::{Job, JobContext, JobError, JobOutcome};
 pub struct ReconcileReport {
     /// Pending orders resolved from the exchange.
     pub resolved_orders: usize,
-    /// Pending orders the exchange does not know either.
-    pub unresolved_orders: Vec<String>,
+    /// Pending orders the exchange does not know yet, younger than the grace period: entries stay blocked until
+    /// a later reconciliation resolves them.
+    pub awaiting_orders: Vec<String>,
+    /// Pending orders the exchange still did not know after the grace period: they never reached it and are
+    /// closed as not placed (a retried cycle of the same bar places them again under the same id).
+    pub closed_unplaced: Vec<String>,
     /// Symbol, stored quantity, exchange quantity, for each drift too large to correct (or an orphan position).
     pub drifts: Vec<(Symbol, Decimal, Decimal)>,
     /// Small drifts (within the tolerance) corrected to the exchange's quantity: symbol, stored, exchange.
@@ -30,9 +36,14 @@ pub struct ReconcileReport {
 }
 
 impl ReconcileReport {
-    /// True when anything must stop new entries.
+    /// True when store and exchange agree and nothing is pending: the unknown-order breaker may be cleared.
     pub fn is_clean(&self) -> bool {
-        self.unresolved_orders.is_empty() && self.drifts.is_empty() && self.unknown_open_orders.is_empty()
+        self.awaiting_orders.is_empty() && !self.needs_safe_mode()
+    }
+
+    /// True when the disagreement needs a person: a position or an open order the bot cannot explain.
+    pub fn needs_safe_mode(&self) -> bool {
+        !self.drifts.is_empty() || !self.unknown_open_orders.is_empty()
     }
 }
 
@@ -44,6 +55,7 @@ pub struct ReconcileJob {
     clock: Arc<dyn Clock>,
     symbols: Vec<Symbol>,
     tolerance: Decimal,
+    unplaced_after: Duration,
 }
 
 impl ReconcileJob {
@@ -55,7 +67,15 @@ impl ReconcileJob {
         clock: Arc<dyn Clock>,
         symbols: Vec<Symbol>,
     ) -> Self {
-        Self { store, exchange, notifier, clock, symbols, tolerance: Decimal::new(1, 2) }
+        let unplaced_after = Duration::minutes(2);
+        Self { store, exchange, notifier, clock, symbols, tolerance: Decimal::new(1, 2), unplaced_after }
+    }
+
+    /// How long a pending order may stay unknown to the exchange before it is taken as never placed (default
+    /// 2 min: an exchange shows an accepted order to a lookup within seconds).
+    pub fn with_unplaced_after(mut self, grace: Duration) -> Self {
+        self.unplaced_after = grace;
+        self
     }
 
     /// Relative drift (fraction of the stored quantity, default 1 %) that is corrected silently-but-recorded;
@@ -77,7 +97,14 @@ impl ReconcileJob {
                     record_ack(self.store.as_ref(), &ack, &mut positions).await?;
                     report.resolved_orders += 1;
                 }
-                None => report.unresolved_orders.push(order.client_order_id.to_string()),
+                None if self.clock.now() - order.created_at >= self.unplaced_after => {
+                    let mut closed = order.clone();
+                    closed.status = OrderStatus::Canceled;
+                    closed.reason.push_str("; not placed: unknown to the exchange after the grace period");
+                    self.store.update_order(&closed).await?;
+                    report.closed_unplaced.push(order.client_order_id.to_string());
+                }
+                None => report.awaiting_orders.push(order.client_order_id.to_string()),
             }
         }
         for order in self.exchange.open_orders().await.map_err(ex)? {
@@ -122,16 +149,28 @@ impl ReconcileJob {
             };
             super::raise(self.store.as_ref(), self.notifier.as_ref(), event).await?;
         }
+        for id in &report.closed_unplaced {
+            let event = RiskEvent {
+                ts: self.clock.now(),
+                run_id: Some(run_id.to_owned()),
+                kind: "order_not_placed".into(),
+                severity: Severity::Warning,
+                message: format!("order {id} never reached the exchange: closed as not placed"),
+            };
+            super::raise(self.store.as_ref(), self.notifier.as_ref(), event).await?;
+        }
         let mut state = self.store.load_state().await?;
         if report.is_clean() {
             if state.tripped.remove("order_outcome_unknown").is_some() {
                 self.store.save_state(&state).await?;
             }
+        } else if !report.needs_safe_mode() {
+            // Only orders the exchange may not show yet: entries stay blocked by the unknown-outcome breaker.
+            tracing::warn!(orders = ?report.awaiting_orders, "order(s) not yet known to the exchange; entries blocked");
         } else {
             let mut why = Vec::new();
             why.extend(report.drifts.iter().map(|(s, a, b)| format!("{s}: stored {a}, exchange {b}")));
             why.extend(report.unknown_open_orders.iter().map(|o| format!("unknown open order {o}")));
-            why.extend(report.unresolved_orders.iter().map(|o| format!("order {o} unknown to the exchange")));
             let message = why.join("; ");
             if !state.safe_mode {
                 state.safe_mode = true;
@@ -160,9 +199,15 @@ impl Job for ReconcileJob {
     async fn run(&self, cx: &JobContext) -> Result<JobOutcome, JobError> {
         let report = self.reconcile_and_guard(cx.run_id.as_str()).await?;
         let summary = if report.is_clean() {
-            format!("in sync ({} pending order(s) resolved)", report.resolved_orders)
-        } else {
+            format!(
+                "in sync ({} pending order(s) resolved, {} closed as not placed)",
+                report.resolved_orders,
+                report.closed_unplaced.len()
+            )
+        } else if report.needs_safe_mode() {
             "drift found: safe mode on".to_owned()
+        } else {
+            format!("{} order(s) not yet known to the exchange: entries blocked", report.awaiting_orders.len())
         };
         let detail = serde_json::to_value(&report).map_err(|e| JobError::Failed(e.to_string()))?;
         Ok(JobOutcome { summary, detail, failed: !report.is_clean() })

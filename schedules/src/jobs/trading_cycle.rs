@@ -61,13 +61,13 @@ impl Job for TradingCycleJob {
         let (attempts, mut delay) = self.retry;
         let mut tries = 1;
         let report = loop {
-            let report = self
-                .pipeline
-                .run_cycle(&cx.run_id, cx.scheduled_at, StageSelection::All)
-                .await
-                .map_err(|e| JobError::Failed(format!("cycle not run (fail closed): {e}")))?;
-            if !report.retryable() || tries >= attempts {
-                break report;
+            let result = self.pipeline.run_cycle(&cx.run_id, cx.scheduled_at, StageSelection::All).await;
+            let again = match &result {
+                Ok(report) => report.retryable(),
+                Err(e) => e.retryable(),
+            };
+            if !again || tries >= attempts {
+                break result.map_err(|e| JobError::Failed(format!("cycle not run (fail closed): {e}")))?;
             }
             tracing::warn!(attempt = tries, "transient failure, running the cycle again in {delay:?}");
             tokio::time::sleep(delay).await;

@@ -18,7 +18,7 @@ use mcbot_stages::domain::{
 use mcbot_stages::ports::{Exchange, ExchangeError, OrderAck};
 
 use super::candle_cache::CandleCache;
-use super::errors::{BinanceError, NextStep};
+use super::errors::{BinanceError, DEFAULT_RETRY_AFTER, NextStep};
 use super::history::closed_klines;
 use super::limits::RiskHook;
 use super::payloads::{OrderResponse, ms_to_utc};
@@ -304,10 +304,12 @@ impl BinanceExchange {
             };
             match err {
                 BinanceError::DuplicateOrder(msg) => {
-                    // The id is taken: by our own earlier attempt. Binance's view is the answer.
-                    return match self.resolve(&order.symbol, &order.client_order_id, cx).await? {
-                        Some(ack) => Ok(ack),
-                        None => Err(BinanceError::OutcomeUnknown(format!("{msg} but no order under the id"))),
+                    // The id is taken: by our own earlier attempt. Binance's view is the answer; an order that
+                    // exists but cannot be read now is unknown, never "not placed".
+                    return match self.resolve(&order.symbol, &order.client_order_id, cx).await {
+                        Ok(Some(ack)) => Ok(ack),
+                        Ok(None) => Err(BinanceError::OutcomeUnknown(format!("{msg} but no order under the id"))),
+                        Err(le) => Err(BinanceError::OutcomeUnknown(format!("{msg}; lookup failed: {le}"))),
                     };
                 }
                 e if e.next_step() == NextStep::LookUpOrder => {
@@ -317,7 +319,15 @@ impl BinanceExchange {
                         Ok(None) if attempt < attempts => {
                             tracing::warn!(client_order_id = %order.client_order_id, "order not found: resubmitting under the same id");
                         }
-                        Ok(None) => return Err(e),
+                        // Every lookup after the last submission answered "no such order": Binance never
+                        // accepted it. Saying so lets the caller retry under the same id (looked up first)
+                        // instead of leaving an order pending that the exchange will never know.
+                        Ok(None) => {
+                            return Err(BinanceError::NotPlaced(format!(
+                                "{e}; Binance has no order {} after {attempt} submission(s) and their lookups",
+                                order.client_order_id
+                            )));
+                        }
                         Err(le) => return Err(BinanceError::OutcomeUnknown(format!("{e}; lookup failed: {le}"))),
                     }
                 }
@@ -414,8 +424,24 @@ impl Exchange for BinanceExchange {
         };
         if self.settings.lookup_before_place {
             // An id placed by an earlier process (restart with an order in flight) is answered, not re-placed.
-            if let Some(ack) = self.lookup(&intent.symbol, client_order_id, &cx).await? {
-                return Ok(ack);
+            match self.rest.query_order(&intent.symbol, &OrderRef::Client(client_order_id.clone())).await {
+                Ok(resp) => {
+                    // The order exists: if its fills cannot be read now, its outcome is unknown (looked up
+                    // again by the caller), never "not placed".
+                    return self.ack(resp, &cx).await.map_err(|e| {
+                        ExchangeError::Unknown(format!("order {client_order_id} exists, fills unread: {e}"))
+                    });
+                }
+                Err(BinanceError::NoSuchOrder(_)) => {}
+                // Nothing has been sent yet: an unreadable answer to the lookup leaves the order unplaced, to be
+                // tried again under the same id, like the 5xx, time-outs and 429s that already map to "retry".
+                Err(e @ BinanceError::Malformed { .. }) => {
+                    return Err(ExchangeError::Retryable {
+                        retry_after: DEFAULT_RETRY_AFTER,
+                        message: format!("order {client_order_id} not sent: lookup before placing failed: {e}"),
+                    });
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         let order = NewOrder {

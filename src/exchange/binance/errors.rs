@@ -77,6 +77,11 @@ pub enum BinanceError {
     /// unreadable response): the order may exist.
     #[error("order outcome unknown: {0}")]
     OutcomeUnknown(String),
+    /// An order whose outcome was unknown, and which Binance still has no record of after every lookup and
+    /// resubmission: it was not placed, and may be sent again under the same client order id (a later attempt
+    /// looks the id up before sending anything).
+    #[error("order not placed: {0}")]
+    NotPlaced(String),
     /// A payload that does not parse into the expected shape.
     #[error("malformed payload from {endpoint}: {detail}")]
     Malformed {
@@ -95,9 +100,10 @@ impl BinanceError {
     pub fn next_step(&self) -> NextStep {
         match self {
             BinanceError::RateLimited { retry_after } => NextStep::RetryAfter(*retry_after),
-            BinanceError::Timestamp(_) | BinanceError::Server { .. } | BinanceError::Transport(_) => {
-                NextStep::RetryAfter(DEFAULT_RETRY_AFTER)
-            }
+            BinanceError::Timestamp(_)
+            | BinanceError::Server { .. }
+            | BinanceError::Transport(_)
+            | BinanceError::NotPlaced(_) => NextStep::RetryAfter(DEFAULT_RETRY_AFTER),
             BinanceError::DuplicateOrder(_) | BinanceError::OutcomeUnknown(_) => NextStep::LookUpOrder,
             BinanceError::NoSuchOrder(_) | BinanceError::Rejected { .. } | BinanceError::Malformed { .. } => {
                 NextStep::DoNotRetry
@@ -171,9 +177,10 @@ impl From<BinanceError> for ExchangeError {
         let message = e.to_string();
         match e {
             BinanceError::RateLimited { retry_after } => ExchangeError::Retryable { retry_after, message },
-            BinanceError::Timestamp(_) | BinanceError::Server { .. } | BinanceError::Transport(_) => {
-                ExchangeError::Retryable { retry_after: DEFAULT_RETRY_AFTER, message }
-            }
+            BinanceError::Timestamp(_)
+            | BinanceError::Server { .. }
+            | BinanceError::Transport(_)
+            | BinanceError::NotPlaced(_) => ExchangeError::Retryable { retry_after: DEFAULT_RETRY_AFTER, message },
             BinanceError::Banned { until } => ExchangeError::Fatal(format!("banned until {until}")),
             BinanceError::Auth { .. } | BinanceError::Config(_) => ExchangeError::Fatal(message),
             BinanceError::DuplicateOrder(_) | BinanceError::OutcomeUnknown(_) => ExchangeError::Unknown(message),
@@ -228,6 +235,15 @@ mod tests {
         assert!(matches!(classify(400, r#"{"code":-1007,"msg":"Timeout"}"#, true), BinanceError::OutcomeUnknown(_)));
         // A 4xx whose body is not Binance's error JSON is still a typed rejection.
         assert!(matches!(classify(400, "garbage", false), BinanceError::Rejected { code: 400, .. }));
+    }
+
+    #[test]
+    fn an_order_binance_never_took_may_be_sent_again() {
+        let e = BinanceError::NotPlaced("no order under the id after 3 lookups".into());
+        assert_eq!(e.next_step(), NextStep::RetryAfter(DEFAULT_RETRY_AFTER));
+        assert!(
+            matches!(ExchangeError::from(e), ExchangeError::Retryable { message, .. } if message.contains("not placed"))
+        );
     }
 
     #[test]

@@ -194,7 +194,8 @@ impl Worker {
             first = false;
             let connect = tokio::time::timeout(
                 Duration::from_millis(self.spec.settings.idle_timeout_ms.max(1)),
-                tokio_tungstenite::connect_async(self.url()),
+                // Nagle off: a pong must not wait behind a delayed ACK.
+                tokio_tungstenite::connect_async_with_config(self.url(), None, true),
             )
             .await;
             let end = match connect {

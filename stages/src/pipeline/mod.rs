@@ -29,7 +29,7 @@ use self::execution::{Execution, ExecutionInput, ExecutionReport, SizingParams};
 use self::gate::QuickFilter;
 use self::pretrade::PreTradeLimits;
 use self::risk::{RiskCheck, RiskInput, RiskLimits};
-use self::stage::{CycleContext, Stage, StageError, StageName, StageReport, StageStatus, run_timed};
+use self::stage::{CycleContext, Stage, StageError, StageName, StageReport, StageStatus, Timing, run_timed};
 use crate::clock::Clock;
 use crate::domain::{Order, RunId, Symbol, Timeframe};
 use crate::ports::{Exchange, ExchangeError, Store, StoreError};
@@ -83,6 +83,16 @@ pub enum PipelineError {
     /// The exchange failed while building the book: nothing was placed.
     #[error(transparent)]
     Exchange(#[from] ExchangeError),
+}
+
+impl PipelineError {
+    /// True when the same cycle may simply be run again (the exchange or database was briefly away).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            PipelineError::Store(StoreError::Unavailable(_)) | PipelineError::Exchange(ExchangeError::Retryable { .. })
+        )
+    }
 }
 
 /// Everything a cycle did, printed by `run-once` and stored in the job ledger.
@@ -247,7 +257,7 @@ impl Pipeline {
                 } else {
                     format!("entries blocked: {}", out.0.blocked_by.join("; "))
                 };
-                report.stages.push(StageReport { stage: StageName::RiskCheck, status, duration_ms: ms, detail });
+                report.stages.push(StageReport::new(StageName::RiskCheck, status, ms, detail));
                 out
             }
             (Err(e), ms) => {
@@ -289,12 +299,9 @@ impl Pipeline {
             }
         } else {
             for stage in [StageName::DataCollection, StageName::Analysis] {
-                report.stages.push(StageReport {
-                    stage,
-                    status: StageStatus::Skipped,
-                    duration_ms: 0,
-                    detail: "entries blocked by RiskCheck: exits only".into(),
-                });
+                let now = Timing { started_at: self.clock.now(), ms: 0 };
+                let detail = "entries blocked by RiskCheck: exits only";
+                report.stages.push(StageReport::new(stage, StageStatus::Skipped, now, detail));
             }
         }
 
@@ -302,17 +309,13 @@ impl Pipeline {
         let input = ExecutionInput { targets, verdict, book, data_issues, state, complete };
         match self.timed(&self.execution, &cx, input).await {
             (Ok((exec, _state)), ms) => {
-                report.stages.push(StageReport {
-                    stage: StageName::Execution,
-                    status: StageStatus::Ok,
-                    duration_ms: ms,
-                    detail: format!(
-                        "{} order(s), {} skipped, equity {}",
-                        exec.orders.len(),
-                        exec.skipped.len(),
-                        exec.equity.round_dp(2)
-                    ),
-                });
+                let detail = format!(
+                    "{} order(s), {} skipped, equity {}",
+                    exec.orders.len(),
+                    exec.skipped.len(),
+                    exec.equity.round_dp(2)
+                );
+                report.stages.push(StageReport::new(StageName::Execution, StageStatus::Ok, ms, detail));
                 let ExecutionReport { orders, skipped, equity, .. } = exec;
                 report.orders = orders;
                 report.skipped = skipped;
@@ -328,10 +331,10 @@ impl Pipeline {
         stage: &S,
         cx: &CycleContext,
         input: S::Input,
-    ) -> (Result<S::Output, StageError>, u64) {
+    ) -> (Result<S::Output, StageError>, Timing) {
         let span = tracing::info_span!("stage", run_id = %cx.run_id, stage = stage.name().as_str());
         let _entered = span.enter();
-        run_timed(stage, cx, input, self.cfg.stage_timeout).await
+        run_timed(stage, cx, input, self.cfg.stage_timeout, self.clock.as_ref()).await
     }
 
     async fn run_data(
@@ -350,7 +353,7 @@ impl Pipeline {
                 } else {
                     issues.join("; ")
                 };
-                report.stages.push(StageReport { stage: StageName::DataCollection, status, duration_ms: ms, detail });
+                report.stages.push(StageReport::new(StageName::DataCollection, status, ms, detail));
                 Some(data)
             }
             (Err(e), ms) => {
@@ -370,12 +373,8 @@ impl Pipeline {
         match self.timed(&self.analysis, cx, (data, book)).await {
             (Ok(decision), ms) => {
                 let longs = decision.targets.iter().filter(|t| t.weight > Decimal::ZERO).count();
-                report.stages.push(StageReport {
-                    stage: StageName::Analysis,
-                    status: StageStatus::Ok,
-                    duration_ms: ms,
-                    detail: format!("{} target(s), {longs} long", decision.targets.len()),
-                });
+                let detail = format!("{} target(s), {longs} long", decision.targets.len());
+                report.stages.push(StageReport::new(StageName::Analysis, StageStatus::Ok, ms, detail));
                 report.targets = decision.targets.iter().map(TargetView::from).collect();
                 Some(decision.targets)
             }
@@ -398,12 +397,12 @@ impl Pipeline {
     }
 }
 
-fn push_err(report: &mut CycleReport, stage: StageName, e: &StageError, ms: u64) {
+fn push_err(report: &mut CycleReport, stage: StageName, e: &StageError, ms: Timing) {
     let status = match e {
         StageError::Skip(_) => StageStatus::Skipped,
         StageError::Halt(_) => StageStatus::Halted,
         StageError::Retry { .. } => StageStatus::Failed,
     };
     tracing::warn!(stage = stage.as_str(), "{e}");
-    report.stages.push(StageReport { stage, status, duration_ms: ms, detail: e.to_string() });
+    report.stages.push(StageReport::new(stage, status, ms, e.to_string()));
 }

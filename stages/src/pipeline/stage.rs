@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::domain::RunId;
 use crate::ports::StoreError;
 
@@ -87,10 +88,29 @@ pub struct StageReport {
     pub stage: StageName,
     /// How it ended.
     pub status: StageStatus,
+    /// When it started (injected clock): with the arrival time of a closed bar it gives the "bar closed to
+    /// Analysis" latency.
+    pub started_at: DateTime<Utc>,
     /// Wall time taken.
     pub duration_ms: u64,
     /// One line for people.
     pub detail: String,
+}
+
+/// When a stage started and how long it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Clock reading at the start.
+    pub started_at: DateTime<Utc>,
+    /// Wall time taken.
+    pub ms: u64,
+}
+
+impl StageReport {
+    /// A report from the stage's timing.
+    pub fn new(stage: StageName, status: StageStatus, timing: Timing, detail: impl Into<String>) -> Self {
+        Self { stage, status, started_at: timing.started_at, duration_ms: timing.ms, detail: detail.into() }
+    }
 }
 
 /// What every stage knows about the cycle it runs in.
@@ -117,14 +137,16 @@ pub trait Stage: Send + Sync {
     async fn run(&self, cx: &CycleContext, input: Self::Input) -> Result<Self::Output, StageError>;
 }
 
-/// Runs `stage` under `timeout`, timing it. A time-out is a retryable failure: the stage's own writes are
-/// idempotent, so running the cycle again is safe.
+/// Runs `stage` under `timeout`, timing it on `clock` (start) and the wall clock (duration). A time-out is a
+/// retryable failure: the stage's own writes are idempotent, so running the cycle again is safe.
 pub async fn run_timed<S: Stage>(
     stage: &S,
     cx: &CycleContext,
     input: S::Input,
     timeout: Duration,
-) -> (Result<S::Output, StageError>, u64) {
+    clock: &dyn Clock,
+) -> (Result<S::Output, StageError>, Timing) {
+    let started_at = clock.now();
     let started = Instant::now();
     let result = match tokio::time::timeout(timeout, stage.run(cx, input)).await {
         Ok(r) => r,
@@ -133,5 +155,5 @@ pub async fn run_timed<S: Stage>(
             reason: format!("{} timed out after {timeout:?}", stage.name().as_str()),
         }),
     };
-    (result, u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX))
+    (result, Timing { started_at, ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX) })
 }
