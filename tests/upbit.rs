@@ -416,8 +416,8 @@ async fn closed_candles_page_backwards_oldest_first_without_the_forming_bar() {
     assert!(matches!(e, ExchangeError::Rejected(_)));
 }
 
-/// `mcbot run-once --stage all --mode paper` with the venue set to Upbit from the environment, as a user runs it:
-/// KRW markets, 1-minute bars from the fake's candles around the real clock, fills simulated on its order book,
+/// `mcbot --profile upbit run-once --stage all --mode paper` as a user runs it (the shipped profile: venue Upbit,
+/// KRW amounts; the base URL from the environment): KRW markets, 1-minute bars from the fake's candles around the real clock, fills simulated on its order book,
 /// and never an order sent to the venue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_once_in_paper_mode_against_the_fake_upbit() {
@@ -455,25 +455,23 @@ async fn run_once_in_paper_mode_against_the_fake_upbit() {
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("config")).unwrap();
-    std::fs::copy(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml"),
-        dir.path().join("config/default.toml"),
-    )
-    .unwrap();
+    for file in ["default.toml", "upbit.toml"] {
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(file),
+            dir.path().join("config").join(file),
+        )
+        .unwrap();
+    }
     let (url, cwd) = (fake.url.clone(), dir.path().to_path_buf());
     let run = move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_mcbot"))
             .current_dir(&cwd)
-            .args(["run-once", "--stage", "all", "--mode", "paper", "--output", "json"])
+            .args(["--profile", "upbit", "run-once", "--stage", "all", "--mode", "paper", "--output", "json"])
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", "warn")
-            .env("MCBOT_EXCHANGE__VENUE", "upbit")
             .env("MCBOT_EXCHANGE__UPBIT__REST_URL", &url)
-            .env("MCBOT_EXCHANGE__PAPER_CASH", r#""10000000""#)
-            .env("MCBOT_MARKET__QUOTE", "KRW")
             .env("MCBOT_MARKET__SYMBOLS", r#"["KRW-BTC", "KRW-ETH"]"#)
             .env("MCBOT_MARKET__TIMEFRAME", "1m")
-            .env("MCBOT_PRETRADE__MAX_ORDER_NOTIONAL", r#""5000000""#)
             .env("MCBOT_STRATEGY__PARAMS__LOOKBACK", "3")
             .env("MCBOT_PIPELINE__LOOKBACK_BARS", "10")
             .output()
