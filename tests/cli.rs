@@ -3,35 +3,15 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::support;
+use crate::support::cli::{json, workdir};
 use crate::support::db::fresh_pg_url;
 
-/// A working directory holding a copy of the repository's config (so `./data` lands in a temp dir).
-fn workdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config");
-    std::fs::create_dir(&cfg).unwrap();
-    for f in ["default.toml", "paper.toml", "live.toml"] {
-        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(f), cfg.join(f)).unwrap();
-    }
-    dir
-}
-
 fn mcbot(dir: &Path, args: &[&str], db: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcbot"));
-    cmd.current_dir(dir).args(args).env_remove("DATABASE_URL").env("RUST_LOG", "warn");
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MCBOT_")) {
-        cmd.env_remove(k);
+    match db {
+        Some(url) => support::cli::mcbot(dir, args, &[("DATABASE_URL", url)]),
+        None => support::cli::mcbot(dir, args, &[]),
     }
-    if let Some(url) = db {
-        cmd.env("DATABASE_URL", url);
-    }
-    cmd.output().unwrap()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    })
 }
 
 fn run_once_twice(db: Option<&str>) {

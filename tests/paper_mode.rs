@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration};
+use chrono::{DateTime, Duration, Utc};
 use mcbot::app::{App, open_store};
 use mcbot::config::{Config, Mode};
 use mcbot::market_stream::MarketStream;
@@ -14,18 +14,13 @@ use mcbot_stages::ManualClock;
 use mcbot_stages::domain::{Decimal, Symbol};
 use mcbot_stages::ports::{JobStatus, Store};
 
+use crate::support::cli::paper_run_once;
 use crate::support::db::{SqliteTestDb, fresh_sqlite_url};
 use crate::support::fake_binance::{FakeBinance, FakeConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paper_cycles_against_fake_binance_with_ten_percent_faults() {
-    let start = DateTime::parse_from_rfc3339("2024-03-01T00:00:30Z").unwrap().to_utc();
-    let clock = Arc::new(ManualClock::new(start));
-    let fake =
-        FakeBinance::start(FakeConfig { market_clock: Some(clock.clone()), ..FakeConfig::new(clock.clone()) }).await;
-
-    let db = fresh_sqlite_url();
-    let app = paper_app(&fake, &clock, &db).await;
+    let Paper { clock, fake, app, _db } = Paper::start().await;
     assert_eq!(app.exchange.name(), "paper:binance");
 
     fake.set_random_faults(0.10, 7);
@@ -59,6 +54,28 @@ async fn paper_cycles_against_fake_binance_with_ten_percent_faults() {
     assert!(report.is_clean(), "stored positions equal the paper account: {report:?}");
 }
 
+const START: &str = "2024-03-01T00:00:30Z";
+
+/// The fake Binance on virtual time and the app in mode paper over a fresh SQLite file.
+struct Paper {
+    clock: Arc<ManualClock>,
+    fake: FakeBinance,
+    app: App,
+    _db: SqliteTestDb,
+}
+
+impl Paper {
+    async fn start() -> Self {
+        let clock = Arc::new(ManualClock::new(START.parse().unwrap()));
+        let fake =
+            FakeBinance::start(FakeConfig { market_clock: Some(clock.clone()), ..FakeConfig::new(clock.clone()) })
+                .await;
+        let db = fresh_sqlite_url();
+        let app = paper_app(&fake, &clock, &db).await;
+        Self { clock, fake, app, _db: db }
+    }
+}
+
 /// Mode paper on two 1m symbols against `fake`, a strategy that trades often, wide breakers, and only the
 /// trading cycle on a near schedule.
 async fn paper_app(fake: &FakeBinance, clock: &Arc<ManualClock>, db: &SqliteTestDb) -> App {
@@ -84,12 +101,8 @@ async fn paper_app(fake: &FakeBinance, clock: &Arc<ManualClock>, db: &SqliteTest
 /// done. With the stream down, the cron fire trades the bar from REST data: no bar is missed or traded twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_bars_on_the_stream_start_the_cycle_and_cron_is_the_fallback() {
-    let start = DateTime::parse_from_rfc3339("2024-03-01T00:00:30Z").unwrap().to_utc();
-    let clock = Arc::new(ManualClock::new(start));
-    let fake =
-        FakeBinance::start(FakeConfig { market_clock: Some(clock.clone()), ..FakeConfig::new(clock.clone()) }).await;
-    let db = fresh_sqlite_url();
-    let app = paper_app(&fake, &clock, &db).await;
+    let Paper { clock, fake, app, _db } = Paper::start().await;
+    let start = START.parse::<DateTime<Utc>>().unwrap();
     let market = MarketStream::start(&app).expect("binance has a stream");
     let mut cycles = market.cycles();
     wait_for("stream connected", || fake.ws_connections() == 1).await;
@@ -149,35 +162,15 @@ fn clock_now(clock: &ManualClock) -> chrono::DateTime<chrono::Utc> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_once_in_paper_mode_against_the_fake_binance() {
     let fake = FakeBinance::start(FakeConfig::new(Arc::new(mcbot_stages::SystemClock))).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("config")).unwrap();
-    std::fs::copy(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml"),
-        dir.path().join("config/default.toml"),
-    )
-    .unwrap();
-    let (rest, ws, cwd) = (fake.rest_url.clone(), fake.ws_url.clone(), dir.path().to_path_buf());
-    let run = move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_mcbot"))
-            .current_dir(&cwd)
-            .args(["run-once", "--stage", "all", "--mode", "paper", "--output", "json"])
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .env("MCBOT_EXCHANGE__BINANCE__REST_URL", &rest)
-            .env("MCBOT_EXCHANGE__BINANCE__WS_URL", &ws)
-            .env("MCBOT_MARKET__SYMBOLS", r#"["BTCUSDT", "ETHUSDT"]"#)
-            .env("MCBOT_MARKET__TIMEFRAME", "1m")
-            .env("MCBOT_STRATEGY__PARAMS__LOOKBACK", "3")
-            .env("MCBOT_PIPELINE__LOOKBACK_BARS", "10")
-            .output()
-            .unwrap()
-    };
-    let out = tokio::task::spawn_blocking(run).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let stages: Vec<_> =
-        doc["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(stages, ["risk_check", "data_collection", "analysis", "execution"], "{doc}");
+    let env = vec![
+        ("MCBOT_EXCHANGE__BINANCE__REST_URL", fake.rest_url.clone()),
+        ("MCBOT_EXCHANGE__BINANCE__WS_URL", fake.ws_url.clone()),
+        ("MCBOT_MARKET__SYMBOLS", r#"["BTCUSDT", "ETHUSDT"]"#.into()),
+        ("MCBOT_MARKET__TIMEFRAME", "1m".into()),
+        ("MCBOT_STRATEGY__PARAMS__LOOKBACK", "3".into()),
+        ("MCBOT_PIPELINE__LOOKBACK_BARS", "10".into()),
+    ];
+    let doc = paper_run_once(&[], env).await;
     assert_eq!(doc["stages"][0]["status"], "ok", "{doc}");
     assert!(fake.orders().is_empty(), "paper never sends an order to the venue");
 }

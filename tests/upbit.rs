@@ -453,36 +453,14 @@ async fn run_once_in_paper_mode_against_the_fake_upbit() {
         fake.set_book(market, bids, asks);
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("config")).unwrap();
-    for file in ["default.toml", "upbit.toml"] {
-        std::fs::copy(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(file),
-            dir.path().join("config").join(file),
-        )
-        .unwrap();
-    }
-    let (url, cwd) = (fake.url.clone(), dir.path().to_path_buf());
-    let run = move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_mcbot"))
-            .current_dir(&cwd)
-            .args(["--profile", "upbit", "run-once", "--stage", "all", "--mode", "paper", "--output", "json"])
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .env("MCBOT_EXCHANGE__UPBIT__REST_URL", &url)
-            .env("MCBOT_MARKET__SYMBOLS", r#"["KRW-BTC", "KRW-ETH"]"#)
-            .env("MCBOT_MARKET__TIMEFRAME", "1m")
-            .env("MCBOT_STRATEGY__PARAMS__LOOKBACK", "3")
-            .env("MCBOT_PIPELINE__LOOKBACK_BARS", "10")
-            .output()
-            .unwrap()
-    };
-    let out = tokio::task::spawn_blocking(run).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let stages: Vec<_> =
-        doc["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(stages, ["risk_check", "data_collection", "analysis", "execution"], "{doc}");
+    let env = vec![
+        ("MCBOT_EXCHANGE__UPBIT__REST_URL", fake.url.clone()),
+        ("MCBOT_MARKET__SYMBOLS", r#"["KRW-BTC", "KRW-ETH"]"#.into()),
+        ("MCBOT_MARKET__TIMEFRAME", "1m".into()),
+        ("MCBOT_STRATEGY__PARAMS__LOOKBACK", "3".into()),
+        ("MCBOT_PIPELINE__LOOKBACK_BARS", "10".into()),
+    ];
+    let doc = crate::support::cli::paper_run_once(&["--profile", "upbit"], env).await;
     for s in doc["stages"].as_array().unwrap() {
         assert_eq!(s["status"], "ok", "every stage ran clean on Upbit's data: {doc}");
     }
