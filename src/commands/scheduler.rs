@@ -13,12 +13,13 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     match app.reconcile.reconcile().await {
         Ok(r) if r.is_clean() => tracing::info!("start-up reconciliation: in sync"),
         Ok(r) => {
-            tracing::error!(report = ?r, "start-up reconciliation found drift; the reconcile job will enter safe mode")
+            tracing::error!(report = ?r, "start-up reconciliation is not clean; the reconcile job acts on it")
         }
         Err(e) => tracing::error!("start-up reconciliation failed: {e}"),
     }
     // Start-up order: state is loaded (App::build), reconciled above; now the stream backfills missed bars over
-    // REST and follows new ones over the WebSocket (each complete bar starts the cycle), then the schedule resumes with its catch-up.
+    // REST and follows new ones over the WebSocket (each complete bar starts the cycle); then the schedule
+    // resumes with its catch-up.
     let stream = MarketStream::start(app);
     for v in app.runtime.views() {
         tracing::info!(job = %v.name, schedule = %v.schedule, next = ?v.next_fire, "scheduled");
