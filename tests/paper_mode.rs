@@ -14,7 +14,9 @@ use mcbot_stages::ManualClock;
 use mcbot_stages::domain::{Decimal, Symbol};
 use mcbot_stages::ports::{JobStatus, Store};
 
-use crate::support::cli::paper_run_once;
+use std::process::Command;
+
+use crate::support::cli::{command, paper_run_once, workdir};
 use crate::support::db::{SqliteTestDb, fresh_sqlite_url};
 use crate::support::fake_binance::{FakeBinance, FakeConfig};
 
@@ -153,6 +155,63 @@ async fn wait_for(what: &str, cond: impl Fn() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// The environment that points the shipped config at `fake`: two 1m symbols, a short lookback.
+fn binance_env(fake: &FakeBinance) -> Vec<(&'static str, String)> {
+    vec![
+        ("MCBOT_EXCHANGE__BINANCE__REST_URL", fake.rest_url.clone()),
+        ("MCBOT_EXCHANGE__BINANCE__WS_URL", fake.ws_url.clone()),
+        ("MCBOT_MARKET__SYMBOLS", r#"["BTCUSDT", "ETHUSDT"]"#.into()),
+        ("MCBOT_MARKET__TIMEFRAME", "1m".into()),
+        ("MCBOT_STRATEGY__PARAMS__LOOKBACK", "3".into()),
+        ("MCBOT_PIPELINE__LOOKBACK_BARS", "10".into()),
+    ]
+}
+
+/// `mcbot scheduler --mode paper` as deployed: the binary follows the fake's kline stream, the bar the fake
+/// closes is traded as soon as its klines arrive (the log carries the latency), and SIGTERM stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_trades_a_bar_as_soon_as_the_stream_closes_it() {
+    use std::io::{BufRead, BufReader};
+    let fake = FakeBinance::start(FakeConfig::new(Arc::new(mcbot_stages::SystemClock))).await;
+    let dir = workdir();
+    let env = binance_env(&fake);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut child = command(dir.path(), &["scheduler", "--mode", "paper", "--log-format", "json"], &env)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, mut logs) = tokio::sync::mpsc::unbounded_channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    wait_for("the scheduler's stream", || fake.ws_connections() == 1).await;
+    let close = fake.advance_bar();
+    let wanted = format!("bar {close} closed");
+    let mut seen = Vec::new();
+    let triggered = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(30), logs.recv()).await {
+            Ok(Some(line)) if line.contains(&wanted) => break line,
+            Ok(Some(line)) => seen.push(line),
+            other => panic!("no cycle for {close} ({other:?}): {seen:#?}"),
+        }
+    };
+    assert!(triggered.contains("latency_ms") && triggered.contains("order(s)"), "{triggered}");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    let store = open_store(&mcbot::store::SqlStore::embedded_url(&dir.path().join("data"))).await.unwrap();
+    let runs = store.recent_runs(Some(TradingCycleJob::NAME), 10).await.unwrap();
+    let run = runs.iter().find(|r| r.scheduled_at == close).unwrap_or_else(|| panic!("{runs:?}"));
+    assert_eq!(run.status, JobStatus::Succeeded, "{run:?}");
+    assert!(fake.orders().is_empty(), "paper never sends an order to the venue");
+}
+
 fn clock_now(clock: &ManualClock) -> chrono::DateTime<chrono::Utc> {
     use mcbot_stages::Clock;
     clock.now()
@@ -162,14 +221,7 @@ fn clock_now(clock: &ManualClock) -> chrono::DateTime<chrono::Utc> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_once_in_paper_mode_against_the_fake_binance() {
     let fake = FakeBinance::start(FakeConfig::new(Arc::new(mcbot_stages::SystemClock))).await;
-    let env = vec![
-        ("MCBOT_EXCHANGE__BINANCE__REST_URL", fake.rest_url.clone()),
-        ("MCBOT_EXCHANGE__BINANCE__WS_URL", fake.ws_url.clone()),
-        ("MCBOT_MARKET__SYMBOLS", r#"["BTCUSDT", "ETHUSDT"]"#.into()),
-        ("MCBOT_MARKET__TIMEFRAME", "1m".into()),
-        ("MCBOT_STRATEGY__PARAMS__LOOKBACK", "3".into()),
-        ("MCBOT_PIPELINE__LOOKBACK_BARS", "10".into()),
-    ];
+    let env = binance_env(&fake);
     let doc = paper_run_once(&[], env).await;
     assert_eq!(doc["stages"][0]["status"], "ok", "{doc}");
     assert!(fake.orders().is_empty(), "paper never sends an order to the venue");

@@ -104,7 +104,7 @@ impl StreamTrigger {
     ) -> Option<TriggeredCycle> {
         let ready =
             self.trigger.lock().unwrap_or_else(|p| p.into_inner()).observe(symbol, open_time, received_at, now)?;
-        let outcome = runtime.fire_named(TradingCycleJob::NAME, ready.close).await?;
+        let outcome = runtime.fire_named_after_running(TradingCycleJob::NAME, ready.close).await?;
         let latency = analysis_started_at(&outcome).map(|t| t - ready.completed_at);
         match (&outcome, latency) {
             (FireOutcome::Ran { summary, .. }, Some(l)) => {

@@ -94,6 +94,15 @@ pub enum FireOutcome {
     ShuttingDown,
 }
 
+/// What a fire does when its job is still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Overlap {
+    /// Skip it, recorded (cron fires: the next fire comes anyway).
+    Skip,
+    /// Wait for the running one, then claim (event fires).
+    Wait,
+}
+
 /// Runtime settings.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -230,7 +239,14 @@ impl Runtime {
     /// Runs job `name` for the explicit fire time `fire` (what `run-once` does), through the same ledger.
     pub async fn fire_named(&self, name: &str, fire: DateTime<Utc>) -> Option<FireOutcome> {
         let idx = self.jobs.iter().position(|r| r.job.name() == name)?;
-        Some(self.fire(idx, fire).await)
+        Some(self.fire_with(idx, fire, Overlap::Skip).await)
+    }
+
+    /// Like [`Runtime::fire_named`], but if the job is running (a catch-up, the previous bar's cycle) this fire
+    /// waits for it instead of being skipped: an event-driven fire has no later cron tick to fall back on.
+    pub async fn fire_named_after_running(&self, name: &str, fire: DateTime<Utc>) -> Option<FireOutcome> {
+        let idx = self.jobs.iter().position(|r| r.job.name() == name)?;
+        Some(self.fire_with(idx, fire, Overlap::Wait).await)
     }
 
     fn due(&self, idx: usize, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -252,6 +268,10 @@ impl Runtime {
     }
 
     async fn fire(&self, idx: usize, fire: DateTime<Utc>) -> FireOutcome {
+        self.fire_with(idx, fire, Overlap::Skip).await
+    }
+
+    async fn fire_with(&self, idx: usize, fire: DateTime<Utc>, overlap: Overlap) -> FireOutcome {
         if self.stopping.load(Ordering::SeqCst) {
             return FireOutcome::ShuttingDown;
         }
@@ -261,7 +281,14 @@ impl Runtime {
         let run_id = RunId::new(&name, key);
         let span = tracing::info_span!("job", job = %name, run_id = %run_id);
         async {
-            let Ok(_guard) = r.running.try_lock() else {
+            let guard = match overlap {
+                Overlap::Skip => r.running.try_lock().ok(),
+                Overlap::Wait => Some(r.running.lock().await),
+            };
+            if overlap == Overlap::Wait && self.stopping.load(Ordering::SeqCst) {
+                return FireOutcome::ShuttingDown;
+            }
+            let Some(_guard) = guard else {
                 let now = self.clock.now();
                 if let Err(e) = self
                     .store

@@ -22,15 +22,20 @@ pub fn workdir() -> tempfile::TempDir {
     dir
 }
 
-/// Runs `mcbot args` in `dir` with no inherited `MCBOT_*` or `DATABASE_URL`, then `env` set.
-pub fn mcbot(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+/// `mcbot args` in `dir` with no inherited `MCBOT_*` or `DATABASE_URL`, warnings logged, then `env` set.
+pub fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcbot"));
     cmd.current_dir(dir).args(args).env_remove("DATABASE_URL").env("RUST_LOG", "warn");
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MCBOT_")) {
         cmd.env_remove(k);
     }
     cmd.envs(env.iter().copied());
-    cmd.output().unwrap()
+    cmd
+}
+
+/// Runs [`command`] to completion.
+pub fn mcbot(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    command(dir, args, env).output().unwrap()
 }
 
 /// The JSON on stdout, or a panic showing both streams.
