@@ -164,13 +164,10 @@ impl App {
         let pipeline = Arc::new(Pipeline::new(pcfg, exchange.clone(), dyn_store.clone(), clock.clone(), strategy));
         let notifier: Arc<dyn Notifier> = Arc::new(LogNotifier);
         let symbols = cfg.market.symbols.clone();
-        let reconcile = Arc::new(ReconcileJob::new(
-            dyn_store.clone(),
-            exchange.clone(),
-            notifier.clone(),
-            clock.clone(),
-            symbols.clone(),
-        ));
+        let reconcile = Arc::new(
+            ReconcileJob::new(dyn_store.clone(), exchange.clone(), notifier.clone(), clock.clone(), symbols.clone())
+                .with_unplaced_after(Duration::seconds(cfg.schedule.unplaced_order_secs)),
+        );
         let s = &cfg.schedule;
         let jobs: Vec<(Schedule, Arc<dyn Job>)> = vec![
             (

@@ -280,6 +280,9 @@ pub struct ScheduleConfig {
     pub grace_secs: i64,
     /// A `running` ledger row older than this is from a dead process.
     pub stale_run_secs: i64,
+    /// A pending order the exchange still does not know this long after it was created never reached it:
+    /// reconciliation closes it as not placed (sooner, it may only be slow to show; entries stay blocked).
+    pub unplaced_order_secs: i64,
     /// Health check.
     pub health: String,
     /// Reconciliation.
@@ -299,6 +302,7 @@ impl Default for ScheduleConfig {
             trigger_on_stream: true,
             grace_secs: 600,
             stale_run_secs: 900,
+            unplaced_order_secs: 120,
             health: "30 */5 * * * *".into(),
             reconcile: "45 */15 * * * *".into(),
             report_daily: "0 5 0 * * *".into(),
@@ -394,6 +398,10 @@ impl Config {
                 return invalid(key, e.to_string());
             }
         }
+        if self.schedule.unplaced_order_secs < 10 {
+            // An exchange may take a few seconds to show an accepted order to a lookup.
+            return invalid("schedule.unplaced_order_secs", "must be at least 10".into());
+        }
         for (key, v) in [
             ("risk.max_daily_loss_pct", self.risk.max_daily_loss_pct),
             ("risk.max_weekly_loss_pct", self.risk.max_weekly_loss_pct),
@@ -487,5 +495,8 @@ mod tests {
         write(d.path(), "default.toml", "[market]\ntimeframe = \"7m\"\n");
         let e = Config::load(d.path(), &[], []).unwrap_err().to_string();
         assert!(e.contains("7m") && e.contains("line 2"), "{e}");
+        write(d.path(), "default.toml", "[schedule]\nunplaced_order_secs = 0\n");
+        let e = Config::load(d.path(), &[], []).unwrap_err().to_string();
+        assert!(e.contains("schedule.unplaced_order_secs"), "{e}");
     }
 }
