@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::Duration;
 use mcbot_stages::Clock;
 use mcbot_stages::domain::{Decimal, OrderStatus, Position, Symbol};
-use mcbot_stages::pipeline::execution::record_ack;
+use mcbot_stages::pipeline::execution::{close_unplaced, record_ack};
 use mcbot_stages::ports::{Exchange, Notifier, RiskEvent, Severity, Store};
 use serde::Serialize;
 
@@ -98,11 +98,9 @@ impl ReconcileJob {
                     report.resolved_orders += 1;
                 }
                 None if self.clock.now() - order.created_at >= self.unplaced_after => {
-                    let mut closed = order.clone();
-                    closed.status = OrderStatus::Canceled;
-                    closed.reason.push_str("; not placed: unknown to the exchange after the grace period");
-                    self.store.update_order(&closed).await?;
                     report.closed_unplaced.push(order.client_order_id.to_string());
+                    let why = "not placed: unknown to the exchange after the grace period";
+                    close_unplaced(self.store.as_ref(), order, OrderStatus::Canceled, why).await?;
                 }
                 None => report.awaiting_orders.push(order.client_order_id.to_string()),
             }
@@ -135,29 +133,33 @@ impl ReconcileJob {
         Ok(report)
     }
 
+    async fn raise(&self, run_id: &str, kind: &str, severity: Severity, message: String) -> Result<(), JobError> {
+        let event =
+            RiskEvent { ts: self.clock.now(), run_id: Some(run_id.to_owned()), kind: kind.into(), severity, message };
+        Ok(super::raise(self.store.as_ref(), self.notifier.as_ref(), event).await?)
+    }
+
     /// Reconciles, then fails closed on anything unclean: safe mode on, a critical event recorded and alerted.
     /// A clean result clears the unknown-order breaker. Run by the job and after every trading cycle.
     pub async fn reconcile_and_guard(&self, run_id: &str) -> Result<ReconcileReport, JobError> {
         let report = self.reconcile().await?;
         for (s, stored, actual) in &report.corrected {
-            let event = RiskEvent {
-                ts: self.clock.now(),
-                run_id: Some(run_id.to_owned()),
-                kind: "reconcile_corrected".into(),
-                severity: Severity::Warning,
-                message: format!("{s}: stored {stored} corrected to the exchange's {actual}"),
-            };
-            super::raise(self.store.as_ref(), self.notifier.as_ref(), event).await?;
+            self.raise(
+                run_id,
+                "reconcile_corrected",
+                Severity::Warning,
+                format!("{s}: stored {stored} corrected to the exchange's {actual}"),
+            )
+            .await?;
         }
         for id in &report.closed_unplaced {
-            let event = RiskEvent {
-                ts: self.clock.now(),
-                run_id: Some(run_id.to_owned()),
-                kind: "order_not_placed".into(),
-                severity: Severity::Warning,
-                message: format!("order {id} never reached the exchange: closed as not placed"),
-            };
-            super::raise(self.store.as_ref(), self.notifier.as_ref(), event).await?;
+            self.raise(
+                run_id,
+                "order_not_placed",
+                Severity::Warning,
+                format!("order {id} never reached the exchange: closed as not placed"),
+            )
+            .await?;
         }
         let mut state = self.store.load_state().await?;
         if report.is_clean() {
@@ -177,14 +179,7 @@ impl ReconcileJob {
                 state.safe_mode_reason = Some(format!("reconciliation: {message}"));
                 self.store.save_state(&state).await?;
             }
-            let event = RiskEvent {
-                ts: self.clock.now(),
-                run_id: Some(run_id.to_owned()),
-                kind: "reconcile_drift".into(),
-                severity: Severity::Critical,
-                message,
-            };
-            super::raise(self.store.as_ref(), self.notifier.as_ref(), event).await?;
+            self.raise(run_id, "reconcile_drift", Severity::Critical, message).await?;
         }
         Ok(report)
     }

@@ -187,6 +187,20 @@ impl Execution {
     }
 }
 
+/// Closes an order that never reached the exchange (`Rejected` before matching, `Canceled` when it was never
+/// sent), saying why. Shared with reconciliation; a `Canceled` order without fills is placed again under the same
+/// id if its cycle is retried.
+pub async fn close_unplaced(
+    store: &dyn Store,
+    mut order: Order,
+    status: OrderStatus,
+    why: &str,
+) -> Result<(), StoreError> {
+    order.status = status;
+    order.reason.push_str(&format!("; {why}"));
+    store.update_order(&order).await
+}
+
 /// Stores the exchange's view of an order and folds fills not seen before into the positions. Shared by
 /// Execution and reconciliation, so an order resolved later is booked exactly like one filled at once.
 pub async fn record_ack(
@@ -208,10 +222,8 @@ pub async fn record_ack(
 impl Execution {
     /// Records that an order was not placed, and why.
     async fn close_unplaced(&self, id: &ClientOrderId, status: OrderStatus, why: &str) -> Result<(), StageError> {
-        if let Some(mut o) = self.store.order(id).await? {
-            o.status = status;
-            o.reason.push_str(&format!("; {why}"));
-            self.store.update_order(&o).await?;
+        if let Some(o) = self.store.order(id).await? {
+            close_unplaced(self.store.as_ref(), o, status, why).await?;
         }
         Ok(())
     }
