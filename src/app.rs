@@ -11,7 +11,7 @@ use mcbot_schedules::{Job, Runtime, RuntimeConfig, Schedule, ScheduleError};
 use mcbot_stages::Clock;
 use mcbot_stages::domain::{Instrument, Symbol};
 use mcbot_stages::pipeline::{Pipeline, PipelineConfig};
-use mcbot_stages::ports::{Exchange, Notifier, Store, StoreError};
+use mcbot_stages::ports::{Exchange, Store, StoreError};
 use mcbot_stages::sim::{MarketSource, PaperExchange, RandomWalk, SimConfig, SimExchange};
 use mcbot_stages::strategy::registry;
 
@@ -19,7 +19,6 @@ use crate::candles_csv::{CandleCsvError, read_candles};
 use crate::config::{Config, ConfigError, Mode, Venue};
 use crate::exchange::binance::BinanceExchange;
 use crate::exchange::upbit::UpbitExchange;
-use crate::notify::LogNotifier;
 use crate::store::SqlStore;
 
 /// Why the bot could not be assembled or run; each variant knows its exit code.
@@ -29,7 +28,9 @@ pub enum AppError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The mode is not available (exit 2).
-    #[error("mode {0} refuses to start: real orders need the live guards (operations issue); use paper or shadow")]
+    #[error(
+        "mode {0} refuses to start: real orders need the live guards, which this build does not have yet; use paper or shadow"
+    )]
     ModeUnavailable(&'static str),
     /// An exchange adapter could not be built from its settings (exit 2).
     #[error("exchange: {0}")]
@@ -52,6 +53,9 @@ pub enum AppError {
     /// Anything that failed while running (exit 1).
     #[error("{0}")]
     Runtime(String),
+    /// A command-line value is wrong (exit 2).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl AppError {
@@ -162,18 +166,19 @@ impl App {
             gate: cfg.strategy.gate.clone(),
         };
         let pipeline = Arc::new(Pipeline::new(pcfg, exchange.clone(), dyn_store.clone(), clock.clone(), strategy));
-        let notifier: Arc<dyn Notifier> = Arc::new(LogNotifier);
         let symbols = cfg.market.symbols.clone();
         let reconcile = Arc::new(
-            ReconcileJob::new(dyn_store.clone(), exchange.clone(), notifier.clone(), clock.clone(), symbols.clone())
-                .with_unplaced_after(Duration::seconds(cfg.schedule.unplaced_order_secs)),
+            ReconcileJob::new(dyn_store.clone(), exchange.clone(), clock.clone(), symbols.clone())
+                .with_unplaced_after(Duration::seconds(cfg.schedule.unplaced_order_secs))
+                .with_tolerance(cfg.reconcile.drift_tolerance_pct / rust_decimal::Decimal::ONE_HUNDRED)
+                .with_unmanaged_holdings(cfg.reconcile.unmanaged_holdings),
         );
         let s = &cfg.schedule;
         let jobs: Vec<(Schedule, Arc<dyn Job>)> = vec![
             (
                 Schedule::parse(&tf.cron_after_close(s.bar_delay_secs))?,
                 Arc::new(
-                    TradingCycleJob::new(pipeline.clone(), dyn_store.clone(), notifier.clone())
+                    TradingCycleJob::new(pipeline.clone(), dyn_store.clone())
                         .with_reconcile(reconcile.clone())
                         .with_retries(
                             cfg.pipeline.retry_attempts,
@@ -183,33 +188,27 @@ impl App {
             ),
             (
                 Schedule::parse(&s.health)?,
-                Arc::new(HealthJob::new(
-                    dyn_store.clone(),
-                    exchange.clone(),
-                    notifier.clone(),
-                    clock.clone(),
-                    symbols,
-                    tf,
-                    cfg.pipeline.max_stale_bars,
-                )),
+                Arc::new(
+                    HealthJob::new(
+                        dyn_store.clone(),
+                        exchange.clone(),
+                        clock.clone(),
+                        symbols,
+                        tf,
+                        cfg.pipeline.max_stale_bars,
+                    )
+                    .with_event_retention(Duration::days(cfg.events.retention_days)),
+                ),
             ),
             (Schedule::parse(&s.reconcile)?, reconcile.clone()),
-            (
-                Schedule::parse(&s.report_daily)?,
-                Arc::new(ReportJob::new(Period::Daily, dyn_store.clone(), notifier.clone())),
-            ),
-            (
-                Schedule::parse(&s.report_weekly)?,
-                Arc::new(ReportJob::new(Period::Weekly, dyn_store.clone(), notifier.clone())),
-            ),
-            (
-                Schedule::parse(&s.report_monthly)?,
-                Arc::new(ReportJob::new(Period::Monthly, dyn_store.clone(), notifier)),
-            ),
+            (Schedule::parse(&s.report_daily)?, Arc::new(ReportJob::new(Period::Daily, dyn_store.clone()))),
+            (Schedule::parse(&s.report_weekly)?, Arc::new(ReportJob::new(Period::Weekly, dyn_store.clone()))),
+            (Schedule::parse(&s.report_monthly)?, Arc::new(ReportJob::new(Period::Monthly, dyn_store.clone()))),
         ];
         let rcfg =
             RuntimeConfig { grace: Duration::seconds(s.grace_secs), stale_after: Duration::seconds(s.stale_run_secs) };
-        let runtime = Arc::new(Runtime::new(jobs, dyn_store, clock.clone(), rcfg));
+        let liveness = Arc::new(crate::liveness::OsLiveness::current());
+        let runtime = Arc::new(Runtime::new(jobs, dyn_store, clock.clone(), rcfg).with_liveness(liveness));
         Ok(Self { cfg, store, exchange, clock, pipeline, runtime, reconcile, binance })
     }
 
@@ -241,15 +240,15 @@ pub fn build_venue(
     })
 }
 
-/// The Binance adapter with its risk hook: a 418 ban or refused credentials record a critical risk event.
+/// The Binance adapter with its event hook: a 429, a 418 ban or refused credentials are recorded as events.
 fn binance_adapter(cfg: &Config, clock: Arc<dyn Clock>, store: Arc<dyn Store>) -> Result<BinanceExchange, AppError> {
     let hook: crate::exchange::binance::RiskHook = Arc::new(move |event| {
         let store = store.clone();
         tracing::error!(kind = %event.kind, "{}", event.message);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                if let Err(e) = store.insert_risk_event(&event).await {
-                    tracing::error!("risk event not recorded: {e}");
+                if let Err(e) = store.append_events(vec![event]).await {
+                    tracing::error!("event not recorded: {e}");
                 }
             });
         }

@@ -62,6 +62,75 @@ pub enum Command {
     Backtest(Box<crate::commands::backtest::BacktestArgs>),
     /// Validate a strategy against overfitting (IS/OOS, walk-forward, CPCV, PBO, deflated Sharpe).
     Validate(Box<crate::commands::validate::ValidateArgs>),
+    /// Stop new entries; exits (stops, reductions) still run. Takes effect before the next order.
+    Pause(ReasonArgs),
+    /// Trade again after a pause or a kill (safe mode and breakers stay until reset).
+    Resume(ReasonArgs),
+    /// Halt trading: no entries, open orders cancelled; with --flatten every position is closed.
+    Kill(KillArgs),
+    /// Clear safe mode after checking what turned it on.
+    ResetSafeMode(RequiredReason),
+    /// Clear one tripped circuit breaker (names as `mcbot status` shows them).
+    ResetBreaker(ResetBreakerArgs),
+    /// Read the event log: every fact the bot recorded, in order.
+    Events(EventsArgs),
+}
+
+/// Why an operator issues a command; recorded with it.
+#[derive(Debug, clap::Args)]
+pub struct ReasonArgs {
+    /// Why (recorded in the event log).
+    #[arg(long, default_value = "operator")]
+    pub reason: String,
+}
+
+/// A reason that must be given.
+#[derive(Debug, clap::Args)]
+pub struct RequiredReason {
+    /// Why it is safe to clear (recorded in the event log).
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// `kill` arguments.
+#[derive(Debug, clap::Args)]
+pub struct KillArgs {
+    /// Also close every position (at the next trading cycle, as exits).
+    #[arg(long)]
+    pub flatten: bool,
+    /// Leave open orders at the venue alone.
+    #[arg(long)]
+    pub no_cancel: bool,
+    /// Why (recorded in the event log).
+    #[arg(long, default_value = "operator")]
+    pub reason: String,
+}
+
+/// `reset-breaker` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ResetBreakerArgs {
+    /// The breaker, e.g. `daily_loss`.
+    pub name: String,
+    /// Why it is safe to clear (recorded in the event log).
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// `events` arguments.
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// Only events after this id.
+    #[arg(long, default_value_t = 0)]
+    pub since: i64,
+    /// Only these kinds (repeat or comma-separate), e.g. `order_filled,safe_mode_on`.
+    #[arg(long, value_delimiter = ',')]
+    pub kind: Vec<String>,
+    /// At most this many (without --follow); 0 for all.
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
+    /// Keep printing new events as they are recorded, like `tail -f`.
+    #[arg(long)]
+    pub follow: bool,
 }
 
 /// `run-once` arguments.

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod exchange;
+pub mod liveness;
 pub mod logging;
 pub mod market_data;
 pub mod market_stream;

@@ -10,6 +10,7 @@ use mcbot::cli::{Cli, Command};
 use mcbot::commands;
 use mcbot::config::Config;
 use mcbot_stages::SystemClock;
+use mcbot_stages::control::Command as Control;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -57,6 +58,24 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         return Ok(0);
     }
     let store = app::open_store(&url).await?;
+    let clock = SystemClock;
+    let (command, reason) = match &cli.command {
+        Command::Pause(a) => (Some(Control::Pause), a.reason.as_str()),
+        Command::Resume(a) => (Some(Control::Resume), a.reason.as_str()),
+        Command::Kill(a) => {
+            (Some(Control::Kill { cancel_orders: !a.no_cancel, flatten: a.flatten }), a.reason.as_str())
+        }
+        Command::ResetSafeMode(a) => (Some(Control::ResetSafeMode), a.reason.as_str()),
+        Command::ResetBreaker(a) => (Some(Control::ResetBreaker { name: a.name.clone() }), a.reason.as_str()),
+        _ => (None, ""),
+    };
+    if let Some(command) = command {
+        return commands::control::run(&store, &clock, command, reason, cli.output).await;
+    }
+    if let Command::Events(args) = &cli.command {
+        commands::events::run(&store, args, cli.output).await?;
+        return Ok(0);
+    }
     if let Command::Data(args) = &cli.command {
         let exchange = match args.exchange_wanted() {
             None => None,
@@ -77,7 +96,16 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         Command::Scheduler => commands::scheduler::run(&app).await.map(|()| 0),
         Command::Jobs => commands::jobs::run(&app, cli.output).map(|()| 0),
         Command::Status => commands::status::run(&app, cli.output).await.map(|()| 0),
-        Command::Migrate | Command::Backtest(_) | Command::Validate(_) | Command::Data(_) => Ok(0),
+        Command::Migrate
+        | Command::Backtest(_)
+        | Command::Validate(_)
+        | Command::Data(_)
+        | Command::Pause(_)
+        | Command::Resume(_)
+        | Command::Kill(_)
+        | Command::ResetSafeMode(_)
+        | Command::ResetBreaker(_)
+        | Command::Events(_) => Ok(0),
     }
 }
 

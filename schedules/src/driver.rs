@@ -14,7 +14,14 @@ use crate::runtime::Runtime;
 pub struct DriverError(#[from] JobSchedulerError);
 
 /// Runs `runtime` on wall-clock cron triggers until `shutdown` resolves. Catch-up of missed fires runs first.
-pub async fn run_until(runtime: Arc<Runtime>, shutdown: impl Future<Output = ()>) -> Result<(), DriverError> {
+/// After `shutdown`, no new run or attempt starts; running jobs get `drain_within` to finish and commit, then are
+/// abandoned (their ledger rows stay `running` and the next start takes them over at once, as their process is
+/// gone).
+pub async fn run_until(
+    runtime: Arc<Runtime>,
+    shutdown: impl Future<Output = ()>,
+    drain_within: std::time::Duration,
+) -> Result<(), DriverError> {
     for (job, outcome) in runtime.catch_up().await {
         tracing::info!(%job, outcome = ?outcome, "catch-up on start");
     }
@@ -37,8 +44,16 @@ pub async fn run_until(runtime: Arc<Runtime>, shutdown: impl Future<Output = ()>
     shutdown.await;
     tracing::info!("shutdown requested: no new runs; waiting for running jobs to finish");
     runtime.stop();
-    scheduler.shutdown().await?;
-    runtime.drain().await;
-    tracing::info!("all jobs idle, state persisted; bye");
+    if let Err(e) = scheduler.shutdown().await {
+        // Stopping the cron triggers failed: fires that still arrive are refused by the stopped runtime.
+        tracing::warn!("stopping the cron scheduler failed: {e}");
+    }
+    if tokio::time::timeout(drain_within, runtime.drain()).await.is_err() {
+        tracing::warn!(
+            "running job(s) did not finish within {drain_within:?}: abandoned; the next start takes their runs over"
+        );
+    } else {
+        tracing::info!("all jobs idle, state persisted; bye");
+    }
     Ok(())
 }

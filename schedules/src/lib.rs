@@ -6,11 +6,15 @@
 //! [`jobs`]: the trading cycle at every bar close, health, reconcile and the period reports.
 
 pub mod bar_trigger;
+pub mod consumer;
 pub mod driver;
 pub mod jobs;
 pub mod runtime;
 pub mod schedule;
 
 pub use bar_trigger::{BarCloseTrigger, ReadyBar, StreamTrigger, TriggeredCycle};
-pub use runtime::{FireOutcome, Job, JobContext, JobError, JobOutcome, Runtime, RuntimeConfig};
+pub use consumer::{Consumer, EventHandler, Pumped};
+pub use runtime::{
+    AssumeAlive, FireOutcome, Job, JobContext, JobError, JobOutcome, Liveness, Runtime, RuntimeConfig, describe_holder,
+};
 pub use schedule::{Schedule, ScheduleError};

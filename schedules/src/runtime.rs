@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use mcbot_stages::Clock;
 use mcbot_stages::domain::RunId;
-use mcbot_stages::ports::{JobClaim, JobStatus, Store, StoreError};
+use mcbot_stages::ports::{
+    Claimant, EventKind, FailureKind, JobClaim, JobStatus, NewEvent, RunFence, RunHolder, Severity, Store, StoreError,
+};
 use serde::Serialize;
 use tokio::sync::Mutex;
 use tracing::Instrument;
@@ -25,6 +27,23 @@ pub struct JobContext {
     pub scheduled_at: DateTime<Utc>,
     /// 1 for the first attempt; more when an earlier attempt of the same time failed.
     pub attempt: i64,
+    /// The run's claim, carried by the job's writes so they are refused once another process took it over.
+    pub fence: Option<RunFence>,
+    /// Turns true when the process is stopping: a job starts no new attempt after that.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl JobContext {
+    /// A context outside the runtime (tests, one-off calls): no claim, never stopping.
+    pub fn detached(run_id: RunId, scheduled_at: DateTime<Utc>) -> Self {
+        let (_tx, stop) = tokio::sync::watch::channel(false);
+        Self { run_id, scheduled_at, attempt: 1, fence: None, stop }
+    }
+
+    /// True once the process is stopping.
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
 }
 
 /// A job's result for the ledger.
@@ -36,6 +55,18 @@ pub struct JobOutcome {
     pub detail: serde_json::Value,
     /// True when the job ran but what it found is a failure (a halted stage, unhealthy data).
     pub failed: bool,
+    /// When failed: what failed and why, stored in the ledger instead of the summary.
+    pub failure: Option<(FailureKind, String)>,
+    /// Events to record with the ledger row, in the same transaction.
+    #[serde(skip)]
+    pub events: Vec<NewEvent>,
+}
+
+impl JobOutcome {
+    /// A successful outcome.
+    pub fn ok(summary: impl Into<String>, detail: serde_json::Value) -> Self {
+        Self { summary: summary.into(), detail, failed: false, failure: None, events: Vec::new() }
+    }
 }
 
 /// Why a job could not complete.
@@ -44,9 +75,51 @@ pub enum JobError {
     /// The store failed; the run is recorded as failed if possible and retried at the next fire.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Anything else, with its reason.
-    #[error("{0}")]
-    Failed(String),
+    /// Anything else, with its cause.
+    #[error("{kind}: {message}")]
+    Failed {
+        /// What failed.
+        kind: FailureKind,
+        /// Why.
+        message: String,
+    },
+}
+
+impl JobError {
+    /// A failure of `kind`.
+    pub fn failed(kind: FailureKind, message: impl Into<String>) -> Self {
+        JobError::Failed { kind, message: message.into() }
+    }
+
+    /// What failed.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            JobError::Store(StoreError::Fenced(_)) => FailureKind::ClaimLost,
+            JobError::Store(_) => FailureKind::Store,
+            JobError::Failed { kind, .. } => *kind,
+        }
+    }
+}
+
+/// Who this process is, and whether the process behind another claim is gone: a claim of a dead process on
+/// this host is taken over at once instead of after `stale_after`.
+pub trait Liveness: Send + Sync {
+    /// This process.
+    fn me(&self) -> Claimant;
+    /// True only when `claimant` is certainly dead (same host, no such process). Unknown means alive.
+    fn is_dead(&self, claimant: &Claimant) -> bool;
+}
+
+/// A [`Liveness`] that knows nothing of other processes: every claim counts as alive until stale.
+pub struct AssumeAlive(pub Claimant);
+
+impl Liveness for AssumeAlive {
+    fn me(&self) -> Claimant {
+        self.0.clone()
+    }
+    fn is_dead(&self, _: &Claimant) -> bool {
+        false
+    }
 }
 
 /// A scheduled unit of work.
@@ -89,6 +162,8 @@ pub enum FireOutcome {
     Busy {
         /// Run id.
         run_id: String,
+        /// The other claimant, when known.
+        holder: Option<RunHolder>,
     },
     /// The runtime is shutting down.
     ShuttingDown,
@@ -126,6 +201,8 @@ pub struct Runtime {
     clock: Arc<dyn Clock>,
     cfg: RuntimeConfig,
     stopping: AtomicBool,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    liveness: Arc<dyn Liveness>,
 }
 
 /// A job and its next fire, for `mcbot jobs`.
@@ -156,7 +233,16 @@ impl Runtime {
                 last_fired: std::sync::Mutex::new(None),
             })
             .collect();
-        Self { jobs, store, clock, cfg, stopping: AtomicBool::new(false) }
+        let liveness: Arc<dyn Liveness> =
+            Arc::new(AssumeAlive(Claimant { pid: std::process::id(), host: "localhost".into() }));
+        let (stop_tx, _) = tokio::sync::watch::channel(false);
+        Self { jobs, store, clock, cfg, stopping: AtomicBool::new(false), stop_tx, liveness }
+    }
+
+    /// Names this process in its claims and lets it take over the claims of dead processes on its host.
+    pub fn with_liveness(mut self, liveness: Arc<dyn Liveness>) -> Self {
+        self.liveness = liveness;
+        self
     }
 
     /// The jobs with their next fire times.
@@ -190,6 +276,7 @@ impl Runtime {
     /// Stops accepting fires; running ones finish. [`Runtime::drain`] waits for them.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.stop_tx.send_replace(true);
     }
 
     /// Waits until no job is running (after [`Runtime::stop`], nothing new starts).
@@ -304,13 +391,15 @@ impl Runtime {
                     tracing::warn!("could not record skipped run: {e}");
                 }
                 tracing::warn!("skipped: previous run still in progress");
-                return FireOutcome::Busy { run_id: run_id.to_string() };
+                return FireOutcome::Busy { run_id: run_id.to_string(), holder: None };
             };
-            let now = self.clock.now();
-            let attempt = match self.store.claim_run(run_id.as_str(), &name, key, now, self.cfg.stale_after).await {
-                Ok(JobClaim::Claimed { attempt }) => attempt,
+            let (attempt, fence) = match self.claim(&run_id, &name, key).await {
+                Ok(JobClaim::Claimed { attempt, fence }) => (attempt, fence),
                 Ok(JobClaim::AlreadyDone) => return FireOutcome::AlreadyDone { run_id: run_id.to_string() },
-                Ok(JobClaim::Busy) => return FireOutcome::Busy { run_id: run_id.to_string() },
+                Ok(JobClaim::Busy { holder }) => {
+                    tracing::info!(holder = %describe_holder(holder.as_ref()), "run held by another claimant");
+                    return FireOutcome::Busy { run_id: run_id.to_string(), holder };
+                }
                 Err(e) => {
                     tracing::error!("cannot claim run, not running it (fail closed): {e}");
                     return FireOutcome::Ran {
@@ -322,17 +411,37 @@ impl Runtime {
                 }
             };
             let started = Instant::now();
-            let cx = JobContext { run_id: run_id.clone(), scheduled_at: key, attempt };
+            let cx = JobContext {
+                run_id: run_id.clone(),
+                scheduled_at: key,
+                attempt,
+                fence: Some(fence.clone()),
+                stop: self.stop_tx.subscribe(),
+            };
             let result = r.job.run(&cx).await;
             let ms = started.elapsed().as_millis();
-            let (status, summary, detail, error) = match result {
-                Ok(o) if o.failed => (JobStatus::Failed, o.summary.clone(), o.detail, Some(o.summary)),
-                Ok(o) => (JobStatus::Succeeded, o.summary, o.detail, None),
-                Err(e) => (JobStatus::Failed, e.to_string(), serde_json::Value::Null, Some(e.to_string())),
-            };
             let finished = self.clock.now();
+            let (status, summary, detail, error, mut events) = match result {
+                Ok(o) if o.failed => {
+                    let (kind, why) = o.failure.clone().unwrap_or((FailureKind::Store, o.summary.clone()));
+                    (JobStatus::Failed, o.summary, o.detail, Some((kind, why)), o.events)
+                }
+                Ok(o) => (JobStatus::Succeeded, o.summary, o.detail, None, o.events),
+                Err(e) => {
+                    (JobStatus::Failed, e.to_string(), serde_json::Value::Null, Some((e.kind(), e.to_string())), vec![])
+                }
+            };
+            if let Some((kind, why)) = &error {
+                events.push(
+                    NewEvent::new(finished, EventKind::JobFailed, Severity::Critical, format!("{name} failed: {why}"))
+                        .run(run_id.to_string())
+                        .payload(serde_json::json!({"job": name, "kind": kind.as_str(), "attempt": attempt}))
+                        .dedup(format!("job_failed:{name}:{}", kind.as_str())),
+                );
+            }
+            let error_text = error.as_ref().map(|(kind, why)| format!("{kind}: {why}"));
             if let Err(e) =
-                self.store.finish_run(run_id.as_str(), status, finished, error.as_deref(), Some(&detail)).await
+                self.store.finish_run(&fence, status, finished, error_text.as_deref(), Some(&detail), events).await
             {
                 tracing::error!("could not record the end of the run: {e}");
             }
@@ -344,5 +453,29 @@ impl Runtime {
         }
         .instrument(span)
         .await
+    }
+}
+
+impl Runtime {
+    /// Claims the run; a claim held by a process that is certainly dead on this host is taken over at once.
+    async fn claim(&self, run_id: &RunId, job: &str, key: DateTime<Utc>) -> Result<JobClaim, StoreError> {
+        let me = self.liveness.me();
+        let now = self.clock.now();
+        let claim = self.store.claim_run(run_id.as_str(), job, key, now, self.cfg.stale_after, &me).await?;
+        let JobClaim::Busy { holder: Some(holder) } = &claim else { return Ok(claim) };
+        let Some(dead) = holder.claimant.as_ref().filter(|c| self.liveness.is_dead(c)) else { return Ok(claim) };
+        tracing::warn!(pid = dead.pid, host = %dead.host, "the process holding this run is gone: taking it over");
+        Ok(self.store.take_over_run(run_id.as_str(), holder.token.as_deref(), now, &me).await?.unwrap_or(claim))
+    }
+}
+
+/// Who holds a run, in words.
+pub fn describe_holder(holder: Option<&RunHolder>) -> String {
+    match holder {
+        Some(RunHolder { claimant: Some(c), since, .. }) => {
+            format!("pid {} on {} since {}", c.pid, c.host, since.format("%Y-%m-%d %H:%M:%S UTC"))
+        }
+        Some(RunHolder { since, .. }) => format!("another process since {}", since.format("%Y-%m-%d %H:%M:%S UTC")),
+        None => "this process (the previous run is still going)".into(),
     }
 }

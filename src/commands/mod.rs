@@ -2,7 +2,9 @@
 //! text tables for people or one JSON document for scripts.
 
 pub mod backtest;
+pub mod control;
 pub mod data;
+pub mod events;
 pub mod jobs;
 pub mod migrate;
 pub mod run_once;

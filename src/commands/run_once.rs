@@ -38,8 +38,9 @@ pub async fn run(app: &App, args: &RunOnceArgs, output: Output) -> Result<bool, 
                 });
                 (doc, false)
             }
-            FireOutcome::Busy { run_id } => {
-                return Err(AppError::Runtime(format!("{run_id} is being run by another process")));
+            FireOutcome::Busy { run_id, holder } => {
+                let who = mcbot_schedules::describe_holder(holder.as_ref());
+                return Err(AppError::Runtime(format!("{run_id} is being run by {who}")));
             }
             FireOutcome::ShuttingDown => return Err(AppError::Runtime("shutting down".into())),
         }
@@ -53,7 +54,7 @@ pub async fn run(app: &App, args: &RunOnceArgs, output: Output) -> Result<bool, 
         };
         let report = app
             .pipeline
-            .run_cycle(&run_id, bar, selection)
+            .run_cycle(&run_id, bar, selection, None)
             .await
             .map_err(|e| AppError::Runtime(format!("cycle not run (fail closed): {e}")))?;
         let failed = report.failed();

@@ -1,16 +1,30 @@
 //! `mcbot scheduler`: reconcile with the exchange, catch up a missed fire within the grace period, then run
 //! every job on its schedule until SIGINT or SIGTERM; running work finishes, state is persisted, exit 0.
 
-use mcbot_schedules::driver;
+use std::sync::Arc;
+
+use mcbot_schedules::{Consumer, driver};
+use mcbot_stages::ports::{EventKind, EventQuery, NewEvent, Severity, Store};
 
 use crate::app::{App, AppError};
 use crate::market_stream::MarketStream;
+use crate::notify::{AlertConsumer, LogNotifier};
 
 /// Runs until a shutdown signal.
 pub async fn run(app: &App) -> Result<(), AppError> {
     // Listen before anything else: a SIGTERM that arrives during start-up must still be a clean stop.
     let shutdown = shutdown_signal()?;
-    match app.reconcile.reconcile().await {
+    lifecycle_started(app).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
+    let alerts = Consumer::new(
+        app.store.clone(),
+        app.clock.clone(),
+        Arc::new(AlertConsumer::new("alerts-log", Arc::new(LogNotifier))),
+        holder,
+    );
+    let alerts = tokio::spawn(alerts.run(stop_rx, std::time::Duration::from_secs(5)));
+    match app.reconcile.reconcile(None).await {
         Ok(r) if r.is_clean() => tracing::info!("start-up reconciliation: in sync"),
         Ok(r) => {
             tracing::error!(report = ?r, "start-up reconciliation is not clean; the reconcile job acts on it")
@@ -24,11 +38,42 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     for v in app.runtime.views() {
         tracing::info!(job = %v.name, schedule = %v.schedule, next = ?v.next_fire, "scheduled");
     }
-    let result = driver::run_until(app.runtime.clone(), shutdown).await.map_err(|e| AppError::Runtime(e.to_string()));
+    let grace = std::time::Duration::from_secs(app.cfg.schedule.shutdown_grace_secs);
+    let result =
+        driver::run_until(app.runtime.clone(), shutdown, grace).await.map_err(|e| AppError::Runtime(e.to_string()));
     if let Some(s) = stream {
         s.shutdown().await;
     }
+    let stopped = NewEvent::new(app.clock.now(), EventKind::Stopped, Severity::Info, "scheduler stopped cleanly");
+    if let Err(e) = app.store.append_events(vec![stopped]).await {
+        tracing::error!("stop not recorded: {e}");
+    }
+    stop_tx.send_replace(true);
+    if let Err(e) = alerts.await {
+        tracing::warn!("alert consumer ended abnormally: {e}");
+    }
     result
+}
+
+/// Records the start, and a crash when the previous start never recorded its stop.
+async fn lifecycle_started(app: &App) -> Result<(), AppError> {
+    let query = EventQuery { kinds: vec![EventKind::Started, EventKind::Stopped], ..Default::default() };
+    let last = app.store.read_events(&query).await?.pop();
+    let now = app.clock.now();
+    let mut events = Vec::new();
+    if let Some(prev) = last.filter(|e| e.event.kind == EventKind::Started) {
+        let msg = format!("the scheduler started at {} ended without stopping cleanly", prev.event.ts);
+        events.push(NewEvent::new(now, EventKind::Crashed, Severity::Critical, msg));
+    }
+    let who = format!(
+        "scheduler started: mode {}, pid {} on {}",
+        app.cfg.mode.as_str(),
+        std::process::id(),
+        crate::liveness::host_name()
+    );
+    events.push(NewEvent::new(now, EventKind::Started, Severity::Info, who));
+    app.store.append_events(events).await?;
+    Ok(())
 }
 
 /// Registers SIGINT and SIGTERM now and returns a future that resolves on either.

@@ -1,6 +1,6 @@
 //! `mcbot status`: what a trader checks first: equity, cash, positions, safe mode, breakers, last runs.
 
-use mcbot_stages::ports::Store;
+use mcbot_stages::ports::{Severity, Store};
 use serde_json::json;
 
 use crate::app::{App, AppError};
@@ -21,7 +21,7 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
         }));
     }
     let runs = store.recent_runs(None, 10).await?;
-    let events = store.recent_risk_events(5).await?;
+    let events = store.recent_events(Severity::Warning, 5).await?;
     let doc = json!({
         "mode": app.cfg.mode.as_str(),
         "backend": store.backend(),
@@ -29,6 +29,7 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
         "equity_at": equity.as_ref().map(|e| e.ts),
         "cash": state.cash,
         "peak_equity": state.peak_equity,
+        "trading": state.trading.as_str(),
         "safe_mode": state.safe_mode,
         "safe_mode_reason": state.safe_mode_reason,
         "breakers_tripped": state.tripped,
@@ -38,7 +39,7 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
             "job": r.job, "scheduled_at": r.scheduled_at, "status": r.status, "duration_ms": r.duration_ms(),
             "attempt": r.attempt, "error": r.error,
         })).collect::<Vec<_>>(),
-        "recent_risk_events": events,
+        "recent_events": events,
     });
     if output == Output::Json {
         return print_json(&doc).map_err(AppError::Runtime);
@@ -51,6 +52,7 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
     let summary = [
         ("mode", &doc["mode"]),
         ("store", &doc["backend"]),
+        ("trading", &doc["trading"]),
         ("equity", &doc["equity"]),
         ("cash", &doc["cash"]),
         ("peak equity", &doc["peak_equity"]),
@@ -75,10 +77,11 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
     });
     println!("{}", table(&["job", "scheduled", "status", "time", "error"], rows));
     if !events.is_empty() {
-        let rows = events
-            .iter()
-            .map(|e| vec![e.ts.to_rfc3339(), e.severity.as_str().into(), e.kind.clone(), e.message.clone()]);
-        println!("{}", table(&["when", "severity", "risk event", "message"], rows));
+        let rows = events.iter().map(|e| {
+            let ev = &e.event;
+            vec![ev.ts.to_rfc3339(), ev.severity.as_str().into(), ev.kind.as_str().into(), ev.message.clone()]
+        });
+        println!("{}", table(&["when", "severity", "event", "message"], rows));
     }
     Ok(())
 }

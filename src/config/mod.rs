@@ -108,8 +108,44 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     /// Storage.
     pub database: DatabaseConfig,
+    /// Reconciliation with the exchange.
+    pub reconcile: ReconcileConfig,
+    /// The event log.
+    pub events: EventsConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Reconciliation with the exchange.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// Drift between a stored position and the exchange, in % of the position, that is corrected to the
+    /// exchange's quantity (with a warning event); more puts the bot in safe mode.
+    pub drift_tolerance_pct: Decimal,
+    /// Holdings found on the account at the first reconcile that mcbot did not buy: `ignore` (measure drift on
+    /// mcbot's share only) or `adopt` (take them over as positions at the current price).
+    pub unmanaged_holdings: mcbot_schedules::jobs::UnmanagedHoldings,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self { drift_tolerance_pct: Decimal::ONE, unmanaged_holdings: Default::default() }
+    }
+}
+
+/// The event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Events older than this many days are pruned by the health job.
+    pub retention_days: i64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { retention_days: 400 }
+    }
 }
 
 /// Symbols and bar length.
@@ -283,6 +319,9 @@ pub struct ScheduleConfig {
     /// A pending order the exchange still does not know this long after it was created never reached it:
     /// reconciliation closes it as not placed (sooner, it may only be slow to show; entries stay blocked).
     pub unplaced_order_secs: i64,
+    /// After SIGTERM, how long a running job may take to finish and commit before the process exits anyway
+    /// (its run is taken over at the next start).
+    pub shutdown_grace_secs: u64,
     /// Health check.
     pub health: String,
     /// Reconciliation.
@@ -303,6 +342,7 @@ impl Default for ScheduleConfig {
             grace_secs: 600,
             stale_run_secs: 900,
             unplaced_order_secs: 120,
+            shutdown_grace_secs: 30,
             health: "30 */5 * * * *".into(),
             reconcile: "45 */15 * * * *".into(),
             report_daily: "0 5 0 * * *".into(),
@@ -397,6 +437,22 @@ impl Config {
             if let Err(e) = Schedule::parse(expr) {
                 return invalid(key, e.to_string());
             }
+        }
+        if !(60..=86_400).contains(&self.schedule.stale_run_secs) {
+            let got = self.schedule.stale_run_secs;
+            return invalid("schedule.stale_run_secs", format!("must be in [60, 86400], got {got}"));
+        }
+        if !(1..=600).contains(&self.schedule.shutdown_grace_secs) {
+            let got = self.schedule.shutdown_grace_secs;
+            return invalid("schedule.shutdown_grace_secs", format!("must be in [1, 600], got {got}"));
+        }
+        let tol = self.reconcile.drift_tolerance_pct;
+        if tol <= Decimal::ZERO || tol > Decimal::from(50) {
+            return invalid("reconcile.drift_tolerance_pct", format!("must be in (0, 50], got {tol}"));
+        }
+        if !(1..=36_500).contains(&self.events.retention_days) {
+            let got = self.events.retention_days;
+            return invalid("events.retention_days", format!("must be in [1, 36500], got {got}"));
         }
         if self.schedule.unplaced_order_secs < 10 {
             // An exchange may take a few seconds to show an accepted order to a lookup.

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use mcbot_stages::domain::{Decimal, Symbol};
-use mcbot_stages::ports::{Severity, StoreError};
+use mcbot_stages::ports::StoreError;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -37,11 +37,6 @@ pub(crate) fn json_text(v: &serde_json::Value) -> String {
 /// message quoting an exchange's body must not make the ledger write itself fail.
 pub(crate) fn clean(s: &str) -> String {
     s.replace('\0', "\u{FFFD}")
-}
-
-/// Parses a stored severity name (the port type has no parser of its own).
-pub(crate) fn parse_severity(s: &str) -> Option<Severity> {
-    [Severity::Info, Severity::Warning, Severity::Critical].into_iter().find(|sev| sev.as_str() == s)
 }
 
 /// Reads the columns of one row of `table`, turning every failure into a `Corrupt` error that names the column.

@@ -2,7 +2,7 @@
 //! with several scheduler replicas, retried after a failure, and taken over when its process died.
 
 use chrono::{DateTime, Utc};
-use mcbot_stages::ports::{JobClaim, JobRunRecord, JobStatus, StoreError};
+use mcbot_stages::ports::{Claimant, JobClaim, JobRunRecord, JobStatus, NewEvent, RunFence, RunHolder, StoreError};
 use sqlx::any::AnyRow;
 
 use super::SqlStore;
@@ -10,20 +10,31 @@ use super::codec::{Cols, clean, json_text, millis};
 use super::dialect::Sql;
 
 static CLAIM_NEW: Sql = Sql::new(
-    "INSERT INTO job_runs (run_id, job, scheduled_at, started_at, status, attempt) \
-     VALUES ($1, $2, $3, $4, 'running', 1) ON CONFLICT DO NOTHING",
+    "INSERT INTO job_runs (run_id, job, scheduled_at, started_at, status, attempt, claim_token, claimant_pid, \
+     claimant_host) VALUES ($1, $2, $3, $4, 'running', 1, $5, $6, $7) ON CONFLICT DO NOTHING",
 );
 // One conditional statement, so two claimers of a failed or stale run cannot both win: the second sees the row
 // the first updated ('running', started now) and matches nothing.
 static RECLAIM: Sql = Sql::new(
     "UPDATE job_runs SET status = 'running', attempt = attempt + 1, started_at = $3, finished_at = NULL, \
-     error = NULL, outcome = NULL \
+     error = NULL, outcome = NULL, claim_token = $5, claimant_pid = $6, claimant_host = $7 \
      WHERE job = $1 AND scheduled_at = $2 AND (status = 'failed' OR (status = 'running' AND started_at < $4)) \
      RETURNING attempt",
 );
-static STATUS_OF: Sql = Sql::new("SELECT status FROM job_runs WHERE job = $1 AND scheduled_at = $2");
-static FINISH: Sql =
-    Sql::new("UPDATE job_runs SET status = $2, finished_at = $3, error = $4, outcome = $5::jsonb WHERE run_id = $1");
+// A take-over names the token it replaces, so of two processes taking over the same dead claim one wins.
+static TAKE_OVER: Sql = Sql::new(
+    "UPDATE job_runs SET attempt = attempt + 1, started_at = $2, claim_token = $3, claimant_pid = $4, \
+     claimant_host = $5 WHERE run_id = $1 AND status = 'running' AND claim_token IS NOT DISTINCT FROM $6 \
+     RETURNING attempt",
+);
+static STATUS_OF: Sql = Sql::new(
+    "SELECT status, started_at, claim_token, claimant_pid, claimant_host FROM job_runs \
+     WHERE job = $1 AND scheduled_at = $2",
+);
+static FINISH: Sql = Sql::new(
+    "UPDATE job_runs SET status = $3, finished_at = $4, error = $5, outcome = $6::jsonb \
+     WHERE run_id = $1 AND claim_token = $2 AND status = 'running'",
+);
 // The first record of a scheduled time stands: a skip never overwrites a run that exists.
 static SKIP: Sql = Sql::new(
     "INSERT INTO job_runs (run_id, job, scheduled_at, started_at, finished_at, status, attempt, error) \
@@ -52,18 +63,23 @@ impl SqlStore {
         scheduled_at: DateTime<Utc>,
         now: DateTime<Utc>,
         stale_after: chrono::Duration,
+        claimant: &Claimant,
     ) -> Result<JobClaim, StoreError> {
+        let token = new_token();
         let inserted = self
             .query(&CLAIM_NEW)
             .bind(run_id)
             .bind(job)
             .bind(millis(scheduled_at))
             .bind(millis(now))
+            .bind(token.clone())
+            .bind(i64::from(claimant.pid))
+            .bind(claimant.host.clone())
             .execute(&self.pool)
             .await
             .map_err(self.err("claim_run"))?;
         if inserted.rows_affected() == 1 {
-            return Ok(JobClaim::Claimed { attempt: 1 });
+            return Ok(JobClaim::Claimed { attempt: 1, fence: RunFence { run_id: run_id.to_owned(), token } });
         }
         let stale_before = now.checked_sub_signed(stale_after).unwrap_or(now);
         let reclaimed = self
@@ -72,11 +88,15 @@ impl SqlStore {
             .bind(millis(scheduled_at))
             .bind(millis(now))
             .bind(millis(stale_before))
+            .bind(token.clone())
+            .bind(i64::from(claimant.pid))
+            .bind(claimant.host.clone())
             .fetch_optional(&self.pool)
             .await
             .map_err(self.err("claim_run"))?;
         if let Some(row) = reclaimed {
-            return Ok(JobClaim::Claimed { attempt: Cols::new(&row, "job_runs").int("attempt")? });
+            let attempt = Cols::new(&row, "job_runs").int("attempt")?;
+            return Ok(JobClaim::Claimed { attempt, fence: RunFence { run_id: run_id.to_owned(), token } });
         }
         let existing = self
             .query(&STATUS_OF)
@@ -87,39 +107,80 @@ impl SqlStore {
             .map_err(self.err("claim_run"))?;
         let Some(row) = existing else {
             // Deleted between our statements: someone is tidying the ledger; let the caller try again later.
-            return Ok(JobClaim::Busy);
+            return Ok(JobClaim::Busy { holder: None });
         };
-        match Cols::new(&row, "job_runs").named("status", JobStatus::parse)? {
+        let c = Cols::new(&row, "job_runs");
+        match c.named("status", JobStatus::parse)? {
             JobStatus::Succeeded | JobStatus::Skipped => Ok(JobClaim::AlreadyDone),
             // Running and fresh, or failed just now by a concurrent claimer's run: not ours this time.
-            JobStatus::Running | JobStatus::Failed => Ok(JobClaim::Busy),
+            JobStatus::Running | JobStatus::Failed => {
+                let claimant = match (c.opt_int("claimant_pid")?, c.opt_text("claimant_host")?) {
+                    (Some(pid), Some(host)) => u32::try_from(pid).ok().map(|pid| Claimant { pid, host }),
+                    _ => None,
+                };
+                let since = c.time("started_at")?;
+                Ok(JobClaim::Busy { holder: Some(RunHolder { claimant, since, token: c.opt_text("claim_token")? }) })
+            }
         }
     }
 
-    /// See [`mcbot_stages::ports::Store::finish_run`]. Finishing a run that was never claimed is a bug in the
-    /// caller and is reported as `Corrupt` rather than silently lost.
-    pub(crate) async fn finish_run_impl(
+    /// See [`mcbot_stages::ports::Store::take_over_run`].
+    pub(crate) async fn take_over_run_impl(
         &self,
         run_id: &str,
+        token: Option<&str>,
+        now: DateTime<Utc>,
+        claimant: &Claimant,
+    ) -> Result<Option<JobClaim>, StoreError> {
+        let new = new_token();
+        let row = self
+            .query(&TAKE_OVER)
+            .bind(run_id)
+            .bind(millis(now))
+            .bind(new.clone())
+            .bind(i64::from(claimant.pid))
+            .bind(claimant.host.clone())
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("take_over_run"))?;
+        row.map(|row| {
+            let attempt = Cols::new(&row, "job_runs").int("attempt")?;
+            Ok(JobClaim::Claimed { attempt, fence: RunFence { run_id: run_id.to_owned(), token: new } })
+        })
+        .transpose()
+    }
+
+    /// See [`mcbot_stages::ports::Store::finish_run`]. A claim that was taken over (or never made) finishes
+    /// nothing: `Fenced`, and the events are not written either.
+    pub(crate) async fn finish_run_impl(
+        &self,
+        fence: &RunFence,
         status: JobStatus,
         finished_at: DateTime<Utc>,
         error: Option<&str>,
         outcome: Option<&serde_json::Value>,
+        events: Vec<NewEvent>,
     ) -> Result<(), StoreError> {
-        let done = self
-            .query(&FINISH)
-            .bind(run_id)
+        let mut uow = self.begin_sql().await?;
+        let done = sqlx::query(FINISH.text(self.backend))
+            .bind(fence.run_id.clone())
+            .bind(fence.token.clone())
             .bind(status.as_str())
             .bind(millis(finished_at))
             .bind(error.map(clean))
             .bind(outcome.map(json_text))
-            .execute(&self.pool)
+            .execute(&mut *uow.tx)
             .await
             .map_err(self.err("finish_run"))?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Corrupt(format!("job_runs: no run {run_id:?} to finish")));
+            return Err(StoreError::Fenced(format!(
+                "run {} is not claimed by this process: not finished",
+                fence.run_id
+            )));
         }
-        Ok(())
+        uow.events = events;
+        mcbot_stages::ports::UnitOfWork::commit(Box::new(uow)).await.map(drop)
     }
 
     /// See [`mcbot_stages::ports::Store::record_skipped_run`]. The reason goes to the `error` column.
@@ -165,6 +226,11 @@ impl SqlStore {
             self.query(&LAST_SUCCESS).bind(job).fetch_optional(&self.pool).await.map_err(self.err("last_success"))?;
         row.as_ref().map(run_from_row).transpose()
     }
+}
+
+/// A fresh claim token.
+fn new_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 fn run_from_row(row: &AnyRow) -> Result<JobRunRecord, StoreError> {

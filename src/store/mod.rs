@@ -5,12 +5,14 @@
 //! - `dialect`: which backend a URL names; statements are written once in PostgreSQL syntax and rewritten for
 //!   SQLite by dropping the `::type` casts.
 //! - `codec`: decimals as exact text, times as epoch milliseconds, rows back to domain values.
-//! - `job_ledger`, `market_data`, `trading`, `records`, `leases`: the statements, by what they record.
+//! - `job_ledger`, `market_data`, `trading`, `records`, `leases`, `events`: the statements, by what they record.
+//! - `unit_of_work`: one transaction holding writes that belong together, with their events appended at commit.
 //! - `port`: the `Store` trait implementation, delegating to the above.
 
 mod codec;
 mod dialect;
 mod errors;
+mod events;
 mod job_ledger;
 mod leases;
 mod market_data;
@@ -18,6 +20,7 @@ mod port;
 mod records;
 mod sql_store;
 mod trading;
+mod unit_of_work;
 
 pub use dialect::Backend;
 pub use records::Heartbeat;

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcbot_stages::domain::{Candle, ClientOrderId, Fill, Order, Position, Symbol, Timeframe};
 use mcbot_stages::ports::{
-    BotState, EquitySnapshot, JobClaim, JobRunRecord, JobStatus, ReportRecord, RiskEvent, SignalRecord, Store,
-    StoreError,
+    BotState, Claimant, EquitySnapshot, Event, EventQuery, JobClaim, JobRunRecord, JobStatus, NewEvent, ReportRecord,
+    RunFence, Severity, SignalRecord, Store, StoreError, UnitOfWork, Versioned,
 };
 
 use super::SqlStore;
@@ -24,6 +24,10 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError> {
+        Ok(Box::new(self.begin_sql().await?))
+    }
+
     async fn claim_run(
         &self,
         run_id: &str,
@@ -31,19 +35,31 @@ impl Store for SqlStore {
         scheduled_at: DateTime<Utc>,
         now: DateTime<Utc>,
         stale_after: chrono::Duration,
+        claimant: &Claimant,
     ) -> Result<JobClaim, StoreError> {
-        self.claim_run_impl(run_id, job, scheduled_at, now, stale_after).await
+        self.claim_run_impl(run_id, job, scheduled_at, now, stale_after, claimant).await
+    }
+
+    async fn take_over_run(
+        &self,
+        run_id: &str,
+        token: Option<&str>,
+        now: DateTime<Utc>,
+        claimant: &Claimant,
+    ) -> Result<Option<JobClaim>, StoreError> {
+        self.take_over_run_impl(run_id, token, now, claimant).await
     }
 
     async fn finish_run(
         &self,
-        run_id: &str,
+        fence: &RunFence,
         status: JobStatus,
         finished_at: DateTime<Utc>,
         error: Option<&str>,
         outcome: Option<&serde_json::Value>,
+        events: Vec<NewEvent>,
     ) -> Result<(), StoreError> {
-        self.finish_run_impl(run_id, status, finished_at, error, outcome).await
+        self.finish_run_impl(fence, status, finished_at, error, outcome, events).await
     }
 
     async fn record_skipped_run(
@@ -79,14 +95,6 @@ impl Store for SqlStore {
         self.candles_impl(symbol, tf, until, limit).await
     }
 
-    async fn insert_order(&self, order: &Order) -> Result<bool, StoreError> {
-        self.insert_order_impl(order).await
-    }
-
-    async fn update_order(&self, order: &Order) -> Result<(), StoreError> {
-        self.update_order_impl(order).await
-    }
-
     async fn order(&self, id: &ClientOrderId) -> Result<Option<Order>, StoreError> {
         self.order_impl(id).await
     }
@@ -99,40 +107,16 @@ impl Store for SqlStore {
         self.orders_of_run_impl(run_id).await
     }
 
-    async fn insert_fill(&self, fill: &Fill) -> Result<bool, StoreError> {
-        self.insert_fill_impl(fill).await
-    }
-
     async fn fills_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Fill>, StoreError> {
         self.fills_between_impl(from, to).await
-    }
-
-    async fn save_position(&self, position: &Position) -> Result<(), StoreError> {
-        self.save_position_impl(position).await
     }
 
     async fn positions(&self) -> Result<Vec<Position>, StoreError> {
         self.positions_impl().await
     }
 
-    async fn insert_signal(&self, signal: &SignalRecord) -> Result<(), StoreError> {
-        self.insert_signal_impl(signal).await
-    }
-
     async fn signals_of_run(&self, run_id: &str) -> Result<Vec<SignalRecord>, StoreError> {
         self.signals_of_run_impl(run_id).await
-    }
-
-    async fn insert_risk_event(&self, event: &RiskEvent) -> Result<(), StoreError> {
-        self.insert_risk_event_impl(event).await
-    }
-
-    async fn recent_risk_events(&self, limit: i64) -> Result<Vec<RiskEvent>, StoreError> {
-        self.recent_risk_events_impl(limit).await
-    }
-
-    async fn insert_equity(&self, snapshot: &EquitySnapshot) -> Result<(), StoreError> {
-        self.insert_equity_impl(snapshot).await
     }
 
     async fn equity_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<EquitySnapshot>, StoreError> {
@@ -156,11 +140,43 @@ impl Store for SqlStore {
         self.insert_heartbeat_impl(ts, ok, detail).await
     }
 
-    async fn load_state(&self) -> Result<BotState, StoreError> {
+    async fn load_state_versioned(&self) -> Result<Versioned<BotState>, StoreError> {
         self.load_state_impl().await
     }
 
-    async fn save_state(&self, state: &BotState) -> Result<(), StoreError> {
-        self.save_state_impl(state).await
+    async fn read_events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        self.read_events_impl(query).await
+    }
+
+    async fn recent_events(&self, min_severity: Severity, limit: i64) -> Result<Vec<Event>, StoreError> {
+        self.recent_events_impl(min_severity, limit).await
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.prune_events_impl(before).await
+    }
+
+    async fn claim_consumer(
+        &self,
+        consumer: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        self.claim_consumer_impl(consumer, holder, now, ttl).await
+    }
+
+    async fn advance_consumer(
+        &self,
+        consumer: &str,
+        holder: &str,
+        last_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.advance_consumer_impl(consumer, holder, last_id, now).await
+    }
+
+    fn subscribe_events(&self) -> Option<tokio::sync::broadcast::Receiver<i64>> {
+        Some(self.wake.subscribe())
     }
 }

@@ -47,6 +47,8 @@ impl Default for PoolSettings {
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
+    /// Wakes in-process event consumers after each commit that appended events.
+    pub(crate) wake: tokio::sync::broadcast::Sender<i64>,
 }
 
 impl SqlStore {
@@ -95,11 +97,25 @@ impl SqlStore {
             });
         }
         let pool = options.connect(url).await.map_err(|e| match map_sqlx(backend, "connect", e) {
-            StoreError::Unavailable(m) | StoreError::Corrupt(m) | StoreError::Schema(m) => {
-                StoreError::Unavailable(format!("{m} (database {shown})"))
-            }
+            StoreError::Unavailable(m)
+            | StoreError::Corrupt(m)
+            | StoreError::Schema(m)
+            | StoreError::Conflict(m)
+            | StoreError::Fenced(m) => StoreError::Unavailable(format!("{m} (database {shown})")),
         })?;
-        Ok(Self { pool, backend })
+        let (wake, _) = tokio::sync::broadcast::channel(64);
+        Ok(Self { pool, backend, wake })
+    }
+
+    /// Opens a transaction for a unit of work.
+    pub(crate) async fn begin_sql(&self) -> Result<super::unit_of_work::SqlUnitOfWork, StoreError> {
+        let tx = self.pool.begin().await.map_err(self.err("begin"))?;
+        Ok(super::unit_of_work::SqlUnitOfWork {
+            tx,
+            backend: self.backend,
+            events: Vec::new(),
+            wake: self.wake.clone(),
+        })
     }
 
     /// Connects and migrates: what start-up wants.

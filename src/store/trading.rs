@@ -7,19 +7,9 @@ use mcbot_stages::ports::StoreError;
 use sqlx::any::AnyRow;
 
 use super::SqlStore;
-use super::codec::{Cols, clean, dec, millis, opt_dec};
+use super::codec::{Cols, millis};
 use super::dialect::Sql;
 
-static INSERT_ORDER: Sql = Sql::new(
-    "INSERT INTO orders (client_order_id, run_id, symbol, side, qty, filled_qty, avg_price, status, \
-     exchange_order_id, created_at, reason) \
-     VALUES ($1, $2, $3, $4, $5::numeric, $6::numeric, $7::numeric, $8, $9, $10, $11) \
-     ON CONFLICT (client_order_id) DO NOTHING",
-);
-static UPDATE_ORDER: Sql = Sql::new(
-    "UPDATE orders SET status = $2, filled_qty = $3::numeric, avg_price = $4::numeric, exchange_order_id = $5 \
-     WHERE client_order_id = $1",
-);
 static ORDER_BY_ID: Sql = Sql::new(
     "SELECT client_order_id, run_id, symbol, side, qty::text, filled_qty::text, avg_price::text, status, \
      exchange_order_id, created_at, reason FROM orders WHERE client_order_id = $1",
@@ -33,63 +23,14 @@ static ORDERS_OF_RUN: Sql = Sql::new(
     "SELECT client_order_id, run_id, symbol, side, qty::text, filled_qty::text, avg_price::text, status, \
      exchange_order_id, created_at, reason FROM orders WHERE run_id = $1 ORDER BY created_at, client_order_id",
 );
-static INSERT_FILL: Sql = Sql::new(
-    "INSERT INTO fills (symbol, trade_id, client_order_id, side, qty, price, fee, ts) \
-     VALUES ($1, $2, $3, $4, $5::numeric, $6::numeric, $7::numeric, $8) ON CONFLICT (symbol, trade_id) DO NOTHING",
-);
 static FILLS_BETWEEN: Sql = Sql::new(
     "SELECT symbol, trade_id, client_order_id, side, qty::text, price::text, fee::text, ts FROM fills \
      WHERE ts >= $1 AND ts < $2 ORDER BY ts, symbol, trade_id",
-);
-static SAVE_POSITION: Sql = Sql::new(
-    "INSERT INTO positions (symbol, qty, avg_price, realized_pnl) VALUES ($1, $2::numeric, $3::numeric, $4::numeric) \
-     ON CONFLICT (symbol) DO UPDATE SET qty = excluded.qty, avg_price = excluded.avg_price, \
-     realized_pnl = excluded.realized_pnl",
 );
 static POSITIONS: Sql =
     Sql::new("SELECT symbol, qty::text, avg_price::text, realized_pnl::text FROM positions ORDER BY symbol");
 
 impl SqlStore {
-    /// See [`mcbot_stages::ports::Store::insert_order`].
-    pub(crate) async fn insert_order_impl(&self, o: &Order) -> Result<bool, StoreError> {
-        let done = self
-            .query(&INSERT_ORDER)
-            .bind(o.client_order_id.as_str())
-            .bind(o.run_id.as_str())
-            .bind(o.symbol.as_str())
-            .bind(o.side.as_str())
-            .bind(dec(o.qty))
-            .bind(dec(o.filled_qty))
-            .bind(opt_dec(o.avg_price))
-            .bind(o.status.as_str())
-            .bind(o.exchange_order_id.as_deref())
-            .bind(millis(o.created_at))
-            .bind(clean(&o.reason))
-            .execute(&self.pool)
-            .await
-            .map_err(self.err("insert_order"))?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// See [`mcbot_stages::ports::Store::update_order`]. Updating an order that was never inserted is a bug in
-    /// the caller (every order is recorded before it is sent) and is reported as `Corrupt`.
-    pub(crate) async fn update_order_impl(&self, o: &Order) -> Result<(), StoreError> {
-        let done = self
-            .query(&UPDATE_ORDER)
-            .bind(o.client_order_id.as_str())
-            .bind(o.status.as_str())
-            .bind(dec(o.filled_qty))
-            .bind(opt_dec(o.avg_price))
-            .bind(o.exchange_order_id.as_deref())
-            .execute(&self.pool)
-            .await
-            .map_err(self.err("update_order"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Corrupt(format!("orders: no order {} to update", o.client_order_id)));
-        }
-        Ok(())
-    }
-
     /// See [`mcbot_stages::ports::Store::order`].
     pub(crate) async fn order_impl(&self, id: &ClientOrderId) -> Result<Option<Order>, StoreError> {
         let row =
@@ -110,25 +51,6 @@ impl SqlStore {
         rows.iter().map(order_from_row).collect()
     }
 
-    /// See [`mcbot_stages::ports::Store::insert_fill`]. Trade ids are unique per symbol at Binance, so the key
-    /// is (symbol, trade id).
-    pub(crate) async fn insert_fill_impl(&self, f: &Fill) -> Result<bool, StoreError> {
-        let done = self
-            .query(&INSERT_FILL)
-            .bind(f.symbol.as_str())
-            .bind(f.trade_id.as_str())
-            .bind(f.client_order_id.as_str())
-            .bind(f.side.as_str())
-            .bind(dec(f.qty))
-            .bind(dec(f.price))
-            .bind(dec(f.fee))
-            .bind(millis(f.ts))
-            .execute(&self.pool)
-            .await
-            .map_err(self.err("insert_fill"))?;
-        Ok(done.rows_affected() == 1)
-    }
-
     /// See [`mcbot_stages::ports::Store::fills_between`].
     pub(crate) async fn fills_between_impl(
         &self,
@@ -143,19 +65,6 @@ impl SqlStore {
             .await
             .map_err(self.err("fills_between"))?;
         rows.iter().map(fill_from_row).collect()
-    }
-
-    /// See [`mcbot_stages::ports::Store::save_position`].
-    pub(crate) async fn save_position_impl(&self, p: &Position) -> Result<(), StoreError> {
-        self.query(&SAVE_POSITION)
-            .bind(p.symbol.as_str())
-            .bind(dec(p.qty))
-            .bind(dec(p.avg_price))
-            .bind(dec(p.realized_pnl))
-            .execute(&self.pool)
-            .await
-            .map_err(self.err("save_position"))?;
-        Ok(())
     }
 
     /// See [`mcbot_stages::ports::Store::positions`]; by symbol.

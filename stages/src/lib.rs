@@ -6,6 +6,7 @@
 
 pub mod backtest;
 pub mod clock;
+pub mod control;
 pub mod domain;
 pub mod indicators;
 pub mod pipeline;

@@ -1,12 +1,15 @@
 //! Health: a heartbeat row with the store round trip, the exchange's reachability and the age of the newest
-//! stored bar per symbol. Stale data raises a warning event and an alert.
+//! stored bar per symbol. Stale data is a condition raised once and cleared once (a `stale_data` event when a
+//! symbol goes stale, `data_recovered` when it is fresh again), not an alert every run. Also prunes the event log
+//! to its retention.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use mcbot_stages::Clock;
+use mcbot_stages::control::mutate_state;
 use mcbot_stages::domain::{Symbol, Timeframe};
-use mcbot_stages::ports::{Exchange, Notifier, RiskEvent, Severity, Store};
+use mcbot_stages::ports::{EventKind, Exchange, FailureKind, NewEvent, Severity, Store};
 use serde_json::json;
 
 use crate::runtime::{Job, JobContext, JobError, JobOutcome};
@@ -15,11 +18,11 @@ use crate::runtime::{Job, JobContext, JobError, JobOutcome};
 pub struct HealthJob {
     store: Arc<dyn Store>,
     exchange: Arc<dyn Exchange>,
-    notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
     symbols: Vec<Symbol>,
     timeframe: Timeframe,
     max_stale_bars: i32,
+    retention: chrono::Duration,
 }
 
 impl HealthJob {
@@ -27,14 +30,25 @@ impl HealthJob {
     pub fn new(
         store: Arc<dyn Store>,
         exchange: Arc<dyn Exchange>,
-        notifier: Arc<dyn Notifier>,
         clock: Arc<dyn Clock>,
         symbols: Vec<Symbol>,
         timeframe: Timeframe,
         max_stale_bars: i32,
     ) -> Self {
-        Self { store, exchange, notifier, clock, symbols, timeframe, max_stale_bars }
+        let retention = chrono::Duration::days(400);
+        Self { store, exchange, clock, symbols, timeframe, max_stale_bars, retention }
     }
+
+    /// How long events are kept (default 400 days); older ones are pruned by each health run.
+    pub fn with_event_retention(mut self, retention: chrono::Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+}
+
+/// The condition key of a stale symbol.
+fn stale_key(symbol: &str) -> String {
+    format!("stale_data:{symbol}")
 }
 
 #[async_trait]
@@ -43,9 +57,13 @@ impl Job for HealthJob {
         "health"
     }
 
-    async fn run(&self, _cx: &JobContext) -> Result<JobOutcome, JobError> {
+    async fn run(&self, cx: &JobContext) -> Result<JobOutcome, JobError> {
         let now = self.clock.now();
-        let store_ok = self.store.ping().await.is_ok();
+        if let Err(e) = self.store.ping().await {
+            // The event log lives in the database: with it away, the log line is the alert.
+            tracing::error!(kind = "store", "database unreachable: {e}");
+            return Err(JobError::Store(e));
+        }
         let exchange_ok = match self.symbols.first() {
             Some(s) => self.exchange.last_price(s).await.is_ok(),
             None => true,
@@ -61,23 +79,59 @@ impl Job for HealthJob {
             });
             ages.insert(s.to_string(), json!(lag_bars));
             if lag_bars.is_none_or(|l| l > i64::from(self.max_stale_bars)) {
-                stale.push(s.to_string());
+                stale.push(s.clone());
             }
         }
-        let ok = store_ok && exchange_ok && stale.is_empty();
-        let detail = json!({"store": store_ok, "exchange": exchange_ok, "bars_behind": ages, "stale": stale});
+        let ok = exchange_ok && stale.is_empty();
+        let detail = json!({"store": true, "exchange": exchange_ok, "bars_behind": ages, "stale": stale});
         self.store.insert_heartbeat(now, ok, &detail).await?;
-        if !stale.is_empty() {
-            let event = RiskEvent {
-                ts: now,
-                run_id: None,
-                kind: "stale_data".into(),
-                severity: Severity::Warning,
-                message: format!("stored data stale for {}", stale.join(", ")),
-            };
-            super::raise(self.store.as_ref(), self.notifier.as_ref(), event).await?;
+        let run_id = cx.run_id.to_string();
+        mutate_state(self.store.as_ref(), cx.fence.as_ref(), |st| {
+            let mut events = Vec::new();
+            for s in &self.symbols {
+                let key = stale_key(s.as_str());
+                let is_stale = stale.contains(s);
+                match (is_stale, st.conditions.contains_key(&key)) {
+                    (true, false) => {
+                        let why = format!("stored data of {s} stale (bars behind: {})", ages[s.as_str()]);
+                        st.conditions.insert(key.clone(), why.clone());
+                        events.push(
+                            NewEvent::new(now, EventKind::StaleData, Severity::Warning, why)
+                                .run(run_id.clone())
+                                .symbol(s)
+                                .dedup(key),
+                        );
+                    }
+                    (false, true) => {
+                        st.conditions.remove(&key);
+                        events.push(
+                            NewEvent::new(
+                                now,
+                                EventKind::DataRecovered,
+                                Severity::Info,
+                                format!("{s} data fresh again"),
+                            )
+                            .run(run_id.clone())
+                            .symbol(s)
+                            .dedup(key),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            events
+        })
+        .await?;
+        let pruned = self.store.prune_events(now - self.retention).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "events older than the retention pruned");
         }
         let summary = if ok { "healthy".to_owned() } else { format!("unhealthy: {detail}") };
-        Ok(JobOutcome { summary, detail, failed: !store_ok || !exchange_ok })
+        let mut outcome = JobOutcome::ok(summary, detail);
+        if !exchange_ok {
+            outcome.failed = true;
+            outcome.failure = Some((FailureKind::Exchange, "exchange unreachable".into()));
+        }
+        Ok(outcome)
     }
 }

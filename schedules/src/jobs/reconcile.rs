@@ -1,7 +1,8 @@
 //! Reconciliation: the exchange is the truth. Orders whose outcome the bot does not know are looked up by client
 //! order id and booked; one the exchange still does not know after a grace period never reached it and is closed
-//! as not placed. Then stored positions are compared with the exchange's balances. Drift beyond one lot step, or
-//! an open order the bot never placed, puts the bot in safe mode (no entries) with a critical event.
+//! as not placed. Then stored positions are compared with the exchange's balances, less the holdings mcbot does
+//! not manage (recorded at the first reconcile). Drift within the tolerance is corrected; beyond it, or an open
+//! order the bot never placed, puts the bot in safe mode (no entries) with one critical event.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,12 +10,26 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Duration;
 use mcbot_stages::Clock;
+use mcbot_stages::control::mutate_state;
 use mcbot_stages::domain::{Decimal, OrderStatus, Position, Symbol};
-use mcbot_stages::pipeline::execution::{close_unplaced, record_ack};
-use mcbot_stages::ports::{Exchange, Notifier, RiskEvent, Severity, Store};
-use serde::Serialize;
+use mcbot_stages::pipeline::booking::{close_unplaced, record_ack};
+use mcbot_stages::pipeline::execution::UNKNOWN_BREAKER;
+use mcbot_stages::ports::{EventKind, Exchange, ExchangeError, FailureKind, NewEvent, RunFence, Severity, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::runtime::{Job, JobContext, JobError, JobOutcome};
+
+/// What to do at the first reconcile with holdings on the account that mcbot did not buy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnmanagedHoldings {
+    /// Leave them alone: record them as a baseline and measure drift on mcbot's share only.
+    #[default]
+    Ignore,
+    /// Take them over as positions at the current price.
+    Adopt,
+}
 
 /// What reconciliation found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -27,12 +42,14 @@ pub struct ReconcileReport {
     /// Pending orders the exchange still did not know after the grace period: they never reached it and are
     /// closed as not placed (a retried cycle of the same bar places them again under the same id).
     pub closed_unplaced: Vec<String>,
-    /// Symbol, stored quantity, exchange quantity, for each drift too large to correct (or an orphan position).
+    /// Symbol, stored quantity, exchange quantity (mcbot's share), for each drift too large to correct.
     pub drifts: Vec<(Symbol, Decimal, Decimal)>,
     /// Small drifts (within the tolerance) corrected to the exchange's quantity: symbol, stored, exchange.
     pub corrected: Vec<(Symbol, Decimal, Decimal)>,
     /// Open orders on the exchange the bot has no record of.
     pub unknown_open_orders: Vec<String>,
+    /// Holdings found at the first reconcile that mcbot does not manage, by asset (recorded once).
+    pub unmanaged_recorded: BTreeMap<String, Decimal>,
 }
 
 impl ReconcileReport {
@@ -51,11 +68,15 @@ impl ReconcileReport {
 pub struct ReconcileJob {
     store: Arc<dyn Store>,
     exchange: Arc<dyn Exchange>,
-    notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
     symbols: Vec<Symbol>,
     tolerance: Decimal,
     unplaced_after: Duration,
+    unmanaged: UnmanagedHoldings,
+}
+
+fn ex(e: ExchangeError) -> JobError {
+    JobError::failed(e.kind(), format!("exchange: {e}"))
 }
 
 impl ReconcileJob {
@@ -63,12 +84,19 @@ impl ReconcileJob {
     pub fn new(
         store: Arc<dyn Store>,
         exchange: Arc<dyn Exchange>,
-        notifier: Arc<dyn Notifier>,
         clock: Arc<dyn Clock>,
         symbols: Vec<Symbol>,
     ) -> Self {
         let unplaced_after = Duration::minutes(2);
-        Self { store, exchange, notifier, clock, symbols, tolerance: Decimal::new(1, 2), unplaced_after }
+        Self {
+            store,
+            exchange,
+            clock,
+            symbols,
+            tolerance: Decimal::new(1, 2),
+            unplaced_after,
+            unmanaged: UnmanagedHoldings::Ignore,
+        }
     }
 
     /// How long a pending order may stay unknown to the exchange before it is taken as never placed (default
@@ -78,29 +106,36 @@ impl ReconcileJob {
         self
     }
 
-    /// Relative drift (fraction of the stored quantity, default 1 %) that is corrected silently-but-recorded;
-    /// anything larger, or a position the bot does not know at all, is an orphan and stops entries.
+    /// Relative drift (fraction of the stored quantity, default 1 %) that is corrected and recorded; anything
+    /// larger, or a position the bot does not know at all, stops entries.
     pub fn with_tolerance(mut self, tolerance: Decimal) -> Self {
         self.tolerance = tolerance;
         self
     }
 
-    /// Compares and books; also used at start-up before the schedule resumes.
-    pub async fn reconcile(&self) -> Result<ReconcileReport, JobError> {
-        let ex = |e: mcbot_stages::ports::ExchangeError| JobError::Failed(format!("exchange: {e}"));
+    /// What to do with holdings mcbot finds at its first reconcile (default: ignore them).
+    pub fn with_unmanaged_holdings(mut self, policy: UnmanagedHoldings) -> Self {
+        self.unmanaged = policy;
+        self
+    }
+
+    /// Compares and books; also used at start-up before the schedule resumes. Writes carry `fence` when run
+    /// inside a claimed run.
+    pub async fn reconcile(&self, fence: Option<&RunFence>) -> Result<ReconcileReport, JobError> {
+        let store = self.store.as_ref();
+        let now = self.clock.now();
         let mut report = ReconcileReport::default();
-        let mut positions: BTreeMap<Symbol, _> =
-            self.store.positions().await?.into_iter().map(|p| (p.symbol.clone(), p)).collect();
         for order in self.store.open_orders().await? {
             match self.exchange.order(&order.symbol, &order.client_order_id).await.map_err(ex)? {
                 Some(ack) => {
-                    record_ack(self.store.as_ref(), &ack, &mut positions).await?;
+                    record_ack(store, fence, &ack, now).await?;
                     report.resolved_orders += 1;
                 }
-                None if self.clock.now() - order.created_at >= self.unplaced_after => {
+                None if now - order.created_at >= self.unplaced_after => {
                     report.closed_unplaced.push(order.client_order_id.to_string());
                     let why = "not placed: unknown to the exchange after the grace period";
-                    close_unplaced(self.store.as_ref(), order, OrderStatus::Canceled, why).await?;
+                    let (kind, sev) = (EventKind::ReconcileClosedUnplaced, Severity::Warning);
+                    close_unplaced(store, fence, order, OrderStatus::Canceled, why, kind, sev, now).await?;
                 }
                 None => report.awaiting_orders.push(order.client_order_id.to_string()),
             }
@@ -112,19 +147,42 @@ impl ReconcileJob {
         }
         let balances: BTreeMap<String, Decimal> =
             self.exchange.balances().await.map_err(ex)?.into_iter().map(|b| (b.asset.clone(), b.total())).collect();
+        let mut positions: BTreeMap<Symbol, Position> =
+            self.store.positions().await?.into_iter().map(|p| (p.symbol.clone(), p)).collect();
+        let unmanaged = match self.store.load_state().await?.unmanaged {
+            Some(u) => u,
+            None => self.record_unmanaged(fence, &balances, &mut positions, &mut report).await?,
+        };
         for s in &self.symbols {
             let inst = self.exchange.instrument(s).await.map_err(ex)?;
             let stored = positions.get(s).map_or(Decimal::ZERO, |p| p.qty);
-            let actual = balances.get(&inst.base).copied().unwrap_or_default();
+            let held = balances.get(&inst.base).copied().unwrap_or_default();
+            let actual = held - unmanaged.get(&inst.base).copied().unwrap_or_default();
             let diff = (actual - stored).abs();
             if diff < inst.step_size.max(Decimal::new(1, 12)) {
                 continue;
             }
-            if stored > Decimal::ZERO && diff <= stored * self.tolerance {
+            if stored > Decimal::ZERO && actual >= Decimal::ZERO && diff <= stored * self.tolerance {
                 // The exchange is the truth: adopt its quantity, keep the cost basis.
                 let mut p = positions.get(s).cloned().unwrap_or_else(|| Position::flat(s.clone()));
                 p.qty = actual;
-                self.store.save_position(&p).await?;
+                let mut uow = store.begin().await?;
+                if let Some(f) = fence {
+                    uow.fence(f).await?;
+                }
+                uow.save_position(&p).await?;
+                uow.append(
+                    NewEvent::new(
+                        now,
+                        EventKind::ReconcileCorrected,
+                        Severity::Warning,
+                        format!("{s}: stored {stored} corrected to the exchange's {actual}"),
+                    )
+                    .maybe_run(fence.map(|f| f.run_id.as_str()))
+                    .symbol(s)
+                    .payload(json!({"stored": stored.to_string(), "exchange": actual.to_string()})),
+                );
+                uow.commit().await?;
                 report.corrected.push((s.clone(), stored, actual));
             } else {
                 report.drifts.push((s.clone(), stored, actual));
@@ -133,39 +191,92 @@ impl ReconcileJob {
         Ok(report)
     }
 
-    async fn raise(&self, run_id: &str, kind: &str, severity: Severity, message: String) -> Result<(), JobError> {
-        let event =
-            RiskEvent { ts: self.clock.now(), run_id: Some(run_id.to_owned()), kind: kind.into(), severity, message };
-        Ok(super::raise(self.store.as_ref(), self.notifier.as_ref(), event).await?)
+    /// At the first reconcile: holdings beyond the stored positions are mcbot's baseline (ignored) or adopted as
+    /// positions at the last price, by policy. Recorded once, with an event.
+    async fn record_unmanaged(
+        &self,
+        fence: Option<&RunFence>,
+        balances: &BTreeMap<String, Decimal>,
+        positions: &mut BTreeMap<Symbol, Position>,
+        report: &mut ReconcileReport,
+    ) -> Result<BTreeMap<String, Decimal>, JobError> {
+        let mut baseline = BTreeMap::new();
+        for s in &self.symbols {
+            let inst = self.exchange.instrument(s).await.map_err(ex)?;
+            let stored = positions.get(s).map_or(Decimal::ZERO, |p| p.qty);
+            let extra = balances.get(&inst.base).copied().unwrap_or_default() - stored;
+            if extra < inst.step_size.max(Decimal::new(1, 12)) {
+                continue;
+            }
+            match self.unmanaged {
+                UnmanagedHoldings::Ignore => {
+                    baseline.insert(inst.base.clone(), extra);
+                }
+                UnmanagedHoldings::Adopt => {
+                    let price = self.exchange.last_price(s).await.map_err(ex)?;
+                    let mut p = positions.get(s).cloned().unwrap_or_else(|| Position::flat(s.clone()));
+                    p.avg_price = if p.qty + extra > Decimal::ZERO {
+                        (p.qty * p.avg_price + extra * price) / (p.qty + extra)
+                    } else {
+                        price
+                    };
+                    p.qty += extra;
+                    self.store.save_position(&p).await?;
+                    positions.insert(s.clone(), p);
+                }
+            }
+            report.unmanaged_recorded.insert(inst.base.clone(), extra);
+        }
+        let now = self.clock.now();
+        let policy = self.unmanaged;
+        let found = report.unmanaged_recorded.clone();
+        let recorded = baseline.clone();
+        mutate_state(self.store.as_ref(), fence, move |st| {
+            if st.unmanaged.is_some() {
+                return Vec::new();
+            }
+            st.unmanaged = Some(recorded.clone());
+            if found.is_empty() {
+                return Vec::new();
+            }
+            let what = found.iter().map(|(a, q)| format!("{q} {a}")).collect::<Vec<_>>().join(", ");
+            let verb = if policy == UnmanagedHoldings::Adopt { "adopted as positions" } else { "ignored" };
+            vec![
+                NewEvent::new(
+                    now,
+                    EventKind::ReconcileCorrected,
+                    Severity::Warning,
+                    format!("holdings found at the first reconcile, {verb}: {what}"),
+                )
+                .payload(json!({"policy": policy, "holdings": found})),
+            ]
+        })
+        .await?;
+        Ok(baseline)
     }
 
-    /// Reconciles, then fails closed on anything unclean: safe mode on, a critical event recorded and alerted.
-    /// A clean result clears the unknown-order breaker. Run by the job and after every trading cycle.
-    pub async fn reconcile_and_guard(&self, run_id: &str) -> Result<ReconcileReport, JobError> {
-        let report = self.reconcile().await?;
-        for (s, stored, actual) in &report.corrected {
-            self.raise(
-                run_id,
-                "reconcile_corrected",
-                Severity::Warning,
-                format!("{s}: stored {stored} corrected to the exchange's {actual}"),
-            )
-            .await?;
-        }
-        for id in &report.closed_unplaced {
-            self.raise(
-                run_id,
-                "order_not_placed",
-                Severity::Warning,
-                format!("order {id} never reached the exchange: closed as not placed"),
-            )
-            .await?;
-        }
-        let mut state = self.store.load_state().await?;
+    /// Reconciles, then fails closed on anything unclean: safe mode on with one critical event (none again while
+    /// it stays on). A clean result clears the unknown-order breaker. Run by the job and after every trading
+    /// cycle that traded.
+    pub async fn reconcile_and_guard(&self, fence: Option<&RunFence>) -> Result<ReconcileReport, JobError> {
+        let report = self.reconcile(fence).await?;
+        let now = self.clock.now();
+        let run_id = fence.map(|f| f.run_id.clone());
         if report.is_clean() {
-            if state.tripped.remove("order_outcome_unknown").is_some() {
-                self.store.save_state(&state).await?;
-            }
+            mutate_state(self.store.as_ref(), fence, |st| match st.tripped.remove(UNKNOWN_BREAKER) {
+                Some(was) => vec![
+                    NewEvent::new(
+                        now,
+                        EventKind::BreakerCleared,
+                        Severity::Info,
+                        format!("breaker {UNKNOWN_BREAKER} cleared: every order resolved (it was: {was})"),
+                    )
+                    .maybe_run(run_id.as_deref())
+                    .dedup(format!("breaker:{UNKNOWN_BREAKER}")),
+                ],
+                None => Vec::new(),
+            })
+            .await?;
         } else if !report.needs_safe_mode() {
             // Only orders the exchange may not show yet: entries stay blocked by the unknown-outcome breaker.
             tracing::warn!(orders = ?report.awaiting_orders, "order(s) not yet known to the exchange; entries blocked");
@@ -174,12 +285,31 @@ impl ReconcileJob {
             why.extend(report.drifts.iter().map(|(s, a, b)| format!("{s}: stored {a}, exchange {b}")));
             why.extend(report.unknown_open_orders.iter().map(|o| format!("unknown open order {o}")));
             let message = why.join("; ");
-            if !state.safe_mode {
-                state.safe_mode = true;
-                state.safe_mode_reason = Some(format!("reconciliation: {message}"));
-                self.store.save_state(&state).await?;
-            }
-            self.raise(run_id, "reconcile_drift", Severity::Critical, message).await?;
+            let drifts: Vec<_> = report
+                .drifts
+                .iter()
+                .map(|(s, a, b)| json!({"symbol": s, "stored": a.to_string(), "exchange": b.to_string()}))
+                .collect();
+            mutate_state(self.store.as_ref(), fence, |st| {
+                if st.safe_mode {
+                    // Already on: a person has been told; a repeat adds nothing.
+                    return Vec::new();
+                }
+                st.safe_mode = true;
+                st.safe_mode_reason = Some(format!("reconciliation: {message}"));
+                let payload = json!({"drifts": drifts, "unknown_open_orders": report.unknown_open_orders});
+                vec![
+                    NewEvent::new(now, EventKind::ReconcileDrift, Severity::Critical, message.clone())
+                        .maybe_run(run_id.as_deref())
+                        .payload(payload.clone())
+                        .dedup("reconcile_drift"),
+                    NewEvent::new(now, EventKind::SafeModeOn, Severity::Critical, format!("safe mode on: {message}"))
+                        .maybe_run(run_id.as_deref())
+                        .payload(json!({"cause": "reconcile_drift", "detail": payload}))
+                        .dedup("safe_mode"),
+                ]
+            })
+            .await?;
         }
         Ok(report)
     }
@@ -192,19 +322,28 @@ impl Job for ReconcileJob {
     }
 
     async fn run(&self, cx: &JobContext) -> Result<JobOutcome, JobError> {
-        let report = self.reconcile_and_guard(cx.run_id.as_str()).await?;
-        let summary = if report.is_clean() {
-            format!(
+        let was_safe = self.store.load_state().await?.safe_mode;
+        let report = self.reconcile_and_guard(cx.fence.as_ref()).await?;
+        let (summary, failure) = if report.is_clean() {
+            let s = format!(
                 "in sync ({} pending order(s) resolved, {} closed as not placed)",
                 report.resolved_orders,
                 report.closed_unplaced.len()
-            )
+            );
+            (s, None)
+        } else if report.needs_safe_mode() && was_safe {
+            // Safe mode was already on: the condition is known, this run reports it without a new failure.
+            ("drift persists: safe mode stays on".to_owned(), None)
         } else if report.needs_safe_mode() {
-            "drift found: safe mode on".to_owned()
+            ("drift found: safe mode on".to_owned(), Some((FailureKind::Drift, "drift found: safe mode on".into())))
         } else {
-            format!("{} order(s) not yet known to the exchange: entries blocked", report.awaiting_orders.len())
+            let s = format!("{} order(s) not yet known to the exchange: entries blocked", report.awaiting_orders.len());
+            (s.clone(), Some((FailureKind::OrderOutcomeUnknown, s)))
         };
-        let detail = serde_json::to_value(&report).map_err(|e| JobError::Failed(e.to_string()))?;
-        Ok(JobOutcome { summary, detail, failed: !report.is_clean() })
+        let detail = serde_json::to_value(&report).map_err(|e| JobError::failed(FailureKind::Store, e.to_string()))?;
+        let mut outcome = JobOutcome::ok(summary, detail);
+        outcome.failed = failure.is_some();
+        outcome.failure = failure;
+        Ok(outcome)
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Duration, Months, NaiveTime, TimeZone, Utc};
 use mcbot_stages::domain::{Decimal, Side};
-use mcbot_stages::ports::{Alert, Notifier, ReportRecord, Severity, Store, StoreError};
+use mcbot_stages::ports::{EventKind, FailureKind, NewEvent, ReportRecord, Severity, Store, StoreError};
 use serde::Serialize;
 
 use crate::runtime::{Job, JobContext, JobError, JobOutcome};
@@ -113,13 +113,12 @@ pub struct ReportJob {
     period: Period,
     name: String,
     store: Arc<dyn Store>,
-    notifier: Arc<dyn Notifier>,
 }
 
 impl ReportJob {
     /// Builds the job; its name is `report-daily`, `report-weekly` or `report-monthly`.
-    pub fn new(period: Period, store: Arc<dyn Store>, notifier: Arc<dyn Notifier>) -> Self {
-        Self { period, name: format!("report-{}", period.as_str()), store, notifier }
+    pub fn new(period: Period, store: Arc<dyn Store>) -> Self {
+        Self { period, name: format!("report-{}", period.as_str()), store }
     }
 }
 
@@ -146,7 +145,7 @@ impl Job for ReportJob {
             s.fees.round_dp(2),
             s.turnover.round_dp(2),
         );
-        let body = serde_json::to_value(&s).map_err(|e| JobError::Failed(e.to_string()))?;
+        let body = serde_json::to_value(&s).map_err(|e| JobError::failed(FailureKind::Store, e.to_string()))?;
         self.store
             .insert_report(&ReportRecord {
                 kind: self.period.as_str().into(),
@@ -155,16 +154,16 @@ impl Job for ReportJob {
                 body: body.clone(),
             })
             .await?;
-        let alert = Alert {
-            severity: Severity::Info,
-            title: format!("mcbot {} report", self.period.as_str()),
-            body: text.clone(),
-            image_png: None,
-        };
-        if let Err(e) = self.notifier.notify(&alert).await {
-            tracing::warn!("report not delivered: {e}");
-        }
-        Ok(JobOutcome { summary: text, detail: body, failed: false })
+        let mut outcome = JobOutcome::ok(text.clone(), body.clone());
+        outcome.events.push(
+            NewEvent::new(end, EventKind::ReportProduced, Severity::Info, text)
+                .run(cx.run_id.to_string())
+                .payload(
+                    serde_json::json!({"period": self.period.as_str(), "start": start, "end": end, "figures": body}),
+                )
+                .dedup(format!("report:{}:{}", self.period.as_str(), start.timestamp())),
+        );
+        Ok(outcome)
     }
 }
 

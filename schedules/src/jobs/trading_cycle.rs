@@ -1,4 +1,5 @@
-//! The trading cycle: one pipeline run per closed bar.
+//! The trading cycle: one pipeline run per closed bar, reported by `cycle_started` and `cycle_finished` events
+//! (the latter committed with the ledger row).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,8 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcbot_stages::domain::Timeframe;
+use mcbot_stages::pipeline::stage::StageStatus;
 use mcbot_stages::pipeline::{Pipeline, StageSelection};
-use mcbot_stages::ports::{Notifier, RiskEvent, Severity, Store};
+use mcbot_stages::ports::{EventKind, FailureKind, NewEvent, Severity, Store};
+use serde_json::json;
 
 use super::ReconcileJob;
 use crate::runtime::{Job, JobContext, JobError, JobOutcome};
@@ -17,7 +20,6 @@ pub struct TradingCycleJob {
     pipeline: Arc<Pipeline>,
     timeframe: Timeframe,
     store: Arc<dyn Store>,
-    notifier: Arc<dyn Notifier>,
     reconcile: Option<Arc<ReconcileJob>>,
     retry: (u32, Duration),
 }
@@ -27,9 +29,9 @@ impl TradingCycleJob {
     pub const NAME: &'static str = "trading-cycle";
 
     /// Builds the job.
-    pub fn new(pipeline: Arc<Pipeline>, store: Arc<dyn Store>, notifier: Arc<dyn Notifier>) -> Self {
+    pub fn new(pipeline: Arc<Pipeline>, store: Arc<dyn Store>) -> Self {
         let timeframe = pipeline.config().timeframe;
-        Self { pipeline, timeframe, store, notifier, reconcile: None, retry: (3, Duration::from_secs(2)) }
+        Self { pipeline, timeframe, store, reconcile: None, retry: (3, Duration::from_secs(2)) }
     }
 
     /// How often a cycle whose stage failed transiently is run again within the same bar, and the first delay
@@ -58,41 +60,49 @@ impl Job for TradingCycleJob {
     }
 
     async fn run(&self, cx: &JobContext) -> Result<JobOutcome, JobError> {
+        let run_id = cx.run_id.to_string();
+        let bar = cx.scheduled_at;
+        self.store
+            .append_events(vec![
+                NewEvent::new(
+                    self.pipeline.clock().now(),
+                    EventKind::CycleStarted,
+                    Severity::Info,
+                    format!("cycle for bar {bar} started"),
+                )
+                .run(run_id.clone())
+                .payload(json!({"bar_close": bar, "attempt": cx.attempt})),
+            ])
+            .await?;
         let (attempts, mut delay) = self.retry;
         let mut tries = 1;
+        let mut stop = cx.stop.clone();
         let report = loop {
-            let result = self.pipeline.run_cycle(&cx.run_id, cx.scheduled_at, StageSelection::All).await;
+            let result = self.pipeline.run_cycle(&cx.run_id, bar, StageSelection::All, cx.fence.clone()).await;
             let again = match &result {
                 Ok(report) => report.retryable(),
                 Err(e) => e.retryable(),
             };
-            if !again || tries >= attempts {
-                break result.map_err(|e| JobError::Failed(format!("cycle not run (fail closed): {e}")))?;
+            if !again || tries >= attempts || cx.stopping() {
+                break result.map_err(|e| JobError::failed(e.kind(), format!("cycle not run (fail closed): {e}")))?;
             }
             tracing::warn!(attempt = tries, "transient failure, running the cycle again in {delay:?}");
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = stop.wait_for(|s| *s) => {
+                    tracing::warn!("stopping: no further attempt of this cycle; the next start retries the bar");
+                    break result.map_err(|e| JobError::failed(FailureKind::Shutdown, format!("cycle not run: {e}")))?;
+                }
+            }
             delay *= 2;
             tries += 1;
         };
-        let mut failed = report.failed();
+        let mut failure = report.failure();
         if let Some(r) = self.reconcile.as_ref().filter(|_| !report.orders.is_empty()) {
-            failed |= !r.reconcile_and_guard(cx.run_id.as_str()).await?.is_clean();
-        }
-        if failed {
-            let detail: Vec<String> = report
-                .stages
-                .iter()
-                .filter(|s| !matches!(s.status, mcbot_stages::pipeline::stage::StageStatus::Ok))
-                .map(|s| format!("{}: {}", s.stage.as_str(), s.detail))
-                .collect();
-            let event = RiskEvent {
-                ts: report.bar_close,
-                run_id: Some(cx.run_id.to_string()),
-                kind: "cycle_failed".into(),
-                severity: Severity::Critical,
-                message: detail.join("; "),
-            };
-            super::raise(self.store.as_ref(), self.notifier.as_ref(), event).await?;
+            let rec = r.reconcile_and_guard(cx.fence.as_ref()).await?;
+            if !rec.is_clean() && failure.is_none() {
+                failure = Some((FailureKind::Drift, "reconciliation after the cycle is not clean".into()));
+            }
         }
         let summary = if report.already_processed {
             format!("bar {} already processed", report.bar_close)
@@ -104,7 +114,38 @@ impl Job for TradingCycleJob {
                 report.equity.map_or_else(|| "-".into(), |e| e.round_dp(2).to_string())
             )
         };
-        let detail = serde_json::to_value(&report).map_err(|e| JobError::Failed(e.to_string()))?;
-        Ok(JobOutcome { summary, detail, failed })
+        let detail = serde_json::to_value(&report).map_err(|e| JobError::failed(FailureKind::Store, e.to_string()))?;
+        let mut outcome = JobOutcome::ok(summary.clone(), detail);
+        let now = self.pipeline.clock().now();
+        for s in report.stages.iter().filter(|s| s.status == StageStatus::Halted) {
+            outcome.events.push(
+                NewEvent::new(
+                    now,
+                    EventKind::StageHalted,
+                    Severity::Critical,
+                    format!("{} halted: {}", s.stage.as_str(), s.detail),
+                )
+                .run(run_id.clone())
+                .payload(json!({"stage": s.stage, "kind": s.failure}))
+                .dedup(format!(
+                    "stage_halted:{}:{}",
+                    s.stage.as_str(),
+                    s.failure.map_or("", |k| k.as_str())
+                )),
+            );
+        }
+        let stages: Vec<_> = report.stages.iter().map(|s| json!({"stage": s.stage, "status": s.status})).collect();
+        outcome.events.push(NewEvent::new(now, EventKind::CycleFinished, Severity::Info, summary).run(run_id).payload(
+            json!({
+                "bar_close": bar,
+                "orders": report.orders.len(),
+                "equity": report.equity.map(|e| e.to_string()),
+                "stages": stages,
+                "already_processed": report.already_processed,
+            }),
+        ));
+        outcome.failed = failure.is_some();
+        outcome.failure = failure;
+        Ok(outcome)
     }
 }

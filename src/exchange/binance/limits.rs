@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mcbot_stages::ports::{RiskEvent, Severity};
+use mcbot_stages::ports::{EventKind, NewEvent, Severity};
 
 use super::errors::BinanceError;
 use super::time_sync::TimeSync;
 
 /// Callback for critical events (ban, refused credentials); the composition root wires it to the store.
-pub type RiskHook = Arc<dyn Fn(RiskEvent) + Send + Sync>;
+pub type RiskHook = Arc<dyn Fn(NewEvent) + Send + Sync>;
 
 /// Weight used and back-offs in force; read by metrics and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +171,11 @@ impl RateLimiter {
         let mut s = self.lock();
         s.backoff_until = Some(s.backoff_until.map_or(until, |u| u.max(until)));
         tracing::warn!(%until, "Binance answered 429: backing off");
+        self.raise(
+            EventKind::RateLimited,
+            Severity::Warning,
+            format!("Binance answered 429: backing off until {until}"),
+        );
     }
 
     /// A 418: nothing at all is sent until `until`, and a critical risk event is raised.
@@ -180,19 +185,18 @@ impl RateLimiter {
             s.banned_until = Some(s.banned_until.map_or(until, |u| u.max(until)));
         }
         tracing::error!(%until, "Binance banned this IP (418): all requests stop until the ban ends");
-        self.raise("exchange_banned", format!("Binance banned this IP (HTTP 418) until {until}"));
+        let msg = format!("Binance banned this IP (HTTP 418) until {until}");
+        self.raise(EventKind::Banned, Severity::Emergency, msg);
     }
 
     /// Reports a critical condition through the hook, if one is wired.
-    pub fn raise(&self, kind: &str, message: String) {
+    pub fn raise(&self, kind: EventKind, severity: Severity, message: String) {
         if let Some(hook) = &self.hook {
-            hook(RiskEvent {
-                ts: self.time.local_now(),
-                run_id: None,
-                kind: kind.to_owned(),
-                severity: Severity::Critical,
-                message,
-            });
+            hook(
+                NewEvent::new(self.time.local_now(), kind, severity, message)
+                    .payload(serde_json::json!({"venue": "binance"}))
+                    .dedup(format!("binance:{kind}")),
+            );
         }
     }
 
@@ -270,7 +274,7 @@ mod tests {
         let l = RateLimiter::new(Arc::new(TimeSync::new(clock.clone())), 100, Duration::from_secs(1), Some(hook));
         l.on_banned(t0() + chrono::Duration::seconds(120));
         assert!(matches!(l.acquire(1).await, Err(BinanceError::Banned { .. })));
-        assert_eq!(events.lock().unwrap()[0].kind, "exchange_banned");
+        assert_eq!(events.lock().unwrap()[0].kind, mcbot_stages::ports::EventKind::Banned);
         clock.advance(chrono::Duration::seconds(120));
         assert!(l.acquire(1).await.is_ok());
     }

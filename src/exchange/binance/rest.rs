@@ -152,9 +152,14 @@ impl BinanceRest {
         self.limiter.status()
     }
 
-    /// Reports a critical condition through the risk hook.
-    pub fn raise(&self, kind: &str, message: String) {
-        self.limiter.raise(kind, message);
+    /// Reports a condition through the event hook.
+    pub fn raise(
+        &self,
+        kind: mcbot_stages::ports::EventKind,
+        severity: mcbot_stages::ports::Severity,
+        message: String,
+    ) {
+        self.limiter.raise(kind, severity, message);
     }
 
     /// `GET /api/v3/ping`: connectivity.
@@ -368,7 +373,11 @@ impl BinanceRest {
         match &err {
             BinanceError::RateLimited { retry_after } => self.limiter.on_rate_limited(*retry_after),
             BinanceError::Banned { until } => self.limiter.on_banned(*until),
-            BinanceError::Auth { .. } => self.limiter.raise("exchange_auth", err.to_string()),
+            BinanceError::Auth { .. } => self.limiter.raise(
+                mcbot_stages::ports::EventKind::Banned,
+                mcbot_stages::ports::Severity::Emergency,
+                format!("credentials refused: {err}"),
+            ),
             _ => {}
         }
         Err(err)

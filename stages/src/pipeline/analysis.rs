@@ -11,7 +11,7 @@ use super::book::Book;
 use super::data::MarketData;
 use super::gate::QuickFilter;
 use super::stage::{CycleContext, Stage, StageError, StageName};
-use crate::ports::{SignalRecord, Store};
+use crate::ports::{EventKind, FailureKind, NewEvent, Severity, SignalRecord, Store};
 use crate::strategy::{Strategy, SymbolBars, Target};
 
 /// The validated decision: one target per symbol.
@@ -84,12 +84,15 @@ impl Stage for Analysis {
             .collect();
         let mut targets = self.strategy.targets(&usable);
         if targets.len() != usable.len() {
-            return Err(StageError::Halt(format!(
-                "strategy {} returned {} targets for {} symbols",
-                self.strategy.name(),
-                targets.len(),
-                usable.len()
-            )));
+            return Err(StageError::halt(
+                FailureKind::Strategy,
+                format!(
+                    "strategy {} returned {} targets for {} symbols",
+                    self.strategy.name(),
+                    targets.len(),
+                    usable.len()
+                ),
+            ));
         }
         if let Some((gate, bars_per_year)) = &self.gate {
             for (t, b) in targets.iter_mut().zip(&usable) {
@@ -108,18 +111,31 @@ impl Stage for Analysis {
             }
         }
         let decision = validate(targets);
-        for t in &decision.targets {
-            self.store
-                .insert_signal(&SignalRecord {
-                    run_id: cx.run_id.to_string(),
-                    ts: cx.bar_close,
-                    symbol: t.symbol.clone(),
-                    strategy: self.strategy.name().to_owned(),
-                    target_weight: t.weight,
-                    reason: t.reason.clone(),
-                })
-                .await?;
+        let mut uow = self.store.begin().await?;
+        if let Some(f) = &cx.fence {
+            uow.fence(f).await?;
         }
+        for t in &decision.targets {
+            let strategy = self.strategy.name().to_owned();
+            uow.insert_signal(&SignalRecord {
+                run_id: cx.run_id.to_string(),
+                ts: cx.bar_close,
+                symbol: t.symbol.clone(),
+                strategy: strategy.clone(),
+                target_weight: t.weight,
+                reason: t.reason.clone(),
+            })
+            .await?;
+            let msg = format!("{} target weight {} ({})", t.symbol, t.weight, t.reason);
+            uow.append(
+                NewEvent::new(cx.now, EventKind::Signal, Severity::Info, msg)
+                    .run(cx.run_id.to_string())
+                    .symbol(&t.symbol)
+                    .payload(serde_json::json!({"strategy": strategy, "target_weight": t.weight.to_string()}))
+                    .dedup(format!("signal:{}:{}", cx.run_id, t.symbol)),
+            );
+        }
+        uow.commit().await?;
         Ok(decision)
     }
 }

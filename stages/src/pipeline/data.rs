@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::stage::{CycleContext, Stage, StageError, StageName};
 use crate::domain::{Candle, Symbol, Timeframe};
-use crate::ports::{Exchange, ExchangeError, Store};
+use crate::ports::{Exchange, ExchangeError, FailureKind, Store};
 
 /// Candles of one symbol and whether they may be traded on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -103,7 +103,8 @@ impl Stage for DataCollection {
                 // A transient failure fails the stage so the cycle is retried within the bar; anything else
                 // blocks entries on this symbol only.
                 Err(ExchangeError::Retryable { retry_after, message }) => {
-                    return Err(StageError::Retry { after: retry_after, reason: format!("{symbol}: {message}") });
+                    let reason = format!("{symbol}: {message}");
+                    return Err(StageError::Retry { kind: FailureKind::Exchange, after: retry_after, reason });
                 }
                 Err(e) => SymbolData { candles: Vec::new(), issue: Some(format!("unavailable: {e}")) },
             };

@@ -9,15 +9,21 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::book::Book;
+use super::booking;
 use super::liquidity;
 use super::pretrade::{Approved, PreTradeContext, PreTradeLimits, approve};
 use super::risk::RiskVerdict;
 use super::stage::{CycleContext, Stage, StageError, StageName};
-use crate::domain::{ClientOrderId, Instrument, Order, OrderIntent, OrderStatus, Position, Side, Symbol};
+use crate::control::mutate_state;
+use crate::domain::{ClientOrderId, Instrument, Order, OrderIntent, OrderStatus, Side, Symbol};
 use crate::ports::{
-    BotState, EquitySnapshot, Exchange, ExchangeError, OrderAck, RiskEvent, Severity, Store, StoreError,
+    BotState, EquitySnapshot, EventKind, Exchange, ExchangeError, FailureKind, NewEvent, OrderAck, Severity, Store,
+    TradingMode,
 };
 use crate::strategy::Target;
+
+/// The breaker an order of unknown outcome trips: entries stop until reconciliation resolves the order.
+pub const UNKNOWN_BREAKER: &str = "order_outcome_unknown";
 
 /// Sizing parameters, as configured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +141,8 @@ impl Execution {
     /// Submits one approved order exactly once: an id already in the store is looked up, never re-sent blindly.
     async fn submit(&self, cx: &CycleContext, approved: Approved<OrderIntent>) -> Result<Option<OrderAck>, StageError> {
         let intent = approved.get();
+        let fence = cx.fence.as_ref();
+        let store = self.store.as_ref();
         let id = ClientOrderId::derive(&cx.run_id, &intent.symbol, intent.side.as_str());
         if let Some(existing) = self.store.order(&id).await? {
             // A final order is done, except one that was never placed (a transient refusal before sending):
@@ -147,9 +155,7 @@ impl Execution {
                 return Ok(Some(ack));
             }
             if never_placed {
-                let mut again = existing;
-                again.status = OrderStatus::PendingNew;
-                self.store.update_order(&again).await?;
+                booking::reopen(store, fence, &existing).await?;
             }
         } else {
             let pending = Order {
@@ -165,80 +171,59 @@ impl Execution {
                 created_at: cx.now,
                 reason: intent.reason.clone(),
             };
-            self.store.insert_order(&pending).await?;
+            booking::record_pending(store, fence, &pending).await?;
         }
         match self.exchange.place_market_order(&id, cx.run_id.as_str(), intent).await {
             Ok(ack) => Ok(Some(ack)),
             Err(ExchangeError::Rejected(why)) => {
-                self.close_unplaced(&id, OrderStatus::Rejected, &format!("rejected: {why}")).await?;
-                tracing::warn!(client_order_id = %id, "order rejected: {why}");
+                let why = format!("rejected: {why}");
+                self.close_unplaced(cx, &id, OrderStatus::Rejected, &why, EventKind::OrderRejected).await?;
+                tracing::warn!(client_order_id = %id, "order {why}");
                 Ok(None)
             }
             // Refused before it was sent: not placed. The cycle is retried and places it under the same id.
             Err(ExchangeError::Retryable { retry_after, message }) => {
-                self.close_unplaced(&id, OrderStatus::Canceled, &format!("not placed: {message}")).await?;
-                Err(StageError::Retry { after: retry_after, reason: format!("order {id} not placed: {message}") })
+                let why = format!("not placed: {message}");
+                self.close_unplaced(cx, &id, OrderStatus::Canceled, &why, EventKind::OrderNotPlaced).await?;
+                let reason = format!("order {id} not placed: {message}");
+                Err(StageError::Retry { kind: FailureKind::Exchange, after: retry_after, reason })
             }
             Err(e) => match self.exchange.order(&intent.symbol, &id).await {
                 Ok(Some(ack)) => Ok(Some(ack)),
-                _ => Err(StageError::Halt(format!("order {id} outcome unknown: {e}"))),
+                _ => {
+                    Err(StageError::halt(FailureKind::OrderOutcomeUnknown, format!("order {id} outcome unknown: {e}")))
+                }
             },
         }
     }
 }
 
-/// Closes an order that never reached the exchange (`Rejected` before matching, `Canceled` when it was never
-/// sent), saying why. Shared with reconciliation; a `Canceled` order without fills is placed again under the same
-/// id if its cycle is retried.
-pub async fn close_unplaced(
-    store: &dyn Store,
-    mut order: Order,
-    status: OrderStatus,
-    why: &str,
-) -> Result<(), StoreError> {
-    order.status = status;
-    order.reason.push_str(&format!("; {why}"));
-    store.update_order(&order).await
-}
-
-/// Stores the exchange's view of an order and folds fills not seen before into the positions. Shared by
-/// Execution and reconciliation, so an order resolved later is booked exactly like one filled at once.
-pub async fn record_ack(
-    store: &dyn Store,
-    ack: &OrderAck,
-    positions: &mut BTreeMap<Symbol, Position>,
-) -> Result<(), StoreError> {
-    store.update_order(&ack.order).await?;
-    for fill in &ack.fills {
-        if store.insert_fill(fill).await? {
-            let pos = positions.entry(fill.symbol.clone()).or_insert_with(|| Position::flat(fill.symbol.clone()));
-            pos.apply(fill);
-            store.save_position(pos).await?;
-        }
-    }
-    Ok(())
-}
-
 impl Execution {
     /// Records that an order was not placed, and why.
-    async fn close_unplaced(&self, id: &ClientOrderId, status: OrderStatus, why: &str) -> Result<(), StageError> {
+    async fn close_unplaced(
+        &self,
+        cx: &CycleContext,
+        id: &ClientOrderId,
+        status: OrderStatus,
+        why: &str,
+        kind: EventKind,
+    ) -> Result<(), StageError> {
         if let Some(o) = self.store.order(id).await? {
-            close_unplaced(self.store.as_ref(), o, status, why).await?;
+            let store = self.store.as_ref();
+            booking::close_unplaced(store, cx.fence.as_ref(), o, status, why, kind, Severity::Warning, cx.now).await?;
         }
         Ok(())
     }
 
-    /// Reduces an order the book cannot carry within the slippage limit, saying so in its reason; a book that
-    /// cannot be read leaves the order as sized (the pre-trade checks still apply).
-    async fn liquidity_gate(&self, intent: &mut OrderIntent, inst: &Instrument) -> Result<(), StageError> {
+    /// Reduces an order the book cannot carry within the slippage limit, saying so in its reason. A book that
+    /// cannot be read fails closed: the order is not sent, and the reason is returned for the record.
+    async fn liquidity_gate(&self, intent: &mut OrderIntent, inst: &Instrument) -> Result<(), String> {
         let limit = self.sizing.max_slippage_pct / Decimal::ONE_HUNDRED;
-        let book = match self.exchange.order_book(&intent.symbol, 100).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(symbol = %intent.symbol, "no order book for the liquidity gate: {e}");
-                return Ok(());
-            }
-        };
+        let book = self
+            .exchange
+            .order_book(&intent.symbol, 100)
+            .await
+            .map_err(|e| format!("liquidity gate: order book unreadable, not sent ({e})"))?;
         let est = liquidity::slippage(&book, intent.side, intent.qty);
         if est.is_some_and(|s| s <= limit) {
             return Ok(());
@@ -253,12 +238,33 @@ impl Execution {
         intent.qty = fits;
         Ok(())
     }
+
+    /// Why entries are blocked right now: RiskCheck's verdict from the start of the cycle, and the trading state
+    /// as stored now, re-read before every order so a pause or kill issued mid-cycle applies to the next order.
+    async fn entries_blocked(&self, verdict: &RiskVerdict) -> Result<Option<String>, StageError> {
+        let mut why = verdict.blocked_by.clone();
+        let now = self.store.load_state().await?;
+        match now.trading {
+            TradingMode::Active => {}
+            TradingMode::EntriesPaused => why.push("entries paused by an operator".into()),
+            TradingMode::Halted => why.push("halted (killed) by an operator".into()),
+        }
+        if now.safe_mode {
+            why.push(format!("safe mode: {}", now.safe_mode_reason.unwrap_or_default()));
+        }
+        why.extend(now.tripped.into_values());
+        why.sort();
+        why.dedup();
+        Ok((!why.is_empty()).then(|| why.join("; ")))
+    }
 }
 
 fn exchange_err(e: ExchangeError) -> StageError {
     match e {
-        ExchangeError::Retryable { retry_after, message } => StageError::Retry { after: retry_after, reason: message },
-        other => StageError::Halt(other.to_string()),
+        ExchangeError::Retryable { retry_after, message } => {
+            StageError::Retry { kind: FailureKind::Exchange, after: retry_after, reason: message }
+        }
+        other => StageError::halt(other.kind(), other.to_string()),
     }
 }
 
@@ -276,7 +282,6 @@ impl Stage for Execution {
         book.cash = self.cash().await?;
         let equity = book.equity();
         let (intents, mut skipped) = self.intents(&input, equity);
-        let blocked = (!input.verdict.entries_allowed).then(|| input.verdict.blocked_by.join("; "));
         let mut orders = Vec::new();
         let mut unknown = None;
         for mut intent in intents {
@@ -286,10 +291,14 @@ impl Stage for Execution {
                 intent.qty = intent.qty.min((spendable / intent.ref_price).max(Decimal::ZERO));
             }
             intent.qty = inst.floor_qty(intent.qty);
-            self.liquidity_gate(&mut intent, &inst).await?;
+            if let Err(why) = self.liquidity_gate(&mut intent, &inst).await {
+                tracing::warn!(symbol = %intent.symbol, "{why}");
+                skipped.push((intent.symbol, why));
+                continue;
+            }
             let held: BTreeSet<Symbol> = book.held().map(|p| p.symbol.clone()).collect();
             let data_issue = input.data_issues.get(&intent.symbol).map(|s| format!("data: {s}"));
-            let entries_blocked = blocked.clone().or(data_issue);
+            let entries_blocked = self.entries_blocked(&input.verdict).await?.or(data_issue);
             let pcx = PreTradeContext {
                 limits: &self.limits,
                 symbols: &self.symbols,
@@ -306,40 +315,48 @@ impl Stage for Execution {
             };
             match self.submit(cx, approved).await {
                 Ok(Some(ack)) => {
-                    record_ack(self.store.as_ref(), &ack, &mut book.positions).await?;
+                    let booked = booking::record_ack(self.store.as_ref(), cx.fence.as_ref(), &ack, cx.now).await?;
+                    for p in booked.positions {
+                        book.positions.insert(p.symbol.clone(), p);
+                    }
                     book.cash = self.cash().await?;
                     orders.push(ack.order);
                 }
                 Ok(None) => skipped.push((symbol, "rejected by the exchange".into())),
-                Err(StageError::Halt(why)) => {
-                    unknown = Some(why);
+                Err(StageError::Halt { kind: FailureKind::OrderOutcomeUnknown, reason }) => {
+                    unknown = Some((symbol, reason));
                     break;
                 }
                 Err(e) => return Err(e),
             }
         }
-        let mut state = input.state;
-        if let Some(why) = &unknown {
-            let event = RiskEvent {
-                ts: cx.now,
-                run_id: Some(cx.run_id.to_string()),
-                kind: "order_outcome_unknown".into(),
-                severity: Severity::Critical,
-                message: why.clone(),
-            };
-            self.store.insert_risk_event(&event).await?;
-            state.tripped.insert("order_outcome_unknown".into(), why.clone());
-        }
         let equity = book.equity();
         self.store.insert_equity(&EquitySnapshot { ts: cx.bar_close, equity, cash: book.cash }).await?;
-        state.cash = Some(book.cash);
-        state.peak_equity = Some(state.peak_equity.map_or(equity, |p| p.max(equity)));
-        if unknown.is_none() && input.complete {
-            state.last_bar = Some(cx.bar_close);
-        }
-        self.store.save_state(&state).await?;
+        let run_id = cx.run_id.to_string();
+        let complete = unknown.is_none() && input.complete;
+        let (state, _) = mutate_state(self.store.as_ref(), cx.fence.as_ref(), |st| {
+            st.cash = Some(book.cash);
+            st.peak_equity = Some(st.peak_equity.map_or(equity, |p| p.max(equity)));
+            if complete && st.last_bar.is_none_or(|b| b < cx.bar_close) {
+                st.last_bar = Some(cx.bar_close);
+            }
+            let mut events = Vec::new();
+            if let Some((symbol, why)) = &unknown {
+                if !st.tripped.contains_key(UNKNOWN_BREAKER) {
+                    events.push(
+                        NewEvent::new(cx.now, EventKind::OrderOutcomeUnknown, Severity::Emergency, why.clone())
+                            .run(run_id.clone())
+                            .symbol(symbol)
+                            .dedup(format!("breaker:{UNKNOWN_BREAKER}")),
+                    );
+                }
+                st.tripped.insert(UNKNOWN_BREAKER.into(), why.clone());
+            }
+            events
+        })
+        .await?;
         match unknown {
-            Some(why) => Err(StageError::Halt(why)),
+            Some((_, why)) => Err(StageError::halt(FailureKind::OrderOutcomeUnknown, why)),
             None => Ok((ExecutionReport { orders, skipped, equity, cash: book.cash }, state)),
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod analysis;
 pub mod book;
+pub mod booking;
 pub mod data;
 pub mod execution;
 pub mod gate;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use tracing::Instrument;
 
 use self::analysis::Analysis;
 use self::book::Book;
@@ -32,7 +34,7 @@ use self::risk::{RiskCheck, RiskInput, RiskLimits};
 use self::stage::{CycleContext, Stage, StageError, StageName, StageReport, StageStatus, Timing, run_timed};
 use crate::clock::Clock;
 use crate::domain::{Order, RunId, Symbol, Timeframe};
-use crate::ports::{Exchange, ExchangeError, Store, StoreError};
+use crate::ports::{BotState, Exchange, ExchangeError, RunFence, Store, StoreError};
 use crate::strategy::{Strategy, Target};
 
 /// Which part of the pipeline to run (`mcbot run-once --stage ...`).
@@ -88,10 +90,19 @@ pub enum PipelineError {
 impl PipelineError {
     /// True when the same cycle may simply be run again (the exchange or database was briefly away).
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            PipelineError::Store(StoreError::Unavailable(_)) | PipelineError::Exchange(ExchangeError::Retryable { .. })
-        )
+        match self {
+            PipelineError::Store(e) => e.retryable(),
+            PipelineError::Exchange(e) => e.retryable(),
+        }
+    }
+
+    /// What failed.
+    pub fn kind(&self) -> crate::ports::FailureKind {
+        match self {
+            PipelineError::Store(StoreError::Fenced(_)) => crate::ports::FailureKind::ClaimLost,
+            PipelineError::Store(_) => crate::ports::FailureKind::Store,
+            PipelineError::Exchange(e) => e.kind(),
+        }
     }
 }
 
@@ -122,6 +133,13 @@ impl CycleReport {
     /// True when a stage halted or failed: the job is recorded as failed and alerted.
     pub fn failed(&self) -> bool {
         self.stages.iter().any(|s| matches!(s.status, StageStatus::Halted | StageStatus::Failed))
+    }
+
+    /// The first halted or failed stage's cause and message, for the job ledger and the failure event.
+    pub fn failure(&self) -> Option<(crate::ports::FailureKind, String)> {
+        self.stages.iter().find(|s| matches!(s.status, StageStatus::Halted | StageStatus::Failed)).map(|s| {
+            (s.failure.unwrap_or(crate::ports::FailureKind::Store), format!("{}: {}", s.stage.as_str(), s.detail))
+        })
     }
 
     /// True when a stage failed transiently (time-out, exchange or database briefly away): running the same
@@ -195,6 +213,11 @@ impl Pipeline {
         &self.cfg
     }
 
+    /// The clock the pipeline runs on, so its job stamps events with the same time.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// Cash from the exchange, positions from the store, marks from the exchange's last prices.
     pub async fn book(&self) -> Result<Book, PipelineError> {
         let balances = self.exchange.balances().await?;
@@ -209,14 +232,16 @@ impl Pipeline {
         Ok(book)
     }
 
-    /// Runs one cycle for the bar that closed at `bar_close`, under `run_id`.
+    /// Runs one cycle (or the selected stages) for the bar that closed at `bar_close`, under `run_id`, with the
+    /// run's claim `fence` carried by every write.
     pub async fn run_cycle(
         &self,
         run_id: &RunId,
         bar_close: DateTime<Utc>,
         selection: StageSelection,
+        fence: Option<RunFence>,
     ) -> Result<CycleReport, PipelineError> {
-        let cx = CycleContext { run_id: run_id.clone(), bar_close, now: self.clock.now() };
+        let cx = CycleContext { run_id: run_id.clone(), bar_close, now: self.clock.now(), fence };
         let mut report = CycleReport {
             run_id: run_id.to_string(),
             bar_close,
@@ -229,64 +254,43 @@ impl Pipeline {
             already_processed: false,
         };
         let state = self.store.load_state().await?;
-        if selection == StageSelection::All && state.last_bar.is_some_and(|b| b >= bar_close) {
-            report.already_processed = true;
-            return Ok(report);
-        }
         match selection {
+            StageSelection::All => self.full_cycle(&cx, state, &mut report).await?,
+            StageSelection::Risk => {
+                let book = self.book().await?;
+                self.run_risk(&cx, book, state, &mut report).await;
+            }
             StageSelection::Data => {
                 self.run_data(&cx, state.last_bar, &mut report).await;
-                return Ok(report);
             }
             StageSelection::Analysis => {
                 let book = self.book().await?;
                 let data = self.stored_data(bar_close).await?;
                 self.run_analysis(&cx, data, book, &mut report).await;
-                return Ok(report);
             }
-            _ => {}
+            StageSelection::Execution => self.execute_recorded(&cx, state, &mut report).await?,
         }
+        Ok(report)
+    }
 
+    /// The four stages. If RiskCheck blocks entries, data and analysis are skipped and Execution runs the exits.
+    async fn full_cycle(
+        &self,
+        cx: &CycleContext,
+        state: BotState,
+        report: &mut CycleReport,
+    ) -> Result<(), PipelineError> {
+        if state.last_bar.is_some_and(|b| b >= cx.bar_close) {
+            report.already_processed = true;
+            return Ok(());
+        }
         let mut book = self.book().await?;
         let last_bar = state.last_bar;
-        let (verdict, state) = match self.timed(&self.risk, &cx, RiskInput { book: book.clone(), state }).await {
-            (Ok(out), ms) => {
-                let status = if out.0.entries_allowed { StageStatus::Ok } else { StageStatus::Restricted };
-                let detail = if out.0.entries_allowed {
-                    format!("equity {}, {} exit(s)", out.0.equity.round_dp(2), out.0.exits.len())
-                } else {
-                    format!("entries blocked: {}", out.0.blocked_by.join("; "))
-                };
-                report.stages.push(StageReport::new(StageName::RiskCheck, status, ms, detail));
-                out
-            }
-            (Err(e), ms) => {
-                push_err(&mut report, StageName::RiskCheck, &e, ms);
-                return Ok(report);
-            }
-        };
-        report.blocked_by = verdict.blocked_by.clone();
-        if selection == StageSelection::Risk {
-            return Ok(report);
-        }
-
+        let Some((verdict, state)) = self.run_risk(cx, book.clone(), state, report).await else { return Ok(()) };
         let mut targets = Vec::new();
         let mut data_issues = BTreeMap::new();
-        if selection == StageSelection::Execution {
-            targets = self
-                .store
-                .signals_of_run(run_id.as_str())
-                .await?
-                .into_iter()
-                .map(|s| Target { symbol: s.symbol, weight: s.target_weight, reason: s.reason })
-                .collect();
-            for c in self.stored_data(bar_close).await?.symbols {
-                if let Some(close) = c.1.last_close() {
-                    book.marks.insert(c.0, close);
-                }
-            }
-        } else if verdict.entries_allowed {
-            if let Some(data) = self.run_data(&cx, last_bar, &mut report).await {
+        if verdict.entries_allowed {
+            if let Some(data) = self.run_data(cx, last_bar, report).await {
                 for (s, d) in &data.symbols {
                     if let Some(close) = d.last_close() {
                         book.marks.insert(s.clone(), close);
@@ -295,7 +299,7 @@ impl Pipeline {
                         data_issues.insert(s.clone(), issue.clone());
                     }
                 }
-                targets = self.run_analysis(&cx, data, book.clone(), &mut report).await.unwrap_or_default();
+                targets = self.run_analysis(cx, data, book.clone(), report).await.unwrap_or_default();
             }
         } else {
             for stage in [StageName::DataCollection, StageName::Analysis] {
@@ -304,10 +308,65 @@ impl Pipeline {
                 report.stages.push(StageReport::new(stage, StageStatus::Skipped, now, detail));
             }
         }
-
         let complete = !report.stages.iter().any(|s| s.status == StageStatus::Failed);
-        let input = ExecutionInput { targets, verdict, book, data_issues, state, complete };
-        match self.timed(&self.execution, &cx, input).await {
+        self.run_execution(cx, ExecutionInput { targets, verdict, book, data_issues, state, complete }, report).await;
+        Ok(())
+    }
+
+    /// RiskCheck, then Execution of the decision Analysis recorded for this bar (`run-once --stage execution`).
+    async fn execute_recorded(
+        &self,
+        cx: &CycleContext,
+        state: BotState,
+        report: &mut CycleReport,
+    ) -> Result<(), PipelineError> {
+        let mut book = self.book().await?;
+        let Some((verdict, state)) = self.run_risk(cx, book.clone(), state, report).await else { return Ok(()) };
+        let targets = self
+            .store
+            .signals_of_run(cx.run_id.as_str())
+            .await?
+            .into_iter()
+            .map(|s| Target { symbol: s.symbol, weight: s.target_weight, reason: s.reason })
+            .collect();
+        for (symbol, data) in self.stored_data(cx.bar_close).await?.symbols {
+            if let Some(close) = data.last_close() {
+                book.marks.insert(symbol, close);
+            }
+        }
+        let input = ExecutionInput { targets, verdict, book, data_issues: BTreeMap::new(), state, complete: true };
+        self.run_execution(cx, input, report).await;
+        Ok(())
+    }
+
+    async fn run_risk(
+        &self,
+        cx: &CycleContext,
+        book: Book,
+        state: BotState,
+        report: &mut CycleReport,
+    ) -> Option<(risk::RiskVerdict, BotState)> {
+        match self.timed(&self.risk, cx, RiskInput { book, state }).await {
+            (Ok(out), ms) => {
+                let status = if out.0.entries_allowed { StageStatus::Ok } else { StageStatus::Restricted };
+                let detail = if out.0.entries_allowed {
+                    format!("equity {}, {} exit(s)", out.0.equity.round_dp(2), out.0.exits.len())
+                } else {
+                    format!("entries blocked: {}", out.0.blocked_by.join("; "))
+                };
+                report.stages.push(StageReport::new(StageName::RiskCheck, status, ms, detail));
+                report.blocked_by = out.0.blocked_by.clone();
+                Some(out)
+            }
+            (Err(e), ms) => {
+                push_err(report, StageName::RiskCheck, &e, ms);
+                None
+            }
+        }
+    }
+
+    async fn run_execution(&self, cx: &CycleContext, input: ExecutionInput, report: &mut CycleReport) {
+        match self.timed(&self.execution, cx, input).await {
             (Ok((exec, _state)), ms) => {
                 let detail = format!(
                     "{} order(s), {} skipped, equity {}",
@@ -321,9 +380,8 @@ impl Pipeline {
                 report.skipped = skipped;
                 report.equity = Some(equity);
             }
-            (Err(e), ms) => push_err(&mut report, StageName::Execution, &e, ms),
+            (Err(e), ms) => push_err(report, StageName::Execution, &e, ms),
         }
-        Ok(report)
     }
 
     async fn timed<S: Stage>(
@@ -333,8 +391,7 @@ impl Pipeline {
         input: S::Input,
     ) -> (Result<S::Output, StageError>, Timing) {
         let span = tracing::info_span!("stage", run_id = %cx.run_id, stage = stage.name().as_str());
-        let _entered = span.enter();
-        run_timed(stage, cx, input, self.cfg.stage_timeout, self.clock.as_ref()).await
+        run_timed(stage, cx, input, self.cfg.stage_timeout, self.clock.as_ref()).instrument(span).await
     }
 
     async fn run_data(
@@ -400,9 +457,11 @@ impl Pipeline {
 fn push_err(report: &mut CycleReport, stage: StageName, e: &StageError, ms: Timing) {
     let status = match e {
         StageError::Skip(_) => StageStatus::Skipped,
-        StageError::Halt(_) => StageStatus::Halted,
+        StageError::Halt { .. } => StageStatus::Halted,
         StageError::Retry { .. } => StageStatus::Failed,
     };
-    tracing::warn!(stage = stage.as_str(), "{e}");
-    report.stages.push(StageReport::new(stage, status, ms, e.to_string()));
+    tracing::warn!(stage = stage.as_str(), kind = e.kind().map(|k| k.as_str()), "{e}");
+    let mut r = StageReport::new(stage, status, ms, e.to_string());
+    r.failure = e.kind();
+    report.stages.push(r);
 }

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::book::Book;
 use super::stage::{CycleContext, Stage, StageError, StageName};
+use crate::control::mutate_state;
 use crate::domain::Symbol;
-use crate::ports::{BotState, RiskEvent, Severity, Store};
+use crate::ports::{BotState, EventKind, NewEvent, Severity, Store, TradingMode};
 
 /// Risk limits, as configured. Percentages are of equity (5 means 5 %).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,8 +76,8 @@ pub struct RiskOutcome {
     pub verdict: RiskVerdict,
     /// State with period anchors, peak and tripped breakers updated.
     pub state: BotState,
-    /// Newly tripped breakers and triggered stops.
-    pub events: Vec<RiskEvent>,
+    /// Breakers newly tripped or cleared, safe mode entered, stops triggered.
+    pub events: Vec<NewEvent>,
 }
 
 /// The pure risk evaluation: no I/O, so every rule is unit-tested directly.
@@ -94,21 +95,35 @@ pub fn evaluate(
     let day = now.date_naive().and_time(NaiveTime::MIN).and_utc();
     let week = day - Duration::days(i64::from(now.weekday().num_days_from_monday()));
 
+    let clear = |st: &mut BotState, events: &mut Vec<NewEvent>, name: &str, why: &str| {
+        if let Some(was) = st.tripped.remove(name) {
+            let msg = format!("breaker {name} cleared: {why} (it was: {was})");
+            events.push(
+                NewEvent::new(now, EventKind::BreakerCleared, Severity::Info, msg)
+                    .payload(serde_json::json!({"breaker": name, "issuer": "system"}))
+                    .dedup(format!("breaker:{name}")),
+            );
+        }
+    };
     // New periods re-anchor their breakers.
     if st.day_start.as_ref().is_none_or(|(d, _)| *d != day) {
         st.day_start = Some((day, equity));
-        st.tripped.remove("daily_loss");
+        clear(&mut st, &mut events, "daily_loss", "a new UTC day");
     }
     if st.week_start.as_ref().is_none_or(|(w, _)| *w != week) {
         st.week_start = Some((week, equity));
-        st.tripped.remove("weekly_loss");
+        clear(&mut st, &mut events, "weekly_loss", "a new week");
     }
     let peak = st.peak_equity.map_or(equity, |p| p.max(equity));
     st.peak_equity = Some(peak);
 
-    let trip = |st: &mut BotState, events: &mut Vec<RiskEvent>, kind: &str, severity: Severity, message: String| {
+    let trip = |st: &mut BotState, events: &mut Vec<NewEvent>, kind: &str, severity: Severity, message: String| {
         if !st.tripped.contains_key(kind) {
-            events.push(RiskEvent { ts: now, run_id: None, kind: kind.into(), severity, message: message.clone() });
+            events.push(
+                NewEvent::new(now, EventKind::BreakerTripped, severity, message.clone())
+                    .payload(serde_json::json!({"breaker": kind, "equity": equity.to_string()}))
+                    .dedup(format!("breaker:{kind}")),
+            );
         }
         st.tripped.insert(kind.into(), message);
     };
@@ -143,13 +158,11 @@ pub fn evaluate(
         let why = format!("drawdown {:.2}% from peak {} >= {}%", dd, peak.round_dp(2), limits.max_drawdown_pct);
         st.safe_mode = true;
         st.safe_mode_reason = Some(why.clone());
-        events.push(RiskEvent {
-            ts: now,
-            run_id: None,
-            kind: "max_drawdown".into(),
-            severity: Severity::Critical,
-            message: why,
-        });
+        events.push(
+            NewEvent::new(now, EventKind::SafeModeOn, Severity::Critical, why)
+                .payload(serde_json::json!({"cause": "max_drawdown", "peak": peak.to_string(), "equity": equity.to_string()}))
+                .dedup("safe_mode"),
+        );
     }
     if kill_switch {
         trip(
@@ -160,7 +173,7 @@ pub fn evaluate(
             format!("kill switch file {} present", limits.kill_switch_file.display()),
         );
     } else {
-        st.tripped.remove("kill_switch");
+        clear(&mut st, &mut events, "kill_switch", "the kill switch file was removed");
     }
 
     let mut exits = Vec::new();
@@ -169,26 +182,36 @@ pub fn evaluate(
         let ret = p.unrealized_return(*mark) * hundred;
         let hit = match (limits.stop_loss_pct, limits.take_profit_pct) {
             (Some(sl), _) if ret <= -sl => {
-                Some(("stop_loss", format!("stop-loss: {:.2}% from entry {} <= -{sl}%", ret, p.avg_price)))
+                Some((EventKind::StopLoss, format!("stop-loss: {:.2}% from entry {} <= -{sl}%", ret, p.avg_price)))
             }
             (_, Some(tp)) if ret >= tp => {
-                Some(("take_profit", format!("take-profit: {:+.2}% from entry {} >= {tp}%", ret, p.avg_price)))
+                Some((EventKind::TakeProfit, format!("take-profit: {:+.2}% from entry {} >= {tp}%", ret, p.avg_price)))
             }
+            _ if st.flatten => Some((EventKind::TradingKilled, "kill: closing all positions".to_owned())),
             _ => None,
         };
         if let Some((kind, reason)) = hit {
-            events.push(RiskEvent {
-                ts: now,
-                run_id: None,
-                kind: kind.into(),
-                severity: Severity::Warning,
-                message: format!("{}: {reason}", p.symbol),
-            });
+            if kind != EventKind::TradingKilled {
+                events.push(
+                    NewEvent::new(now, kind, Severity::Warning, format!("{}: {reason}", p.symbol))
+                        .symbol(&p.symbol)
+                        .payload(serde_json::json!({"mark": mark.to_string(), "entry": p.avg_price.to_string()})),
+                );
+            }
             exits.push(ExitIntent { symbol: p.symbol.clone(), reason });
         }
     }
+    if st.flatten && book.held().next().is_none() {
+        // Everything the kill asked to close is closed.
+        st.flatten = false;
+    }
 
     let mut blocked_by: Vec<String> = st.tripped.values().cloned().collect();
+    match st.trading {
+        TradingMode::Active => {}
+        TradingMode::EntriesPaused => blocked_by.insert(0, "entries paused by an operator".into()),
+        TradingMode::Halted => blocked_by.insert(0, "halted (killed) by an operator".into()),
+    }
     if st.safe_mode {
         blocked_by.insert(0, format!("safe mode: {}", st.safe_mode_reason.as_deref().unwrap_or("set by operator")));
     }
@@ -208,8 +231,9 @@ pub struct RiskInput {
     pub state: BotState,
 }
 
-/// The RiskCheck stage: evaluates, records new risk events, and persists the updated state before returning,
-/// so a crash later in the cycle never forgets a tripped breaker.
+/// The RiskCheck stage: evaluates and persists the updated state with its events in one unit of work before
+/// returning, so a crash later in the cycle never forgets a tripped breaker. The evaluation is re-applied to the
+/// newer state if another writer (a command, a reconcile) changed it meanwhile.
 pub struct RiskCheck {
     limits: RiskLimits,
     store: Arc<dyn Store>,
@@ -233,14 +257,21 @@ impl Stage for RiskCheck {
 
     async fn run(&self, cx: &CycleContext, input: RiskInput) -> Result<Self::Output, StageError> {
         let kill = self.limits.kill_switch_file.exists();
-        let out = evaluate(&self.limits, &input.state, &input.book, cx.now, kill);
-        for mut e in out.events {
-            e.run_id = Some(cx.run_id.to_string());
-            tracing::warn!(kind = %e.kind, severity = e.severity.as_str(), "{}", e.message);
-            self.store.insert_risk_event(&e).await?;
+        let mut verdict = None;
+        let run_id = cx.run_id.to_string();
+        let (state, _) = mutate_state(self.store.as_ref(), cx.fence.as_ref(), |st| {
+            let out = evaluate(&self.limits, st, &input.book, cx.now, kill);
+            *st = out.state;
+            verdict = Some(out.verdict);
+            out.events.into_iter().map(|e| e.run(run_id.clone())).collect()
+        })
+        .await?;
+        let verdict = verdict
+            .ok_or_else(|| StageError::halt(crate::ports::FailureKind::Strategy, "risk evaluation did not run"))?;
+        for b in &verdict.blocked_by {
+            tracing::warn!("entries blocked: {b}");
         }
-        self.store.save_state(&out.state).await?;
-        Ok((out.verdict, out.state))
+        Ok((verdict, state))
     }
 }
 
@@ -278,7 +309,8 @@ mod tests {
         let b = evaluate(&lim, &a.state, &book(dec!(949), dec!(0), dec!(0), dec!(1)), t("2024-01-03T11:00:00Z"), false);
         assert!(!b.verdict.entries_allowed);
         assert_eq!(b.events.len(), 1);
-        assert_eq!(b.events[0].kind, "daily_loss");
+        assert_eq!(b.events[0].kind, EventKind::BreakerTripped);
+        assert_eq!(b.events[0].payload["breaker"], "daily_loss");
         let c = evaluate(&lim, &b.state, &book(dec!(949), dec!(0), dec!(0), dec!(1)), t("2024-01-03T12:00:00Z"), false);
         assert!(c.events.is_empty(), "a tripped breaker is reported once");
         assert!(!c.verdict.entries_allowed);

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::domain::RunId;
-use crate::ports::StoreError;
+use crate::ports::{FailureKind, StoreError};
 
 /// The four stages, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,12 +37,14 @@ impl StageName {
     }
 }
 
-/// What a failing stage asks the pipeline to do next.
+/// What a failing stage asks the pipeline to do next, and what failed (so failures group by cause).
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     /// Transient: the whole cycle may be retried after the delay (same run id, so nothing is placed twice).
     #[error("retry after {after:?}: {reason}")]
     Retry {
+        /// What failed.
+        kind: FailureKind,
         /// Suggested wait.
         after: Duration,
         /// Why.
@@ -52,15 +54,38 @@ pub enum StageError {
     #[error("skipped: {0}")]
     Skip(String),
     /// Stop the cycle, place no entries, alert a human.
-    #[error("halted: {0}")]
-    Halt(String),
+    #[error("halted: {reason}")]
+    Halt {
+        /// What failed.
+        kind: FailureKind,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl StageError {
+    /// A halt for `kind`.
+    pub fn halt(kind: FailureKind, reason: impl Into<String>) -> Self {
+        StageError::Halt { kind, reason: reason.into() }
+    }
+
+    /// What failed; `None` for a skip, which is no failure.
+    pub fn kind(&self) -> Option<FailureKind> {
+        match self {
+            StageError::Retry { kind, .. } | StageError::Halt { kind, .. } => Some(*kind),
+            StageError::Skip(_) => None,
+        }
+    }
 }
 
 impl From<StoreError> for StageError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => StageError::Retry { after: Duration::from_secs(5), reason: m },
-            other => StageError::Halt(other.to_string()),
+            StoreError::Unavailable(m) | StoreError::Conflict(m) => {
+                StageError::Retry { kind: FailureKind::Store, after: Duration::from_secs(5), reason: m }
+            }
+            StoreError::Fenced(m) => StageError::halt(FailureKind::ClaimLost, m),
+            other => StageError::halt(FailureKind::Store, other.to_string()),
         }
     }
 }
@@ -95,6 +120,9 @@ pub struct StageReport {
     pub duration_ms: u64,
     /// One line for people.
     pub detail: String,
+    /// What failed, when the stage halted or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureKind>,
 }
 
 /// When a stage started and how long it took.
@@ -109,7 +137,14 @@ pub struct Timing {
 impl StageReport {
     /// A report from the stage's timing.
     pub fn new(stage: StageName, status: StageStatus, timing: Timing, detail: impl Into<String>) -> Self {
-        Self { stage, status, started_at: timing.started_at, duration_ms: timing.ms, detail: detail.into() }
+        Self {
+            stage,
+            status,
+            started_at: timing.started_at,
+            duration_ms: timing.ms,
+            detail: detail.into(),
+            failure: None,
+        }
     }
 }
 
@@ -122,6 +157,8 @@ pub struct CycleContext {
     pub bar_close: DateTime<Utc>,
     /// Clock reading at the start of the cycle.
     pub now: DateTime<Utc>,
+    /// The run's claim: every write of the cycle carries it, so a claim taken over refuses this cycle's writes.
+    pub fence: Option<crate::ports::RunFence>,
 }
 
 /// One step of the pipeline.
@@ -151,6 +188,7 @@ pub async fn run_timed<S: Stage>(
     let result = match tokio::time::timeout(timeout, stage.run(cx, input)).await {
         Ok(r) => r,
         Err(_) => Err(StageError::Retry {
+            kind: FailureKind::Timeout,
             after: Duration::from_secs(1),
             reason: format!("{} timed out after {timeout:?}", stage.name().as_str()),
         }),

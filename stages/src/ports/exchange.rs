@@ -33,6 +33,24 @@ pub enum ExchangeError {
     Fatal(String),
 }
 
+impl ExchangeError {
+    /// What failed, for grouping.
+    pub fn kind(&self) -> super::FailureKind {
+        use super::FailureKind;
+        match self {
+            ExchangeError::Retryable { .. } => FailureKind::Exchange,
+            ExchangeError::Rejected(_) | ExchangeError::Fatal(_) => FailureKind::ExchangeFatal,
+            ExchangeError::Unknown(_) => FailureKind::OrderOutcomeUnknown,
+            ExchangeError::Malformed(_) => FailureKind::ExchangeMalformed,
+        }
+    }
+
+    /// True when the same request may succeed later.
+    pub fn retryable(&self) -> bool {
+        matches!(self, ExchangeError::Retryable { .. })
+    }
+}
+
 /// What the exchange says about an order it accepted, with any fills it produced at once.
 #[derive(Debug, Clone)]
 pub struct OrderAck {

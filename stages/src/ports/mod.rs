@@ -1,12 +1,16 @@
 //! The ports: what the core needs from the outside world, as traits the adapters in `src/` implement.
 
+mod events;
 mod exchange;
+mod failure;
 mod notifier;
 mod store;
 
+pub use events::{Event, EventKind, EventQuery, NewEvent};
 pub use exchange::{Exchange, ExchangeError, OrderAck};
-pub use notifier::{Alert, Notifier, NotifyError, Severity};
+pub use failure::FailureKind;
+pub use notifier::{Alert, Notifier, NotifyError, NotifyErrorKind, Severity};
 pub use store::{
-    BotState, EquitySnapshot, JobClaim, JobRunRecord, JobStatus, ReportRecord, RiskEvent, SignalRecord, Store,
-    StoreError,
+    BotState, Claimant, EquitySnapshot, JobClaim, JobRunRecord, JobStatus, ReportRecord, RunFence, RunHolder,
+    SignalRecord, Store, StoreError, TradingMode, UnitOfWork, Versioned,
 };

@@ -11,6 +11,8 @@ pub enum Severity {
     Warning,
     /// Needs a human now (trading halted, safe mode).
     Critical,
+    /// The bot was stopped or cannot protect the account by itself (kill, ban, order outcomes unknown).
+    Emergency,
 }
 
 impl Severity {
@@ -20,7 +22,15 @@ impl Severity {
             Severity::Info => "info",
             Severity::Warning => "warning",
             Severity::Critical => "critical",
+            Severity::Emergency => "emergency",
         }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Severity::Info, Severity::Warning, Severity::Critical, Severity::Emergency]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 
@@ -37,10 +47,34 @@ pub struct Alert {
     pub image_png: Option<Vec<u8>>,
 }
 
-/// Delivery failed; the outbox keeps the message and retries.
+/// Why a delivery failed, sorted by what the delivery worker does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyErrorKind {
+    /// Network blip, 5xx, time-out: try again after back-off.
+    Transient,
+    /// The channel asked to slow down (429, `retry_after`): try again no earlier than it said.
+    RateLimited,
+    /// The message or the channel's settings are wrong (4xx, bad token): retrying will not help.
+    Rejected,
+}
+
+/// Delivery failed; the outbox keeps the message and retries when the kind allows.
 #[derive(Debug, thiserror::Error)]
-#[error("notification not delivered: {0}")]
-pub struct NotifyError(pub String);
+#[error("notification not delivered ({kind:?}): {message}")]
+pub struct NotifyError {
+    /// What failed and whether a retry may help.
+    pub kind: NotifyErrorKind,
+    /// Details.
+    pub message: String,
+}
+
+impl NotifyError {
+    /// True when the same delivery may succeed later.
+    pub fn retryable(&self) -> bool {
+        self.kind != NotifyErrorKind::Rejected
+    }
+}
 
 /// A channel to people (Telegram, Discord, email, the log). Kept off the trading path by an outbox.
 #[async_trait]

@@ -6,6 +6,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::Severity;
+use super::events::{Event, EventQuery, NewEvent};
 use crate::domain::{Candle, ClientOrderId, Fill, Order, Position, Symbol, Timeframe};
 
 /// Storage failures sorted by what the caller does next.
@@ -20,6 +21,19 @@ pub enum StoreError {
     /// Migrations failed or the schema is unexpected.
     #[error("database schema error: {0}")]
     Schema(String),
+    /// Another writer changed the versioned state first: re-read it and apply the change again.
+    #[error("concurrent change: {0}")]
+    Conflict(String),
+    /// This process's claim on a run was taken over by another: its writes for that run are refused.
+    #[error("claim lost: {0}")]
+    Fenced(String),
+}
+
+impl StoreError {
+    /// True when the same call may succeed later (the database was briefly away, or a concurrent writer won).
+    pub fn retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Conflict(_))
+    }
 }
 
 /// Outcome of a job run as recorded in the ledger.
@@ -85,6 +99,37 @@ impl JobRunRecord {
     }
 }
 
+/// The process that claims a run: recorded with the claim so a claim whose process died on the same host can be
+/// taken over at once, and so people are told who holds a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claimant {
+    /// Process id.
+    pub pid: u32,
+    /// Host name.
+    pub host: String,
+}
+
+/// Proof of a claim on a run: every write made for the run carries it, and the store refuses the writes of a
+/// claimant whose claim was taken over (a stalled replica that wakes up late changes nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFence {
+    /// The run.
+    pub run_id: String,
+    /// Unique per claim.
+    pub token: String,
+}
+
+/// Who holds a run that could not be claimed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunHolder {
+    /// The claimant, when the claim recorded one.
+    pub claimant: Option<Claimant>,
+    /// When the claim was taken.
+    pub since: DateTime<Utc>,
+    /// The claim's token, for a conditional take-over.
+    pub token: Option<String>,
+}
+
 /// Result of trying to claim a run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobClaim {
@@ -92,11 +137,16 @@ pub enum JobClaim {
     Claimed {
         /// 1 for the first attempt.
         attempt: i64,
+        /// Carried by every write of the run.
+        fence: RunFence,
     },
     /// Already succeeded (or skipped): do nothing.
     AlreadyDone,
-    /// Another process holds it and its lease has not expired.
-    Busy,
+    /// Another process holds it and its claim is not stale.
+    Busy {
+        /// Who, when known.
+        holder: Option<RunHolder>,
+    },
 }
 
 /// Equity at one instant, for drawdown, circuit breakers and reports.
@@ -127,21 +177,6 @@ pub struct SignalRecord {
     pub reason: String,
 }
 
-/// Something a risk control noticed or did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RiskEvent {
-    /// When.
-    pub ts: DateTime<Utc>,
-    /// The run that saw it, if any.
-    pub run_id: Option<String>,
-    /// Machine name, e.g. `kill_switch`, `daily_loss`, `stale_data`, `reconcile_drift`.
-    pub kind: String,
-    /// How serious.
-    pub severity: Severity,
-    /// Human text.
-    pub message: String,
-}
-
 /// A period report as computed and delivered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportRecord {
@@ -155,10 +190,42 @@ pub struct ReportRecord {
     pub body: serde_json::Value,
 }
 
-/// Everything that must survive a restart besides orders, fills and positions.
+/// Whether the bot may trade, as set by commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradingMode {
+    /// Entries and exits allowed.
+    #[default]
+    Active,
+    /// No new entries; exits (stops, reductions) still run.
+    EntriesPaused,
+    /// Killed: no entries; open orders were cancelled and, if asked, positions are being closed.
+    Halted,
+}
+
+impl TradingMode {
+    /// Name as printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradingMode::Active => "active",
+            TradingMode::EntriesPaused => "entries_paused",
+            TradingMode::Halted => "halted",
+        }
+    }
+}
+
+/// Everything that must survive a restart besides orders, fills and positions. Versioned in the store: it changes
+/// only through commands applied to the version they read (see `control`), so no writer overwrites another.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BotState {
+    /// Set by pause, resume and kill.
+    pub trading: TradingMode,
+    /// Positions still to be closed after a kill with flatten: RiskCheck turns them into exits.
+    pub flatten: bool,
+    /// Conditions raised once and cleared once (e.g. `stale_data:BTCUSDT`), with their reason: a condition
+    /// already raised adds no new event.
+    pub conditions: BTreeMap<String, String>,
     /// Entries blocked until a human clears it.
     pub safe_mode: bool,
     /// Why safe mode was entered.
@@ -175,10 +242,54 @@ pub struct BotState {
     pub last_bar: Option<DateTime<Utc>>,
     /// Circuit breakers that are tripped now, with their reasons.
     pub tripped: BTreeMap<String, String>,
+    /// Holdings of each base asset that mcbot does not manage (present before its first reconcile and ignored
+    /// by policy); `None` until that first reconcile recorded them. Drift is measured on mcbot's own share.
+    pub unmanaged: Option<BTreeMap<String, Decimal>>,
+}
+
+/// A stored value with the version it was read at: a write names the version it replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Versioned<T> {
+    /// The value.
+    pub value: T,
+    /// 0 when never saved; each save adds one.
+    pub version: i64,
+}
+
+/// Changes that belong together, committed together or not at all: an order's acknowledgement with its fills,
+/// the positions and the events they produce; a command with its state change and event. Dropped without
+/// [`UnitOfWork::commit`], nothing is written. Events appended here get their ids at commit, in order.
+#[async_trait]
+pub trait UnitOfWork: Send {
+    /// Refuses the whole unit (as [`StoreError::Fenced`]) unless `fence` still holds its run's claim; holds the
+    /// claim until commit, so it cannot be taken over in between.
+    async fn fence(&mut self, fence: &RunFence) -> Result<(), StoreError>;
+    /// Inserts an order unless its client order id exists; false if it already existed.
+    async fn insert_order(&mut self, order: &Order) -> Result<bool, StoreError>;
+    /// Updates status, executed quantity, average price and exchange id.
+    async fn update_order(&mut self, order: &Order) -> Result<(), StoreError>;
+    /// Inserts a fill unless its trade id exists; false if it already existed.
+    async fn insert_fill(&mut self, fill: &Fill) -> Result<bool, StoreError>;
+    /// The stored position of a symbol, as this unit sees it.
+    async fn position(&mut self, symbol: &Symbol) -> Result<Option<Position>, StoreError>;
+    /// Replaces the stored position of its symbol.
+    async fn save_position(&mut self, position: &Position) -> Result<(), StoreError>;
+    /// Records equity; one per timestamp (a rerun overwrites).
+    async fn insert_equity(&mut self, snapshot: &EquitySnapshot) -> Result<(), StoreError>;
+    /// Records a strategy decision.
+    async fn insert_signal(&mut self, signal: &SignalRecord) -> Result<(), StoreError>;
+    /// Replaces the bot state if it is still at `expected_version` ([`StoreError::Conflict`] otherwise);
+    /// returns the new version.
+    async fn save_state(&mut self, state: &BotState, expected_version: i64) -> Result<i64, StoreError>;
+    /// Queues an event, written at commit.
+    fn append(&mut self, event: NewEvent);
+    /// Writes the queued events and commits everything; returns the new events' ids.
+    async fn commit(self: Box<Self>) -> Result<Vec<i64>, StoreError>;
 }
 
 /// Persistence of everything the bot knows. PostgreSQL in production, SQLite embedded; both pass one contract
-/// test suite.
+/// test suite. Writes that belong together go through [`Store::begin`]; the single-write methods are units of
+/// one.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Backend name, for status output.
@@ -187,9 +298,13 @@ pub trait Store: Send + Sync {
     /// Cheap round trip, for health checks.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Opens a unit of work.
+    async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError>;
+
     // --- job ledger ---
-    /// Claims (job, scheduled_at) for `run_id`. A failed earlier attempt is re-claimed with attempt+1; a running
-    /// one is re-claimed only once `stale_after` has passed since it started (its process died).
+    /// Claims (job, scheduled_at) for `run_id` on behalf of `claimant`. A failed earlier attempt is re-claimed
+    /// with attempt+1; a running one only once `stale_after` has passed since it started (see
+    /// [`Store::take_over_run`] for a claimant known to be dead).
     async fn claim_run(
         &self,
         run_id: &str,
@@ -197,15 +312,27 @@ pub trait Store: Send + Sync {
         scheduled_at: DateTime<Utc>,
         now: DateTime<Utc>,
         stale_after: chrono::Duration,
+        claimant: &Claimant,
     ) -> Result<JobClaim, StoreError>;
-    /// Records how a claimed run ended.
-    async fn finish_run(
+    /// Takes over a running claim whose token is still `token` (its claimant is known to be dead). `None` when
+    /// the claim changed meanwhile.
+    async fn take_over_run(
         &self,
         run_id: &str,
+        token: Option<&str>,
+        now: DateTime<Utc>,
+        claimant: &Claimant,
+    ) -> Result<Option<JobClaim>, StoreError>;
+    /// Records how a claimed run ended, with the events that report it, in one transaction; refused as
+    /// [`StoreError::Fenced`] when the claim was taken over.
+    async fn finish_run(
+        &self,
+        fence: &RunFence,
         status: JobStatus,
         finished_at: DateTime<Utc>,
         error: Option<&str>,
         outcome: Option<&serde_json::Value>,
+        events: Vec<NewEvent>,
     ) -> Result<(), StoreError>;
     /// Records a run that was deliberately not executed (overlap, missed beyond grace).
     async fn record_skipped_run(
@@ -233,37 +360,59 @@ pub trait Store: Send + Sync {
         limit: i64,
     ) -> Result<Vec<Candle>, StoreError>;
 
-    // --- orders, fills, positions ---
-    /// Inserts an order unless its client order id exists; returns false if it already existed.
-    async fn insert_order(&self, order: &Order) -> Result<bool, StoreError>;
+    // --- orders, fills, positions (reads; writes go through a unit of work) ---
+    /// Inserts an order unless its client order id exists; false if it already existed.
+    async fn insert_order(&self, order: &Order) -> Result<bool, StoreError> {
+        let mut uow = self.begin().await?;
+        let inserted = uow.insert_order(order).await?;
+        uow.commit().await?;
+        Ok(inserted)
+    }
     /// Updates status, executed quantity, average price and exchange id.
-    async fn update_order(&self, order: &Order) -> Result<(), StoreError>;
+    async fn update_order(&self, order: &Order) -> Result<(), StoreError> {
+        let mut uow = self.begin().await?;
+        uow.update_order(order).await?;
+        uow.commit().await.map(drop)
+    }
     /// One order by client order id.
     async fn order(&self, id: &ClientOrderId) -> Result<Option<Order>, StoreError>;
     /// Orders not in a final state.
     async fn open_orders(&self) -> Result<Vec<Order>, StoreError>;
     /// All orders of a run.
     async fn orders_of_run(&self, run_id: &str) -> Result<Vec<Order>, StoreError>;
-    /// Inserts a fill unless its trade id exists; returns false if it already existed.
-    async fn insert_fill(&self, fill: &Fill) -> Result<bool, StoreError>;
+    /// Inserts a fill unless its trade id exists; false if it already existed.
+    async fn insert_fill(&self, fill: &Fill) -> Result<bool, StoreError> {
+        let mut uow = self.begin().await?;
+        let inserted = uow.insert_fill(fill).await?;
+        uow.commit().await?;
+        Ok(inserted)
+    }
     /// Fills in [from, to), oldest first.
     async fn fills_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Fill>, StoreError>;
     /// Replaces the stored position of its symbol.
-    async fn save_position(&self, position: &Position) -> Result<(), StoreError>;
+    async fn save_position(&self, position: &Position) -> Result<(), StoreError> {
+        let mut uow = self.begin().await?;
+        uow.save_position(position).await?;
+        uow.commit().await.map(drop)
+    }
     /// All stored positions (including flat ones that carry realised P&L).
     async fn positions(&self) -> Result<Vec<Position>, StoreError>;
 
-    // --- decisions, risk, equity, reports, state ---
+    // --- decisions, equity, reports, state ---
     /// Records a strategy decision.
-    async fn insert_signal(&self, signal: &SignalRecord) -> Result<(), StoreError>;
+    async fn insert_signal(&self, signal: &SignalRecord) -> Result<(), StoreError> {
+        let mut uow = self.begin().await?;
+        uow.insert_signal(signal).await?;
+        uow.commit().await.map(drop)
+    }
     /// Signals of a run.
     async fn signals_of_run(&self, run_id: &str) -> Result<Vec<SignalRecord>, StoreError>;
-    /// Records a risk event.
-    async fn insert_risk_event(&self, event: &RiskEvent) -> Result<(), StoreError>;
-    /// The newest risk events, newest first.
-    async fn recent_risk_events(&self, limit: i64) -> Result<Vec<RiskEvent>, StoreError>;
     /// Records equity; one per timestamp (a rerun overwrites).
-    async fn insert_equity(&self, snapshot: &EquitySnapshot) -> Result<(), StoreError>;
+    async fn insert_equity(&self, snapshot: &EquitySnapshot) -> Result<(), StoreError> {
+        let mut uow = self.begin().await?;
+        uow.insert_equity(snapshot).await?;
+        uow.commit().await.map(drop)
+    }
     /// Snapshots in [from, to), oldest first.
     async fn equity_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<EquitySnapshot>, StoreError>;
     /// The newest snapshot before `t`.
@@ -274,7 +423,46 @@ pub trait Store: Send + Sync {
     async fn insert_heartbeat(&self, ts: DateTime<Utc>, ok: bool, detail: &serde_json::Value)
     -> Result<(), StoreError>;
     /// Loads the bot state; default when never saved.
-    async fn load_state(&self) -> Result<BotState, StoreError>;
-    /// Persists the bot state.
-    async fn save_state(&self, state: &BotState) -> Result<(), StoreError>;
+    async fn load_state(&self) -> Result<BotState, StoreError> {
+        Ok(self.load_state_versioned().await?.value)
+    }
+    /// Loads the bot state with its version, for a change applied through a unit of work.
+    async fn load_state_versioned(&self) -> Result<Versioned<BotState>, StoreError>;
+
+    // --- the event log ---
+    /// Appends events in one transaction; returns their ids.
+    async fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<i64>, StoreError> {
+        let mut uow = self.begin().await?;
+        for e in events {
+            uow.append(e);
+        }
+        uow.commit().await
+    }
+    /// Events matching `query`, oldest first.
+    async fn read_events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
+    /// The newest events of at least `min_severity`, newest first.
+    async fn recent_events(&self, min_severity: Severity, limit: i64) -> Result<Vec<Event>, StoreError>;
+    /// Deletes events older than `before`; returns how many.
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Takes (or renews) consumer `consumer`'s lease for `holder` until `now + ttl` and returns its cursor (0 for
+    /// a new consumer); `None` while another holder's lease runs, so replicas never consume twice.
+    async fn claim_consumer(
+        &self,
+        consumer: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Moves `consumer`'s cursor to `last_id` if `holder` still holds its lease; false when it lost it.
+    async fn advance_consumer(
+        &self,
+        consumer: &str,
+        holder: &str,
+        last_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// A wake-up per committed batch of events (the newest id), so in-process consumers need not poll.
+    fn subscribe_events(&self) -> Option<tokio::sync::broadcast::Receiver<i64>> {
+        None
+    }
 }

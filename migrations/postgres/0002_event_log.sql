@@ -1,0 +1,44 @@
+-- The event log, consumer cursors, the versioned trading state and fenced ledger claims. Keep in step with
+-- migrations/sqlite/0002_event_log.sql. Upgrades a database written by the previous release in place: every
+-- stored risk event becomes an event, in its original order.
+
+-- One sequenced log of every fact the bot records. Ids are assigned under a transaction-scoped advisory lock as
+-- max + 1, so they are gap-free and commit in id order: a reader that has seen id N never later finds a new
+-- event below N (the trap of sequence-numbered outboxes).
+CREATE TABLE events (
+    id        BIGINT PRIMARY KEY,
+    ts        BIGINT NOT NULL,
+    kind      TEXT NOT NULL,
+    severity  TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical', 'emergency')),
+    run_id    TEXT,
+    symbol    TEXT,
+    message   TEXT NOT NULL,
+    payload   JSONB NOT NULL,
+    dedup_key TEXT
+);
+CREATE INDEX events_ts_idx ON events (ts);
+CREATE INDEX events_kind_idx ON events (kind, id);
+
+INSERT INTO events (id, ts, kind, severity, run_id, symbol, message, payload, dedup_key)
+SELECT ROW_NUMBER() OVER (ORDER BY id), ts, kind, severity, run_id, NULL, message, '{}'::jsonb, NULL
+FROM risk_events;
+DROP TABLE risk_events;
+
+-- Where each consumer of the log has got to, and which process holds it (a fenced lease: a replica that lost
+-- the lease cannot move the cursor).
+CREATE TABLE event_cursors (
+    consumer    TEXT PRIMARY KEY,
+    last_id     BIGINT NOT NULL,
+    holder      TEXT,
+    lease_until BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+
+-- The trading state is versioned: a writer updates only the version it read, so no writer overwrites another.
+ALTER TABLE bot_state ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+
+-- Who holds a ledger claim: the token fences the claimant's writes once its claim is taken over; pid and host
+-- let a claim of a process that died on this host be taken over at once.
+ALTER TABLE job_runs ADD COLUMN claim_token TEXT;
+ALTER TABLE job_runs ADD COLUMN claimant_pid BIGINT;
+ALTER TABLE job_runs ADD COLUMN claimant_host TEXT;

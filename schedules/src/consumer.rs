@@ -1,0 +1,96 @@
+//! Consumers of the event log: each reads the log from its persisted cursor, hands batches to its handler and
+//! moves the cursor only after the handler succeeded, so every event is handled at least once (handlers are
+//! idempotent by event id) and a restart resumes where the consumer stopped. The cursor is leased, so of several
+//! replicas one consumes at a time. An in-process wake-up after each commit means delivery does not wait for a
+//! poll; the poll stays as the fallback for events written by other processes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mcbot_stages::Clock;
+use mcbot_stages::ports::{Event, EventQuery, Store, StoreError};
+
+/// What a consumer does with the events.
+#[async_trait]
+pub trait EventHandler: Send + Sync {
+    /// The consumer's name: its cursor's key.
+    fn name(&self) -> &str;
+    /// Handles a batch, oldest first. An error leaves the cursor before the batch: it is handed over again.
+    async fn handle(&self, events: &[Event]) -> Result<(), String>;
+}
+
+/// Runs one handler over the log.
+pub struct Consumer {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    handler: Arc<dyn EventHandler>,
+    holder: String,
+    batch: i64,
+    lease: chrono::Duration,
+}
+
+/// How one pass went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pumped {
+    /// This many events were handled; the cursor is at the end of the log.
+    Handled(usize),
+    /// Another holder leases the cursor.
+    Leased,
+}
+
+impl Consumer {
+    /// A consumer for `handler`, holding its cursor's lease as `holder` (unique per process).
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, handler: Arc<dyn EventHandler>, holder: String) -> Self {
+        Self { store, clock, handler, holder, batch: 256, lease: chrono::Duration::seconds(60) }
+    }
+
+    /// Handles every event after the cursor, batch by batch.
+    pub async fn pump(&self) -> Result<Pumped, StoreError> {
+        let name = self.handler.name().to_owned();
+        let mut handled = 0;
+        loop {
+            let now = self.clock.now();
+            let Some(cursor) = self.store.claim_consumer(&name, &self.holder, now, self.lease).await? else {
+                return Ok(Pumped::Leased);
+            };
+            let query = EventQuery { after: cursor, limit: self.batch, ..Default::default() };
+            let events = self.store.read_events(&query).await?;
+            let Some(last) = events.last().map(|e| e.id) else { return Ok(Pumped::Handled(handled)) };
+            if let Err(e) = self.handler.handle(&events).await {
+                tracing::warn!(consumer = %name, "events not handled, retried later: {e}");
+                return Ok(Pumped::Handled(handled));
+            }
+            if !self.store.advance_consumer(&name, &self.holder, last, self.clock.now()).await? {
+                return Ok(Pumped::Leased);
+            }
+            handled += events.len();
+        }
+    }
+
+    /// Pumps on every wake-up (or every `poll`) until `stop` turns true, then once more.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>, poll: Duration) {
+        let mut wake = self.store.subscribe_events();
+        loop {
+            if let Err(e) = self.pump().await {
+                tracing::warn!(consumer = %self.handler.name(), "event log unreadable: {e}");
+            }
+            if *stop.borrow() {
+                return;
+            }
+            let woken = async {
+                match wake.as_mut() {
+                    Some(rx) => {
+                        let _ = rx.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = woken => {}
+                () = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
