@@ -12,7 +12,7 @@ use mcbot::exchange::binance::payloads::Kline;
 use mcbot::exchange::binance::rest::TradesQuery;
 use mcbot::exchange::binance::{BarSource, BinanceError, BinanceExchange, BinanceSettings, ClosedBar, RiskHook};
 use mcbot_stages::domain::{ClientOrderId, Decimal, OrderIntent, OrderStatus, RunId, Side, Symbol, Timeframe};
-use mcbot_stages::ports::{Exchange, ExchangeError, OrderAck, RiskEvent};
+use mcbot_stages::ports::{Exchange, ExchangeError, NewEvent, OrderAck};
 use mcbot_stages::{Clock, ManualClock, SystemClock};
 use rust_decimal_macros::dec;
 use tokio::sync::broadcast;
@@ -57,7 +57,7 @@ fn id(n: i64, symbol: &Symbol, side: Side) -> ClientOrderId {
     ClientOrderId::derive(&RunId::new("trading-cycle", t0() + chrono::Duration::minutes(n)), symbol, side.as_str())
 }
 
-fn events_hook() -> (RiskHook, Arc<Mutex<Vec<RiskEvent>>>) {
+fn events_hook() -> (RiskHook, Arc<Mutex<Vec<NewEvent>>>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     (Arc::new(move |e| sink.lock().unwrap().push(e)), events)
@@ -118,7 +118,7 @@ async fn binance_endpoints_parse_into_domain_types_and_sign_correctly() {
     bad.api_secret = Some(mcbot::exchange::binance::Secret::new("wrong"));
     let wrong = BinanceExchange::new(bad, clock.clone(), Some(hook)).unwrap();
     assert!(matches!(wrong.balances().await, Err(ExchangeError::Fatal(_))));
-    assert_eq!(events.lock().unwrap()[0].kind, "exchange_auth");
+    assert_eq!(events.lock().unwrap()[0].kind, mcbot_stages::ports::EventKind::Banned);
     // Market data needs no key at all.
     let mut anonymous = fake.settings();
     anonymous.api_key = None;
@@ -202,7 +202,7 @@ async fn binance_after_418_no_request_is_sent_until_the_ban_ends() {
     let err = ex.last_price(&btc()).await.unwrap_err();
     assert!(matches!(&err, ExchangeError::Fatal(m) if m.contains("banned until")), "{err}");
     assert_eq!(events.lock().unwrap().len(), 1);
-    assert_eq!(events.lock().unwrap()[0].kind, "exchange_banned");
+    assert_eq!(events.lock().unwrap()[0].kind, mcbot_stages::ports::EventKind::Banned);
     let sent = fake.request_count();
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_secs(30)).await;

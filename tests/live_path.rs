@@ -11,7 +11,6 @@ use std::time::Duration as StdDuration;
 use axum::http::Method;
 use chrono::{DateTime, Duration, Utc};
 use mcbot::exchange::binance::{BinanceExchange, BinanceSettings};
-use mcbot::notify::LogNotifier;
 use mcbot::store::{Backend, SqlStore};
 use mcbot_schedules::jobs::{ReconcileJob, TradingCycleJob};
 use mcbot_schedules::{FireOutcome, Job, Runtime, RuntimeConfig, Schedule};
@@ -19,7 +18,7 @@ use mcbot_stages::domain::{Decimal, OrderStatus, Side, Symbol, Timeframe};
 use mcbot_stages::pipeline::execution::SizingParams;
 use mcbot_stages::pipeline::risk::RiskLimits;
 use mcbot_stages::pipeline::{Pipeline, PipelineConfig};
-use mcbot_stages::ports::{Exchange, JobStatus, Notifier, Store};
+use mcbot_stages::ports::{Exchange, JobStatus, Store};
 use mcbot_stages::strategy::registry;
 use mcbot_stages::{Clock, ManualClock};
 
@@ -112,15 +111,8 @@ impl Live {
             gate: Default::default(),
         };
         let pipeline = Arc::new(Pipeline::new(pcfg, exchange.clone(), dyn_store.clone(), dyn_clock.clone(), strategy));
-        let notifier: Arc<dyn Notifier> = Arc::new(LogNotifier);
-        let reconcile = Arc::new(ReconcileJob::new(
-            dyn_store.clone(),
-            exchange.clone(),
-            notifier.clone(),
-            dyn_clock.clone(),
-            symbols,
-        ));
-        let cycle = TradingCycleJob::new(pipeline, dyn_store.clone(), notifier)
+        let reconcile = Arc::new(ReconcileJob::new(dyn_store.clone(), exchange.clone(), dyn_clock.clone(), symbols));
+        let cycle = TradingCycleJob::new(pipeline, dyn_store.clone())
             .with_reconcile(reconcile.clone())
             .with_retries(3, StdDuration::from_millis(1));
         let jobs: Vec<(Schedule, Arc<dyn Job>)> = vec![
@@ -151,7 +143,7 @@ async fn live_cycles_with_faults(backend: Backend, seed: u64) {
     let Live { fake, clock, store, reconcile, .. } = &live;
 
     // What the app does at start-up: reconcile before the schedule resumes.
-    assert!(reconcile.reconcile().await.unwrap().is_clean(), "a fresh account is in sync");
+    assert!(reconcile.reconcile(None).await.unwrap().is_clean(), "a fresh account is in sync");
 
     // Every way an order request can go wrong happens at least once (every other order request, in turn), on top
     // of the 10 % random faults on every request.
@@ -181,7 +173,7 @@ async fn live_cycles_with_faults(backend: Backend, seed: u64) {
     assert!(matches!(last, FireOutcome::Ran { .. }), "{last:?}");
     // Past the grace period, an order the exchange still does not know is one it never saw.
     clock.set(open + Duration::minutes(3));
-    let report = reconcile.reconcile().await.unwrap();
+    let report = reconcile.reconcile(None).await.unwrap();
 
     // (4) The test exercised what it claims to.
     let total_faults: u64 = faults.values().sum();
@@ -294,7 +286,7 @@ async fn placed_once_and_booked(live: &Live) {
         assert_eq!(o.status, OrderStatus::Filled, "{o:?}");
         assert_eq!(o.exchange_order_id, Some(at_binance[0].order_id.to_string()));
     }
-    let report = live.reconcile.reconcile().await.unwrap();
+    let report = live.reconcile.reconcile(None).await.unwrap();
     assert!(report.is_clean() && report.corrected.is_empty(), "{report:?}");
     assert!(!live.store.load_state().await.unwrap().safe_mode);
 }
@@ -378,7 +370,7 @@ async fn an_order_binance_never_saw_is_closed_by_reconciliation_not_left_pending
     let id = pending[0].client_order_id.to_string();
     assert!(fake.orders_with_client_id(&id).is_empty(), "Binance never took {id}");
 
-    let early = reconcile.reconcile_and_guard("test").await.unwrap();
+    let early = reconcile.reconcile_and_guard(None).await.unwrap();
     assert_eq!(early.awaiting_orders, std::slice::from_ref(&id), "40 s after the 503 it may still show up: {early:?}");
     let state = store.load_state().await.unwrap();
     assert!(!state.safe_mode && state.tripped.contains_key("order_outcome_unknown"), "entries blocked: {state:?}");
@@ -392,5 +384,5 @@ async fn an_order_binance_never_saw_is_closed_by_reconciliation_not_left_pending
         "{closed:?}"
     );
     assert!(!store.load_state().await.unwrap().safe_mode, "one lost answer does not stop the bot");
-    assert!(reconcile.reconcile().await.unwrap().is_clean());
+    assert!(reconcile.reconcile(None).await.unwrap().is_clean());
 }

@@ -52,7 +52,7 @@ async fn paper_cycles_against_fake_binance_with_ten_percent_faults() {
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ids.len(), "zero duplicate orders");
     assert!(store.open_orders().await.unwrap().is_empty(), "no order in an unknown state");
     assert!(fake.orders().is_empty(), "paper never sends an order to the venue");
-    let report = app.reconcile.reconcile().await.unwrap();
+    let report = app.reconcile.reconcile(None).await.unwrap();
     assert!(report.is_clean(), "stored positions equal the paper account: {report:?}");
 }
 

@@ -12,7 +12,7 @@ use mcbot_schedules::jobs::TradingCycleJob;
 use mcbot_stages::domain::{Decimal, Side, Symbol};
 use mcbot_stages::pipeline::StageSelection;
 use mcbot_stages::pipeline::stage::{StageName, StageStatus};
-use mcbot_stages::ports::{JobStatus, Store};
+use mcbot_stages::ports::{EventKind, EventQuery, JobStatus, Store};
 use mcbot_stages::{Clock, ManualClock};
 
 use crate::support::db::{fresh_pg_url, fresh_sqlite_url};
@@ -104,7 +104,7 @@ async fn five_hundred_bars(url: &str, data_dir: &std::path::Path) {
     assert_eq!(unique.len(), orders.len(), "no client order id twice");
 
     // The bot's books agree with the exchange's to the last unit.
-    let report = app.reconcile.reconcile().await.unwrap();
+    let report = app.reconcile.reconcile(None).await.unwrap();
     assert!(report.is_clean(), "{report:?}");
     let state = store.load_state().await.unwrap();
     let cash: Decimal =
@@ -164,6 +164,7 @@ async fn restart(url_a: &str, url_b: &str, dir_a: &std::path::Path, dir_b: &std:
             &mcbot_stages::domain::RunId::from_stored(before.last().unwrap().clone()),
             start() + Duration::hours(80),
             StageSelection::All,
+            None,
         )
         .await
         .unwrap();
@@ -214,7 +215,7 @@ async fn a_halted_risk_check_places_no_entry_but_lets_exits_through() {
         let bar = start() + Duration::hours(h);
         clock.set(bar + Duration::seconds(5));
         let run = mcbot_stages::domain::RunId::new(TradingCycleJob::NAME, bar);
-        let r = app.pipeline.run_cycle(&run, bar, StageSelection::All).await.unwrap();
+        let r = app.pipeline.run_cycle(&run, bar, StageSelection::All, None).await.unwrap();
         assert_eq!(r.stages[0].stage, StageName::RiskCheck);
         assert_eq!(r.stages[0].status, StageStatus::Restricted, "{:?}", r.stages[0]);
         assert!(r.blocked_by.iter().any(|b| b.contains("kill switch")));
@@ -224,15 +225,17 @@ async fn a_halted_risk_check_places_no_entry_but_lets_exits_through() {
         sells += r.orders.len();
     }
     assert!(!held_before.is_empty() && sells > 0, "exits stay allowed ({} held, {sells} sells)", held_before.len());
-    let events = app.store.recent_risk_events(100).await.unwrap();
-    assert_eq!(events.iter().filter(|e| e.kind == "kill_switch").count(), 1, "recorded once, not every cycle");
+    let query = EventQuery { kinds: vec![EventKind::BreakerTripped], ..Default::default() };
+    let events = app.store.read_events(&query).await.unwrap();
+    let kill = events.iter().filter(|e| e.event.payload["breaker"] == "kill_switch").count();
+    assert_eq!(kill, 1, "recorded once, not every cycle");
 
     std::fs::remove_file(db.dir().join("KILL")).unwrap();
     let bar = start() + Duration::hours(91);
     clock.set(bar + Duration::seconds(5));
     let r = app
         .pipeline
-        .run_cycle(&mcbot_stages::domain::RunId::new(TradingCycleJob::NAME, bar), bar, StageSelection::All)
+        .run_cycle(&mcbot_stages::domain::RunId::new(TradingCycleJob::NAME, bar), bar, StageSelection::All, None)
         .await
         .unwrap();
     assert_eq!(r.stages[0].status, StageStatus::Ok, "removing the file re-enables entries");

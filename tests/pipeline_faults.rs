@@ -7,7 +7,6 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use mcbot::notify::LogNotifier;
 use mcbot::store::SqlStore;
 use mcbot_schedules::jobs::TradingCycleJob;
 use mcbot_schedules::{Job, JobContext};
@@ -140,16 +139,15 @@ async fn transient_faults_are_retried_and_lost_answers_found_by_client_id() {
     };
     let strategy = Box::new(Tsmom::new(TsmomParams { lookback: 4, ..Default::default() }, tf.bars_per_year()));
     let pipeline = Arc::new(Pipeline::new(cfg, flaky.clone(), store.clone(), clock.clone(), strategy));
-    let job = TradingCycleJob::new(pipeline, store.clone(), Arc::new(LogNotifier))
-        .with_retries(3, StdDuration::from_millis(1));
+    let job = TradingCycleJob::new(pipeline, store.clone()).with_retries(3, StdDuration::from_millis(1));
 
     let mut cycles_with_orders = 0;
     for h in 11..=80 {
         let bar = start + Duration::hours(h);
         clock.set(bar + Duration::seconds(5));
-        let cx = JobContext { run_id: RunId::new(TradingCycleJob::NAME, bar), scheduled_at: bar, attempt: 1 };
+        let cx = JobContext::detached(RunId::new(TradingCycleJob::NAME, bar), bar);
         let out = job.run(&cx).await.unwrap();
-        assert!(!out.failed, "bar {h}: {}", out.summary);
+        assert!(!out.failed, "bar {h}: {} {:?} {}", out.summary, out.failure, out.detail);
         if h == 11 {
             assert_eq!(flaky.candle_faults.load(Ordering::SeqCst), 0, "two failed attempts, then a third");
             assert_eq!(out.detail["stages"][1]["status"], "ok", "{}", out.detail);

@@ -8,7 +8,8 @@ use chrono::{DateTime, Duration, Utc};
 use mcbot::store::{Backend, PoolSettings, SqlStore};
 use mcbot_stages::domain::{Candle, ClientOrderId, Fill, Order, OrderStatus, Position, RunId, Side, Symbol, Timeframe};
 use mcbot_stages::ports::{
-    BotState, EquitySnapshot, JobClaim, JobStatus, ReportRecord, RiskEvent, Severity, SignalRecord, Store, StoreError,
+    BotState, Claimant, EquitySnapshot, EventKind, EventQuery, JobClaim, JobStatus, NewEvent, ReportRecord, RunFence,
+    Severity, SignalRecord, Store, StoreError, TradingMode,
 };
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
@@ -48,6 +49,7 @@ contract!(
     claim_run_lifecycle,
     concurrent_claims_have_one_winner,
     stale_running_run_is_reclaimed,
+    a_dead_claimants_run_is_taken_over_once,
     skipped_runs_are_done_and_never_overwrite,
     recent_runs_newest_first,
     finishing_an_unknown_run_is_an_error,
@@ -58,7 +60,11 @@ contract!(
     equity_before_and_between,
     bot_state_round_trips,
     signals_are_recorded_once_per_run,
-    risk_events_newest_first,
+    events_are_sequenced_and_read_by_query,
+    a_unit_of_work_commits_all_or_nothing,
+    consumer_cursors_are_leased_and_fenced,
+    events_are_pruned_by_age,
+    concurrent_state_writers_never_overwrite,
     reports_are_unique_per_kind_and_period,
     heartbeats_are_recorded,
     leases_exclude_other_holders_until_expiry,
@@ -163,25 +169,57 @@ async fn decimals_round_trip_exactly(db: &TestStore) {
     assert_eq!(s.equity_before(t(1)).await.unwrap(), Some(snap));
 }
 
+fn me() -> Claimant {
+    Claimant { pid: 4242, host: "test-host".into() }
+}
+
+/// The attempt number of a successful claim, `None` otherwise.
+fn attempt(c: &JobClaim) -> Option<i64> {
+    match c {
+        JobClaim::Claimed { attempt, .. } => Some(*attempt),
+        _ => None,
+    }
+}
+
+fn fence_of(c: JobClaim) -> RunFence {
+    match c {
+        JobClaim::Claimed { fence, .. } => fence,
+        other => panic!("expected a claim, got {other:?}"),
+    }
+}
+
+fn busy(c: &JobClaim) -> bool {
+    matches!(c, JobClaim::Busy { .. })
+}
+
 async fn claim_run_lifecycle(db: &TestStore) {
     let s = &db.store;
     let (job, at) = ("trading-cycle", t(3600));
     let run = RunId::new(job, at);
     let stale = Duration::minutes(10);
 
-    assert_eq!(s.claim_run(run.as_str(), job, at, t(3605), stale).await.unwrap(), JobClaim::Claimed { attempt: 1 });
-    assert_eq!(s.claim_run(run.as_str(), job, at, t(3606), stale).await.unwrap(), JobClaim::Busy);
+    let first = s.claim_run(run.as_str(), job, at, t(3605), stale, &me()).await.unwrap();
+    assert_eq!(attempt(&first), Some(1));
+    let held = s.claim_run(run.as_str(), job, at, t(3606), stale, &me()).await.unwrap();
+    let JobClaim::Busy { holder: Some(holder) } = held else { panic!("busy with a holder: {held:?}") };
+    assert_eq!((holder.claimant, holder.since), (Some(me()), t(3605)), "the claimant is named");
 
-    s.finish_run(run.as_str(), JobStatus::Failed, t(3607), Some("exchange 503"), None).await.unwrap();
+    let fence = fence_of(first);
+    s.finish_run(&fence, JobStatus::Failed, t(3607), Some("exchange: 503"), None, vec![]).await.unwrap();
     let failed = s.recent_runs(Some(job), 10).await.unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].status, JobStatus::Failed);
-    assert_eq!(failed[0].error.as_deref(), Some("exchange 503"));
+    assert_eq!(failed[0].error.as_deref(), Some("exchange: 503"));
 
-    assert_eq!(s.claim_run(run.as_str(), job, at, t(3610), stale).await.unwrap(), JobClaim::Claimed { attempt: 2 });
+    let second = s.claim_run(run.as_str(), job, at, t(3610), stale, &me()).await.unwrap();
+    assert_eq!(attempt(&second), Some(2));
+    let second = fence_of(second);
+    assert_ne!(second.token, fence.token, "every claim has its own token");
     let outcome = json!({"orders": 2, "stages": {"signal": "ok"}, "equity": "1000.50"});
-    s.finish_run(run.as_str(), JobStatus::Succeeded, t(3612), None, Some(&outcome)).await.unwrap();
-    assert_eq!(s.claim_run(run.as_str(), job, at, t(3700), stale).await.unwrap(), JobClaim::AlreadyDone);
+    let err = s.finish_run(&fence, JobStatus::Succeeded, t(3611), None, None, vec![]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced(_)), "the first claim's token no longer finishes the run: {err}");
+    s.finish_run(&second, JobStatus::Succeeded, t(3612), None, Some(&outcome), vec![]).await.unwrap();
+    assert_eq!(s.claim_run(run.as_str(), job, at, t(3700), stale, &me()).await.unwrap(), JobClaim::AlreadyDone);
 
     let rec = s.last_success(job).await.unwrap().expect("a success");
     assert_eq!(rec.run_id, run.as_str());
@@ -198,8 +236,8 @@ async fn claim_run_lifecycle(db: &TestStore) {
 
     // The ledger keys on the scheduled time: the next bar is a new run.
     let next = t(7200);
-    let claim = s.claim_run(RunId::new(job, next).as_str(), job, next, t(7205), stale).await.unwrap();
-    assert_eq!(claim, JobClaim::Claimed { attempt: 1 });
+    let claim = s.claim_run(RunId::new(job, next).as_str(), job, next, t(7205), stale, &me()).await.unwrap();
+    assert_eq!(attempt(&claim), Some(1));
 }
 
 async fn concurrent_claims_have_one_winner(db: &TestStore) {
@@ -215,21 +253,23 @@ async fn concurrent_claims_have_one_winner(db: &TestStore) {
                 let store = db.store.clone();
                 let run = run.clone();
                 tasks.push(tokio::spawn(async move {
-                    store.claim_run(run.as_str(), job, at, at + Duration::seconds(expected_attempt), stale).await
+                    store.claim_run(run.as_str(), job, at, at + Duration::seconds(expected_attempt), stale, &me()).await
                 }));
             }
             let mut claimed = Vec::new();
             for task in tasks {
                 match task.await.expect("claim task").expect("claim") {
-                    JobClaim::Claimed { attempt } => claimed.push(attempt),
-                    JobClaim::Busy => {}
+                    JobClaim::Claimed { attempt, fence } => claimed.push((attempt, fence)),
+                    JobClaim::Busy { .. } => {}
                     JobClaim::AlreadyDone => panic!("nothing finished yet"),
                 }
             }
-            assert_eq!(claimed, vec![expected_attempt], "round {round}: exactly one of 8 claimers wins");
+            assert_eq!(claimed.len(), 1, "round {round}: exactly one of 8 claimers wins");
+            let (won, fence) = claimed.remove(0);
+            assert_eq!(won, expected_attempt);
             if expected_attempt == 1 {
                 db.store
-                    .finish_run(run.as_str(), JobStatus::Failed, at + Duration::seconds(1), Some("x"), None)
+                    .finish_run(&fence, JobStatus::Failed, at + Duration::seconds(1), Some("x"), None, vec![])
                     .await
                     .unwrap();
             }
@@ -242,17 +282,49 @@ async fn stale_running_run_is_reclaimed(db: &TestStore) {
     let (job, at) = ("trading-cycle", t(0));
     let run = RunId::new(job, at);
     let stale = Duration::minutes(5);
-    assert_eq!(s.claim_run(run.as_str(), job, at, t(10), stale).await.unwrap(), JobClaim::Claimed { attempt: 1 });
+    let first = fence_of(s.claim_run(run.as_str(), job, at, t(10), stale, &me()).await.unwrap());
     // Still within the stale window: the first claimer may be alive.
-    assert_eq!(s.claim_run(run.as_str(), job, at, t(10 + 299), stale).await.unwrap(), JobClaim::Busy);
-    assert_eq!(s.claim_run(run.as_str(), job, at, t(10 + 300), stale).await.unwrap(), JobClaim::Busy);
+    assert!(busy(&s.claim_run(run.as_str(), job, at, t(10 + 299), stale, &me()).await.unwrap()));
+    assert!(busy(&s.claim_run(run.as_str(), job, at, t(10 + 300), stale, &me()).await.unwrap()));
     // Past it: the first claimer's process died; take over.
-    assert_eq!(s.claim_run(run.as_str(), job, at, t(10 + 301), stale).await.unwrap(), JobClaim::Claimed { attempt: 2 });
+    let second = s.claim_run(run.as_str(), job, at, t(10 + 301), stale, &me()).await.unwrap();
+    assert_eq!(attempt(&second), Some(2));
     let runs = s.recent_runs(Some(job), 1).await.unwrap();
     assert_eq!(runs[0].status, JobStatus::Running);
     assert_eq!(runs[0].started_at, t(311));
     // And the new claim is fresh again.
-    assert_eq!(s.claim_run(run.as_str(), job, at, t(320), stale).await.unwrap(), JobClaim::Busy);
+    assert!(busy(&s.claim_run(run.as_str(), job, at, t(320), stale, &me()).await.unwrap()));
+    // The stalled first claimant wakes up: every write it makes for the run is refused.
+    let mut uow = s.begin().await.unwrap();
+    let err = uow.fence(&first).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced(_)), "{err}");
+    drop(uow);
+    let err = s.finish_run(&first, JobStatus::Succeeded, t(330), None, None, vec![]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced(_)), "{err}");
+    let mut uow = s.begin().await.unwrap();
+    uow.fence(&fence_of(second)).await.expect("the live claim writes");
+    uow.commit().await.unwrap();
+}
+
+async fn a_dead_claimants_run_is_taken_over_once(db: &TestStore) {
+    let s = &db.store;
+    let (job, at) = ("trading-cycle", t(0));
+    let run = RunId::new(job, at);
+    let stale = Duration::minutes(15);
+    let dead = Claimant { pid: 1, host: "test-host".into() };
+    assert!(attempt(&s.claim_run(run.as_str(), job, at, t(10), stale, &dead).await.unwrap()).is_some());
+    let JobClaim::Busy { holder: Some(holder) } =
+        s.claim_run(run.as_str(), job, at, t(11), stale, &me()).await.unwrap()
+    else {
+        panic!("busy")
+    };
+    // Two processes that both saw the dead claim race to take it over: one wins.
+    let a = s.take_over_run(run.as_str(), holder.token.as_deref(), t(12), &me()).await.unwrap();
+    let b = s.take_over_run(run.as_str(), holder.token.as_deref(), t(12), &me()).await.unwrap();
+    assert_eq!(a.as_ref().and_then(attempt), Some(2));
+    assert_eq!(b, None, "the token changed with the first take-over");
+    let rec = &s.recent_runs(Some(job), 1).await.unwrap()[0];
+    assert_eq!((rec.status, rec.started_at), (JobStatus::Running, t(12)));
 }
 
 async fn skipped_runs_are_done_and_never_overwrite(db: &TestStore) {
@@ -262,7 +334,10 @@ async fn skipped_runs_are_done_and_never_overwrite(db: &TestStore) {
     let skipped_at = t(0);
     let skipped = RunId::new(job, skipped_at);
     s.record_skipped_run(skipped.as_str(), job, skipped_at, t(5), "overlap: previous run still going").await.unwrap();
-    assert_eq!(s.claim_run(skipped.as_str(), job, skipped_at, t(6), stale).await.unwrap(), JobClaim::AlreadyDone);
+    assert_eq!(
+        s.claim_run(skipped.as_str(), job, skipped_at, t(6), stale, &me()).await.unwrap(),
+        JobClaim::AlreadyDone
+    );
     let rec = &s.recent_runs(Some(job), 1).await.unwrap()[0];
     assert_eq!(rec.status, JobStatus::Skipped);
     assert_eq!(rec.error.as_deref(), Some("overlap: previous run still going"));
@@ -272,7 +347,7 @@ async fn skipped_runs_are_done_and_never_overwrite(db: &TestStore) {
     let running_at = t(3600);
     let running = RunId::new(job, running_at);
     assert!(matches!(
-        s.claim_run(running.as_str(), job, running_at, t(3601), stale).await.unwrap(),
+        s.claim_run(running.as_str(), job, running_at, t(3601), stale, &me()).await.unwrap(),
         JobClaim::Claimed { .. }
     ));
     s.record_skipped_run(running.as_str(), job, running_at, t(3602), "late").await.unwrap();
@@ -285,7 +360,7 @@ async fn recent_runs_newest_first(db: &TestStore) {
     let stale = Duration::minutes(5);
     for (job, h) in [("trading-cycle", 1), ("health", 2), ("trading-cycle", 3), ("report", 0)] {
         let at = t(h * 3600);
-        s.claim_run(RunId::new(job, at).as_str(), job, at, at, stale).await.unwrap();
+        s.claim_run(RunId::new(job, at).as_str(), job, at, at, stale, &me()).await.unwrap();
     }
     let all = s.recent_runs(None, 10).await.unwrap();
     let order: Vec<_> = all.iter().map(|r| (r.job.as_str(), r.scheduled_at)).collect();
@@ -301,8 +376,9 @@ async fn recent_runs_newest_first(db: &TestStore) {
 }
 
 async fn finishing_an_unknown_run_is_an_error(db: &TestStore) {
-    let err = db.store.finish_run("never-claimed", JobStatus::Succeeded, t(0), None, None).await.unwrap_err();
-    assert!(matches!(err, StoreError::Corrupt(ref m) if m.contains("never-claimed")), "{err}");
+    let fence = RunFence { run_id: "never-claimed".into(), token: "t".into() };
+    let err = db.store.finish_run(&fence, JobStatus::Succeeded, t(0), None, None, vec![]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced(ref m) if m.contains("never-claimed")), "{err}");
 }
 
 async fn orders_are_inserted_once(db: &TestStore) {
@@ -417,12 +493,22 @@ async fn equity_before_and_between(db: &TestStore) {
     assert_eq!(s.equity_between(t(0), t(10_000)).await.unwrap().len(), 4);
 }
 
+/// Saves `state` over whatever version is stored (test set-up only: production code goes through commands).
+async fn save_state(s: &SqlStore, state: &BotState) {
+    let version = s.load_state_versioned().await.unwrap().version;
+    let mut uow = s.begin().await.unwrap();
+    uow.save_state(state, version).await.unwrap();
+    uow.commit().await.unwrap();
+}
+
 async fn bot_state_round_trips(db: &TestStore) {
     let s = &db.store;
     assert_eq!(s.load_state().await.unwrap(), BotState::default(), "default when never saved");
+    assert_eq!(s.load_state_versioned().await.unwrap().version, 0);
     let mut tripped = BTreeMap::new();
     tripped.insert("daily_loss".to_owned(), "lost 3.2% today, limit 3%".to_owned());
     let state = BotState {
+        trading: TradingMode::EntriesPaused,
         safe_mode: true,
         safe_mode_reason: Some("reconcile drift on BTCUSDT".into()),
         peak_equity: Some(dec!(10432.123456789)),
@@ -431,12 +517,49 @@ async fn bot_state_round_trips(db: &TestStore) {
         cash: Some(dec!(0.00000001)),
         last_bar: Some(t(3600)),
         tripped,
+        unmanaged: Some(BTreeMap::from([("BTC".to_owned(), dec!(0.5))])),
+        ..Default::default()
     };
-    s.save_state(&state).await.unwrap();
-    assert_eq!(s.load_state().await.unwrap(), state);
+    save_state(s, &state).await;
+    let read = s.load_state_versioned().await.unwrap();
+    assert_eq!((read.value, read.version), (state.clone(), 1));
     let cleared = BotState { safe_mode: false, safe_mode_reason: None, tripped: BTreeMap::new(), ..state };
-    s.save_state(&cleared).await.unwrap();
-    assert_eq!(s.load_state().await.unwrap(), cleared);
+    save_state(s, &cleared).await;
+    let read = s.load_state_versioned().await.unwrap();
+    assert_eq!((read.value, read.version), (cleared, 2));
+    // A writer holding version 1 is refused and changes nothing.
+    let mut uow = s.begin().await.unwrap();
+    let err = uow.save_state(&BotState::default(), 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    drop(uow);
+    assert_eq!(s.load_state_versioned().await.unwrap().version, 2);
+}
+
+async fn concurrent_state_writers_never_overwrite(db: &TestStore) {
+    // 8 writers each add their own breaker 5 times through the versioned state: with last-writer-wins some
+    // would vanish; with compare-and-set and re-apply every one survives, and the version counts every write.
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..5 {
+                mcbot_stages::control::mutate_state(&store, None, |st| {
+                    st.tripped.insert(format!("w{w}-{i}"), "x".into());
+                    vec![NewEvent::new(t(0), EventKind::BreakerTripped, Severity::Warning, format!("w{w}-{i}"))]
+                })
+                .await
+                .expect("state change applied");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let read = db.store.load_state_versioned().await.unwrap();
+    assert_eq!(read.value.tripped.len(), 40, "no writer overwrote another");
+    assert_eq!(read.version, 40);
+    let events = db.store.read_events(&EventQuery::default()).await.unwrap();
+    assert_eq!(events.len(), 40, "one event per applied change, none for a lost race");
 }
 
 async fn signals_are_recorded_once_per_run(db: &TestStore) {
@@ -458,28 +581,104 @@ async fn signals_are_recorded_once_per_run(db: &TestStore) {
     assert!(s.signals_of_run("run-2").await.unwrap().is_empty());
 }
 
-async fn risk_events_newest_first(db: &TestStore) {
+fn ev(secs: i64, kind: EventKind, severity: Severity) -> NewEvent {
+    NewEvent::new(t(secs), kind, severity, format!("{kind} at {secs}"))
+}
+
+async fn events_are_sequenced_and_read_by_query(db: &TestStore) {
     let s = &db.store;
-    let ev = |secs: i64, kind: &str, severity: Severity, run: Option<&str>| RiskEvent {
-        ts: t(secs),
-        run_id: run.map(str::to_owned),
-        kind: kind.into(),
-        severity,
-        message: format!("{kind} at {secs}"),
-    };
-    let events = [
-        ev(0, "stale_data", Severity::Warning, Some("run-1")),
-        ev(10, "kill_switch", Severity::Critical, None),
-        ev(10, "daily_loss", Severity::Info, Some("run-2")),
-    ];
-    for e in &events {
-        s.insert_risk_event(e).await.unwrap();
-    }
-    // Identical events are all kept.
-    s.insert_risk_event(&events[0]).await.unwrap();
-    let got = s.recent_risk_events(10).await.unwrap();
-    assert_eq!(got, vec![events[2].clone(), events[1].clone(), events[0].clone(), events[0].clone()]);
-    assert_eq!(s.recent_risk_events(1).await.unwrap(), vec![events[2].clone()]);
+    let first = ev(0, EventKind::StaleData, Severity::Warning)
+        .run("run-1")
+        .symbol(&sym("BTCUSDT"))
+        .payload(json!({"qty": "0.00000001", "nested": {"a": [1, 2]}}))
+        .dedup("stale_data:BTCUSDT");
+    let ids = s
+        .append_events(vec![
+            first.clone(),
+            ev(10, EventKind::BreakerTripped, Severity::Critical),
+            ev(10, EventKind::Signal, Severity::Info),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![1, 2, 3], "ids start at 1 and follow the append order");
+    // Identical events are all kept, and ids go on without a gap.
+    assert_eq!(s.append_events(vec![first.clone()]).await.unwrap(), vec![4]);
+    assert_eq!(s.append_events(vec![]).await.unwrap(), Vec::<i64>::new());
+
+    let all = s.read_events(&EventQuery::default()).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(all[0].event, first, "every field round-trips");
+    let after = s.read_events(&EventQuery { after: 2, ..Default::default() }).await.unwrap();
+    assert_eq!(after.iter().map(|e| e.id).collect::<Vec<_>>(), vec![3, 4]);
+    let kinds = EventQuery { kinds: vec![EventKind::Signal, EventKind::BreakerTripped], ..Default::default() };
+    assert_eq!(s.read_events(&kinds).await.unwrap().iter().map(|e| e.id).collect::<Vec<_>>(), vec![2, 3]);
+    let loud = EventQuery { min_severity: Some(Severity::Warning), limit: 2, ..Default::default() };
+    assert_eq!(s.read_events(&loud).await.unwrap().iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2]);
+    let recent = s.recent_events(Severity::Warning, 10).await.unwrap();
+    assert_eq!(recent.iter().map(|e| e.id).collect::<Vec<_>>(), vec![4, 2, 1], "newest first, info left out");
+}
+
+async fn a_unit_of_work_commits_all_or_nothing(db: &TestStore) {
+    let s = &db.store;
+    let o = order("mcb-a", "run-1", OrderStatus::PendingNew, t(1));
+    // Dropped without commit: neither the order nor its event exists.
+    let mut uow = s.begin().await.unwrap();
+    assert!(uow.insert_order(&o).await.unwrap());
+    uow.append(ev(1, EventKind::OrderPlaced, Severity::Info));
+    drop(uow);
+    assert_eq!(s.order(&o.client_order_id).await.unwrap(), None);
+    assert!(s.read_events(&EventQuery::default()).await.unwrap().is_empty());
+    // A failing write in the middle: the caller gives up, nothing of the unit is written.
+    let mut uow = s.begin().await.unwrap();
+    assert!(uow.insert_order(&o).await.unwrap());
+    uow.insert_fill(&fill("1", "BTCUSDT", t(2))).await.unwrap();
+    let missing = order("mcb-never-inserted", "run-1", OrderStatus::Filled, t(1));
+    assert!(uow.update_order(&missing).await.is_err());
+    drop(uow);
+    assert_eq!(s.order(&o.client_order_id).await.unwrap(), None);
+    assert!(s.fills_between(t(0), t(10)).await.unwrap().is_empty());
+    // Committed: everything, with the event.
+    let mut uow = s.begin().await.unwrap();
+    uow.insert_order(&o).await.unwrap();
+    uow.insert_fill(&fill("1", "BTCUSDT", t(2))).await.unwrap();
+    let mut p = Position::flat(sym("BTCUSDT"));
+    p.qty = dec!(0.5);
+    uow.save_position(&p).await.unwrap();
+    assert_eq!(uow.position(&sym("BTCUSDT")).await.unwrap(), Some(p.clone()), "a unit reads its own writes");
+    uow.append(ev(2, EventKind::OrderFilled, Severity::Info));
+    assert_eq!(uow.commit().await.unwrap(), vec![1]);
+    assert!(s.order(&o.client_order_id).await.unwrap().is_some());
+    assert_eq!(s.positions().await.unwrap(), vec![p]);
+}
+
+async fn consumer_cursors_are_leased_and_fenced(db: &TestStore) {
+    let s = &db.store;
+    let ttl = Duration::seconds(60);
+    assert_eq!(s.claim_consumer("alerts", "a", t(0), ttl).await.unwrap(), Some(0), "a new consumer starts at 0");
+    assert_eq!(s.claim_consumer("alerts", "b", t(30), ttl).await.unwrap(), None, "held by a until t=60");
+    assert!(s.advance_consumer("alerts", "a", 7, t(31)).await.unwrap());
+    assert!(!s.advance_consumer("alerts", "b", 9, t(31)).await.unwrap(), "a non-holder cannot move the cursor");
+    assert!(!s.advance_consumer("alerts", "a", 3, t(32)).await.unwrap(), "the cursor never goes back");
+    assert_eq!(s.claim_consumer("alerts", "a", t(40), ttl).await.unwrap(), Some(7), "renewal keeps the cursor");
+    // a stops renewing; b takes over after expiry and resumes at a's cursor; a is fenced out.
+    assert_eq!(s.claim_consumer("alerts", "b", t(101), ttl).await.unwrap(), Some(7));
+    assert!(!s.advance_consumer("alerts", "a", 8, t(102)).await.unwrap());
+    assert_eq!(s.claim_consumer("reports", "a", t(102), ttl).await.unwrap(), Some(0), "cursors are per consumer");
+}
+
+async fn events_are_pruned_by_age(db: &TestStore) {
+    let s = &db.store;
+    s.append_events(vec![
+        ev(0, EventKind::Signal, Severity::Info),
+        ev(100, EventKind::Signal, Severity::Info),
+        ev(200, EventKind::Signal, Severity::Info),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.prune_events(t(100)).await.unwrap(), 1);
+    let left = s.read_events(&EventQuery::default()).await.unwrap();
+    assert_eq!(left.iter().map(|e| e.id).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(s.append_events(vec![ev(300, EventKind::Signal, Severity::Info)]).await.unwrap(), vec![4]);
 }
 
 async fn reports_are_unique_per_kind_and_period(db: &TestStore) {
@@ -578,7 +777,7 @@ async fn newer_schema_is_refused(db: &TestStore) {
 async fn corrupt_rows_name_table_and_column(db: &TestStore) {
     let s = &db.store;
     s.save_position(&Position::flat(sym("BTCUSDT"))).await.unwrap();
-    s.save_state(&BotState::default()).await.unwrap();
+    save_state(s, &BotState::default()).await;
     let pool = raw(db).await;
     sqlx::query("UPDATE positions SET symbol = 'btc; drop'").execute(&pool).await.unwrap();
     let err = s.positions().await.unwrap_err();

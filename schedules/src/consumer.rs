@@ -86,10 +86,15 @@ impl Consumer {
                     None => std::future::pending::<()>().await,
                 }
             };
+            let stopped = async {
+                if stop.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 () = woken => {}
                 () = tokio::time::sleep(poll) => {}
-                _ = stop.changed() => {}
+                () = stopped => {}
             }
         }
     }

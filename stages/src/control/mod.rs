@@ -11,7 +11,7 @@ use crate::ports::{BotState, EventKind, NewEvent, RunFence, Severity, Store, Sto
 
 /// How often a state change is re-applied after losing a race before giving up: writers are few (a cycle, a
 /// reconcile, an operator), so a handful of tries always suffices in practice.
-const MAX_ATTEMPTS: usize = 16;
+const MAX_ATTEMPTS: u32 = 64;
 
 /// Who issued a command: recorded in its event, so the log says who paused the bot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,7 +186,13 @@ where
     F: FnMut(&mut BotState) -> Vec<NewEvent> + Send,
 {
     let mut last = None;
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            // Lost a race: step aside a little (jittered, growing) so one of the racers gets through.
+            use std::hash::{BuildHasher, Hasher};
+            let jitter = std::hash::RandomState::new().build_hasher().finish() % 1_000;
+            tokio::time::sleep(std::time::Duration::from_micros(jitter * u64::from(attempt.min(8)))).await;
+        }
         let read = store.load_state_versioned().await?;
         let mut state = read.value.clone();
         let events = change(&mut state);
