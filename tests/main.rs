@@ -5,6 +5,8 @@ mod backtest_parity;
 mod backtest_pipeline;
 mod binance;
 mod cli;
+mod commands;
+mod crash_recovery;
 mod live_path;
 mod market_data;
 mod paper_mode;

@@ -124,6 +124,46 @@ async fn five_hundred_bars(url: &str, data_dir: &std::path::Path) {
     assert_eq!(weekly.len(), 3);
     let day_pnl = &daily.iter().find(|r| r.scheduled_at.to_rfc3339().starts_with("2024-01-10")).unwrap().outcome;
     assert!(day_pnl.as_ref().is_some_and(|o| o["fills"].as_u64().is_some()), "{day_pnl:?}");
+    event_log_matches_the_books(store, &ids).await;
+}
+
+/// Every stored order has exactly one `order_placed` event and every stored fill one `order_filled` event; ids
+/// increase without a gap (one writer); each cycle is reported once started and once finished.
+async fn event_log_matches_the_books(store: &dyn Store, runs: &[String]) {
+    let events = store.read_events(&EventQuery::default()).await.unwrap();
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (1..=i64::try_from(ids.len()).unwrap()).collect::<Vec<_>>(), "gap-free and increasing");
+    let of = |kind: EventKind| events.iter().filter(move |e| e.event.kind == kind);
+    let mut placed: Vec<String> =
+        of(EventKind::OrderPlaced).map(|e| e.event.payload["client_order_id"].as_str().unwrap().to_owned()).collect();
+    let mut stored = Vec::new();
+    for r in runs {
+        stored.extend(store.orders_of_run(r).await.unwrap().into_iter().map(|o| o.client_order_id.to_string()));
+    }
+    placed.sort();
+    stored.sort();
+    assert_eq!(placed, stored, "one order event per stored order");
+    let mut filled: Vec<(String, String)> = of(EventKind::OrderFilled)
+        .map(|e| {
+            (e.event.symbol.as_ref().unwrap().to_string(), e.event.payload["trade_id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let mut fills: Vec<(String, String)> = store
+        .fills_between(start(), start() + Duration::days(60))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.symbol.to_string(), f.trade_id))
+        .collect();
+    filled.sort();
+    fills.sort();
+    assert!(!fills.is_empty());
+    assert_eq!(filled, fills, "one fill event per stored fill");
+    assert_eq!(of(EventKind::CycleStarted).count(), runs.len());
+    assert_eq!(of(EventKind::CycleFinished).count(), runs.len());
+    let opened = of(EventKind::PositionOpened).count();
+    let closed = of(EventKind::PositionClosed).count();
+    assert!(opened > 0 && closed > 0 && opened >= closed, "positions open and close: {opened} / {closed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,6 +64,7 @@ contract!(
     a_unit_of_work_commits_all_or_nothing,
     consumer_cursors_are_leased_and_fenced,
     events_are_pruned_by_age,
+    a_reader_never_misses_an_event_committed_late,
     concurrent_state_writers_never_overwrite,
     reports_are_unique_per_kind_and_period,
     heartbeats_are_recorded,
@@ -827,4 +828,54 @@ async fn embedded_default_creates_its_directory_in_wal_mode() {
     assert_eq!(mode, "wal");
     pool.close().await;
     store.close().await;
+}
+
+/// A consumer never misses an event whose transaction commits after one with a higher id. Writers hold their
+/// transaction open for a random moment after appending; a reader follows the log by cursor meanwhile. With ids
+/// drawn at insert from a sequence, a slow writer's lower id would commit behind the reader's cursor and never be
+/// read.
+async fn a_reader_never_misses_an_event_committed_late(db: &TestStore) {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let store = db.store.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let mut uow = store.begin().await.unwrap();
+                uow.append(ev(w * 100 + i, EventKind::Signal, Severity::Info));
+                uow.append(ev(w * 100 + i, EventKind::Signal, Severity::Info));
+                let pause = std::hash::RandomState::new().build_hasher().finish() % 4_000;
+                tokio::time::sleep(StdDuration::from_micros(pause)).await;
+                uow.commit().await.unwrap();
+            }
+        }));
+    }
+    let reader = {
+        let store = db.store.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut cursor = 0;
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                let batch = store.read_events(&EventQuery { after: cursor, ..Default::default() }).await.unwrap();
+                if let Some(last) = batch.last() {
+                    cursor = last.id;
+                }
+                seen.extend(batch.into_iter().map(|e| e.id));
+                if finished {
+                    return seen;
+                }
+                tokio::time::sleep(StdDuration::from_micros(300)).await;
+            }
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    assert_eq!(seen, (1..=300).collect::<Vec<i64>>(), "every event read once, in order, none skipped");
 }

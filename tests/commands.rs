@@ -1,0 +1,122 @@
+//! Commands from the command line against the database a scheduler uses: each changes the trading state once,
+//! records who issued it and why as an event, refuses what does not apply, and is obeyed by the next cycle.
+
+use std::process::Output;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use mcbot::app::{App, open_store};
+use mcbot::config::Config;
+use mcbot_schedules::FireOutcome;
+use mcbot_schedules::jobs::TradingCycleJob;
+use mcbot_stages::ManualClock;
+use mcbot_stages::domain::{Decimal, RunId, Symbol};
+use mcbot_stages::ports::{Claimant, JobClaim, JobStatus, Store};
+
+use crate::support::cli::{json, mcbot, workdir};
+use crate::support::db::{fresh_pg_url, fresh_sqlite_url};
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn commands_change_state_once_and_are_logged(db: Option<&str>) {
+    let dir = workdir();
+    let env: Vec<(&str, &str)> = db.map(|u| vec![("DATABASE_URL", u)]).unwrap_or_default();
+    let run = |args: &[&str]| mcbot(dir.path(), args, &env);
+
+    ok(&run(&["pause", "--reason", "exchange maintenance"]));
+    let again = run(&["pause"]);
+    assert_eq!(again.status.code(), Some(2), "pausing a paused bot changes nothing");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing changed"));
+
+    let cycle = run(&["run-once", "--output", "json"]);
+    ok(&cycle);
+    let doc = json(&cycle);
+    let blocked = doc["blocked_by"].to_string();
+    assert!(blocked.contains("entries paused"), "{doc}");
+    assert!(doc["orders"].as_array().unwrap().is_empty(), "a paused bot buys nothing: {doc}");
+
+    ok(&run(&["resume", "--reason", "maintenance over"]));
+    let no_safe = run(&["reset-safe-mode", "--reason", "checked"]);
+    assert_eq!(no_safe.status.code(), Some(2), "safe mode is not on");
+    let no_breaker = run(&["reset-breaker", "daily_loss", "--reason", "checked"]);
+    assert_eq!(no_breaker.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_breaker.stderr).contains("not tripped"));
+    ok(&run(&["kill", "--flatten", "--no-cancel", "--reason", "going on holiday"]));
+
+    let status = json(&run(&["status", "--output", "json"]));
+    assert_eq!(status["trading"], "halted", "{status}");
+
+    let events = run(&["events", "--kind", "trading_paused,trading_resumed,trading_killed", "--output", "json"]);
+    ok(&events);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&events.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["trading_paused", "trading_resumed", "trading_killed"], "one event per applied command");
+    assert_eq!(lines[0]["payload"]["issuer"], "cli");
+    assert_eq!(lines[0]["payload"]["reason"], "exchange maintenance");
+    assert_eq!(lines[2]["severity"], "emergency");
+    assert!(lines.windows(2).all(|w| w[0]["id"].as_i64() < w[1]["id"].as_i64()));
+
+    let bad = run(&["events", "--kind", "no_such_kind"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("order_filled"), "the error lists the kinds");
+}
+
+#[test]
+fn commands_change_state_once_and_are_logged_sqlite() {
+    commands_change_state_once_and_are_logged(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_change_state_once_and_are_logged_postgres() {
+    let db = fresh_pg_url().await;
+    let url = db.url().to_owned();
+    tokio::task::spawn_blocking(move || commands_change_state_once_and_are_logged(Some(&url))).await.unwrap();
+}
+
+fn start() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().to_utc()
+}
+
+/// A run claimed by a process that died on this host (a killed `run-once`) is taken over at once by the next
+/// start's catch-up, within the grace period, instead of blocking its bar until the claim goes stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bar_whose_process_died_is_traded_by_the_next_start() {
+    let db = fresh_sqlite_url();
+    let mut cfg = Config::default();
+    cfg.market.symbols = ["BTCUSDT", "ETHUSDT"].iter().map(|s| Symbol::new(s).unwrap()).collect();
+    cfg.sim.start = start();
+    cfg.sim.tick_size = Decimal::new(1, 4);
+    cfg.risk.kill_switch_file = db.dir().join("KILL");
+    cfg.database.data_dir = db.dir().to_path_buf();
+    let bar = start() + Duration::hours(30);
+    let clock = Arc::new(ManualClock::new(bar + Duration::seconds(7)));
+
+    // The dead claimant: a child process that has exited, on this host.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = Claimant { pid: child.id(), host: mcbot::liveness::host_name() };
+    child.wait().unwrap();
+    let store = open_store(db.url()).await.unwrap();
+    let run = RunId::new(TradingCycleJob::NAME, bar);
+    let stale = Duration::seconds(900);
+    let claim = store.claim_run(run.as_str(), TradingCycleJob::NAME, bar, bar, stale, &dead).await.unwrap();
+    assert!(matches!(claim, JobClaim::Claimed { .. }));
+
+    let app = App::build(cfg, store, clock.clone()).await.unwrap();
+    let caught_up = app.runtime.catch_up().await;
+    let cycle = caught_up.iter().find(|(job, _)| job == TradingCycleJob::NAME).map(|(_, o)| o.clone());
+    let Some(FireOutcome::Ran { status, .. }) = cycle else { panic!("the dead claim is taken over: {caught_up:?}") };
+    assert_eq!(status, JobStatus::Succeeded);
+    let rec = &app.store.recent_runs(Some(TradingCycleJob::NAME), 1).await.unwrap()[0];
+    assert_eq!((rec.attempt, rec.status), (2, JobStatus::Succeeded), "{rec:?}");
+}
