@@ -148,6 +148,9 @@ impl Exchange for Line {
     async fn open_orders(&self) -> Result<Vec<mcbot_stages::domain::Order>, ExchangeError> {
         self.inner.open_orders().await
     }
+    async fn cancel_order(&self, s: &Symbol, id: &ClientOrderId) -> Result<Option<OrderAck>, ExchangeError> {
+        self.inner.cancel_order(s, id).await
+    }
 }
 
 fn opts(from: Option<DateTime<Utc>>, page: usize) -> DownloadOptions {

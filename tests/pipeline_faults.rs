@@ -84,6 +84,9 @@ impl Exchange for Flaky {
     async fn open_orders(&self) -> Result<Vec<Order>, ExchangeError> {
         self.inner.open_orders().await
     }
+    async fn cancel_order(&self, s: &Symbol, id: &ClientOrderId) -> Result<Option<OrderAck>, ExchangeError> {
+        self.inner.cancel_order(s, id).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,4 +83,18 @@ pub trait Exchange: Send + Sync {
 
     /// Orders still open.
     async fn open_orders(&self) -> Result<Vec<Order>, ExchangeError>;
+
+    /// Cancels the order placed under `client_order_id` and returns it as the exchange now sees it, with its
+    /// fills (a partly filled order keeps what it filled). `None` when the exchange never saw the id.
+    ///
+    /// Cancelling is idempotent: an order already final (filled, cancelled, rejected, expired) is not an error,
+    /// its final state is returned. Errors keep the port's meaning: `Retryable` when the order is known to be
+    /// still open (the cancel did not reach the exchange or did not take effect; sending it again is safe),
+    /// `Unknown` when the cancel may or may not have taken effect and the order could not be read since
+    /// (look it up, or cancel again), `Rejected` when the exchange refuses to cancel an order it still shows open.
+    async fn cancel_order(
+        &self,
+        symbol: &Symbol,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<OrderAck>, ExchangeError>;
 }

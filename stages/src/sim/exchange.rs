@@ -144,13 +144,22 @@ impl Exchange for SimExchange {
     async fn open_orders(&self) -> Result<Vec<Order>, ExchangeError> {
         Ok(self.lock().open_orders())
     }
+
+    /// Market orders fill at once here, so a cancel finds them final and returns them unchanged.
+    async fn cancel_order(
+        &self,
+        _symbol: &Symbol,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<OrderAck>, ExchangeError> {
+        Ok(self.lock().cancel(client_order_id))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::domain::RunId;
+    use crate::domain::{OrderStatus, RunId};
     use crate::sim::RandomWalk;
     use rust_decimal_macros::dec;
 
@@ -210,6 +219,30 @@ mod tests {
         let restored = sim(clock);
         restored.restore(&ack.fills);
         assert_eq!(restored.balances().await.unwrap(), ex.balances().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn cancel_returns_a_filled_order_unchanged_and_none_for_an_unknown_id() {
+        let clock = Arc::new(ManualClock::new(DateTime::from_timestamp(1_704_067_200 + 3600, 5).unwrap()));
+        let ex = sim(clock.clone());
+        let s = Symbol::new("BTCUSDT").unwrap();
+        let id = |leg| ClientOrderId::derive(&RunId::new("t", clock.now()), &s, leg);
+        assert!(ex.cancel_order(&s, &id("never")).await.unwrap().is_none());
+        let intent = OrderIntent {
+            symbol: s.clone(),
+            side: Side::Buy,
+            qty: dec!(1),
+            ref_price: dec!(100),
+            reduce_only: false,
+            reason: "t".into(),
+        };
+        let placed = ex.place_market_order(&id("buy"), "run", &intent).await.unwrap();
+        let balances = ex.balances().await.unwrap();
+        let cancelled = ex.cancel_order(&s, &id("buy")).await.unwrap().expect("the simulator knows it");
+        assert_eq!(cancelled.order, placed.order, "filled at once: the cancel finds it final");
+        assert_eq!(cancelled.order.status, OrderStatus::Filled);
+        assert_eq!(cancelled.fills, placed.fills);
+        assert_eq!(ex.balances().await.unwrap(), balances);
     }
 
     #[tokio::test]

@@ -157,6 +157,19 @@ impl Exchange for PaperExchange {
             FillModel::Shadow { .. } => Vec::new(),
         })
     }
+
+    /// Paper orders live in the simulated account, so the cancel acts there; nothing is sent to the venue.
+    /// Shadow never placed anything, so there is nothing to cancel.
+    async fn cancel_order(
+        &self,
+        _symbol: &Symbol,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<OrderAck>, ExchangeError> {
+        Ok(match &self.fills {
+            FillModel::Paper { account, .. } => lock(account).cancel(client_order_id),
+            FillModel::Shadow { .. } => None,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +181,11 @@ mod tests {
     use rust_decimal_macros::dec;
 
     fn venue(clock: Arc<ManualClock>) -> Arc<dyn Exchange> {
+        venue_with_cash(clock, dec!(0))
+    }
+
+    /// The venue's own account holds `cash`, so a test can place an order at the venue directly.
+    fn venue_with_cash(clock: Arc<ManualClock>, cash: Decimal) -> Arc<dyn Exchange> {
         let symbol = Symbol::new("BTCUSDT").unwrap();
         let market = MarketSource::random_walk(RandomWalk {
             seed: 3,
@@ -186,7 +204,7 @@ mod tests {
         };
         let cfg = SimConfig {
             quote: "USDT".into(),
-            initial_cash: dec!(0),
+            initial_cash: cash,
             fee_rate: dec!(0),
             slippage_bps: dec!(0),
             timeframe: "1h".parse().unwrap(),
@@ -223,5 +241,40 @@ mod tests {
         assert!(ack.fills.is_empty());
         assert_eq!(ack.order.status, OrderStatus::Canceled);
         assert_eq!(shadow.balances().await.unwrap()[0].free, dec!(1000));
+    }
+
+    #[tokio::test]
+    async fn paper_cancels_in_its_own_account_and_shadow_has_nothing_to_cancel() {
+        let clock = Arc::new(ManualClock::new(DateTime::from_timestamp(1_704_067_200 + 7200, 5).unwrap()));
+        let v = venue_with_cash(clock.clone(), dec!(100000));
+        let s = Symbol::new("BTCUSDT").unwrap();
+        let id = |leg| ClientOrderId::derive(&RunId::new("t", clock.now()), &s, leg);
+        let intent = OrderIntent {
+            symbol: s.clone(),
+            side: Side::Buy,
+            qty: dec!(1),
+            ref_price: dec!(100),
+            reduce_only: false,
+            reason: "t".into(),
+        };
+        // An order the venue itself holds: neither paper nor shadow may ask the venue about it.
+        v.place_market_order(&id("at-venue"), "r", &intent).await.unwrap();
+
+        let paper = PaperExchange::new(v.clone(), "USDT", dec!(100000), dec!(0.001), clock.clone());
+        assert!(paper.cancel_order(&s, &id("never")).await.unwrap().is_none());
+        assert!(paper.cancel_order(&s, &id("at-venue")).await.unwrap().is_none(), "not a paper order");
+        let placed = paper.place_market_order(&id("buy"), "r", &intent).await.unwrap();
+        let balances = paper.balances().await.unwrap();
+        let cancelled = paper.cancel_order(&s, &id("buy")).await.unwrap().expect("the paper account has it");
+        assert_eq!((cancelled.order.status, cancelled.fills), (OrderStatus::Filled, placed.fills));
+        assert_eq!(paper.balances().await.unwrap(), balances, "a cancel of a filled order moves nothing");
+        assert!(v.order(&s, &id("buy")).await.unwrap().is_none(), "the venue never saw the paper order");
+
+        let shadow = PaperExchange::shadow(v.clone(), "USDT", dec!(1000), clock.clone());
+        let intended = shadow.place_market_order(&id("sell"), "r", &intent).await.unwrap();
+        assert_eq!(intended.order.status, OrderStatus::Canceled);
+        assert!(shadow.cancel_order(&s, &id("sell")).await.unwrap().is_none(), "shadow placed nothing");
+        assert!(shadow.cancel_order(&s, &id("at-venue")).await.unwrap().is_none(), "shadow sends nothing");
+        assert!(v.order(&s, &id("sell")).await.unwrap().is_none());
     }
 }
