@@ -12,11 +12,13 @@ use mcbot::exchange::binance::payloads::Kline;
 use mcbot::exchange::binance::rest::TradesQuery;
 use mcbot::exchange::binance::{BarSource, BinanceError, BinanceExchange, BinanceSettings, ClosedBar, RiskHook};
 use mcbot_stages::domain::{ClientOrderId, Decimal, OrderIntent, OrderStatus, RunId, Side, Symbol, Timeframe};
+use mcbot_stages::pipeline::pretrade::Approved;
 use mcbot_stages::ports::{Exchange, ExchangeError, OrderAck, RiskEvent};
 use mcbot_stages::{Clock, ManualClock, SystemClock};
 use rust_decimal_macros::dec;
 use tokio::sync::broadcast;
 
+use crate::support::approval::approved;
 use crate::support::fake_binance::{Commission, FakeBinance, FakeConfig, Fault, TokioClock};
 
 const ORDER: &str = "/api/v3/order";
@@ -49,8 +51,16 @@ fn adapter(settings: BinanceSettings, clock: Arc<dyn Clock>) -> BinanceExchange 
     BinanceExchange::new(settings, clock, None).expect("adapter builds")
 }
 
-fn intent(symbol: &Symbol, side: Side, qty: Decimal, ref_price: Decimal) -> OrderIntent {
-    OrderIntent { symbol: symbol.clone(), side, qty, ref_price, reduce_only: side == Side::Sell, reason: "test".into() }
+/// An order intent as the pre-trade checks approve it (permissive limits: the adapter's rules are under test).
+fn intent(symbol: &Symbol, side: Side, qty: Decimal, ref_price: Decimal) -> Approved<OrderIntent> {
+    approved(OrderIntent {
+        symbol: symbol.clone(),
+        side,
+        qty,
+        ref_price,
+        reduce_only: side == Side::Sell,
+        reason: "test".into(),
+    })
 }
 
 fn id(n: i64, symbol: &Symbol, side: Side) -> ClientOrderId {

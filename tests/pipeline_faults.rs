@@ -16,7 +16,7 @@ use mcbot_stages::domain::{
     Balance, Candle, ClientOrderId, Decimal, Instrument, Order, OrderBook, OrderIntent, RunId, Symbol, Timeframe,
 };
 use mcbot_stages::pipeline::execution::SizingParams;
-use mcbot_stages::pipeline::pretrade::PreTradeLimits;
+use mcbot_stages::pipeline::pretrade::{Approved, PreTradeLimits};
 use mcbot_stages::pipeline::risk::RiskLimits;
 use mcbot_stages::pipeline::{Pipeline, PipelineConfig};
 use mcbot_stages::ports::{Exchange, ExchangeError, OrderAck, Store};
@@ -69,7 +69,7 @@ impl Exchange for Flaky {
         &self,
         id: &ClientOrderId,
         run: &str,
-        intent: &OrderIntent,
+        intent: &Approved<OrderIntent>,
     ) -> Result<OrderAck, ExchangeError> {
         let ack = self.inner.place_market_order(id, run, intent).await?;
         if self.orders.fetch_add(1, Ordering::SeqCst).is_multiple_of(self.lose_every) {

@@ -13,10 +13,12 @@ use mcbot::exchange::upbit::rest::{NewOrder, OrderKind, OrderSide};
 use mcbot::exchange::upbit::{ApiSecret, Pause, UpbitExchange, UpbitSettings};
 use mcbot_stages::ManualClock;
 use mcbot_stages::domain::{Candle, ClientOrderId, OrderIntent, OrderStatus, Side, Symbol};
+use mcbot_stages::pipeline::pretrade::Approved;
 use mcbot_stages::ports::{Exchange, ExchangeError};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
+use crate::support::approval::approved;
 use crate::support::fake_upbit::{ACCESS_KEY, FakeUpbit, Fault, SECRET_KEY};
 
 /// Waiting on virtual time: records each wait and moves the manual clock by it.
@@ -91,15 +93,16 @@ fn market(fake: &FakeUpbit) {
     );
 }
 
-fn intent(side: Side, qty: Decimal) -> OrderIntent {
-    OrderIntent {
+/// An order intent as the pre-trade checks approve it (permissive limits: the adapter's rules are under test).
+fn intent(side: Side, qty: Decimal) -> Approved<OrderIntent> {
+    approved(OrderIntent {
         symbol: btc(),
         side,
         qty,
         ref_price: dec!(80_012_345),
         reduce_only: side == Side::Sell,
         reason: "test".into(),
-    }
+    })
 }
 
 fn cid(n: u32) -> ClientOrderId {

@@ -15,6 +15,7 @@ use mcbot_stages::domain::{
     Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, OrderStatus, Side, Symbol,
     Timeframe,
 };
+use mcbot_stages::pipeline::pretrade::Approved;
 use mcbot_stages::ports::{Exchange, ExchangeError, OrderAck};
 
 use super::candle_cache::CandleCache;
@@ -400,8 +401,9 @@ impl Exchange for BinanceExchange {
         &self,
         client_order_id: &ClientOrderId,
         run_id: &str,
-        intent: &OrderIntent,
+        approved: &Approved<OrderIntent>,
     ) -> Result<OrderAck, ExchangeError> {
+        let intent = approved.get();
         if let Some(ack) = self.remembered(client_order_id) {
             return Ok(ack);
         }

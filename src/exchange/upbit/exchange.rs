@@ -14,6 +14,7 @@ use mcbot_stages::domain::{
     Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, OrderStatus, Side, Symbol,
     Timeframe,
 };
+use mcbot_stages::pipeline::pretrade::Approved;
 use mcbot_stages::ports::{Exchange, ExchangeError, OrderAck};
 use rust_decimal::Decimal;
 
@@ -545,8 +546,9 @@ impl Exchange for UpbitExchange {
         &self,
         client_order_id: &ClientOrderId,
         run_id: &str,
-        intent: &OrderIntent,
+        approved: &Approved<OrderIntent>,
     ) -> Result<OrderAck, ExchangeError> {
+        let intent = approved.get();
         self.split_market(&intent.symbol)?;
         let kind = match intent.side {
             Side::Buy => {

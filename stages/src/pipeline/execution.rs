@@ -167,7 +167,7 @@ impl Execution {
             };
             self.store.insert_order(&pending).await?;
         }
-        match self.exchange.place_market_order(&id, cx.run_id.as_str(), intent).await {
+        match self.exchange.place_market_order(&id, cx.run_id.as_str(), &approved).await {
             Ok(ack) => Ok(Some(ack)),
             Err(ExchangeError::Rejected(why)) => {
                 self.close_unplaced(&id, OrderStatus::Rejected, &format!("rejected: {why}")).await?;

@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use crate::domain::{
     Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, Symbol, Timeframe,
 };
+use crate::pipeline::pretrade::Approved;
 
 /// Exchange failures sorted by what the caller does next.
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +71,31 @@ pub trait Exchange: Send + Sync {
     async fn balances(&self) -> Result<Vec<Balance>, ExchangeError>;
 
     /// Places a market order under `client_order_id`. Placing the same id twice must not create a second order:
-    /// the adapter returns the existing one.
+    /// the adapter returns the existing one. Only an order the pre-trade checks approved can be placed: an
+    /// `Approved` is built by `pipeline::pretrade::approve` alone. The adapter still applies the venue's own
+    /// rules (tick, step, minimum) before sending.
+    ///
+    /// ```
+    /// # use mcbot_stages::domain::{ClientOrderId, OrderIntent};
+    /// # use mcbot_stages::pipeline::pretrade::Approved;
+    /// # use mcbot_stages::ports::Exchange;
+    /// async fn place(ex: &dyn Exchange, id: &ClientOrderId, order: &Approved<OrderIntent>) {
+    ///     let _ = ex.place_market_order(id, "run", order).await;
+    /// }
+    /// ```
+    /// An intent that skipped the checks does not compile:
+    /// ```compile_fail
+    /// # use mcbot_stages::domain::{ClientOrderId, OrderIntent};
+    /// # use mcbot_stages::ports::Exchange;
+    /// async fn place(ex: &dyn Exchange, id: &ClientOrderId, order: &OrderIntent) {
+    ///     let _ = ex.place_market_order(id, "run", order).await;
+    /// }
+    /// ```
     async fn place_market_order(
         &self,
         client_order_id: &ClientOrderId,
         run_id: &str,
-        intent: &OrderIntent,
+        approved: &Approved<OrderIntent>,
     ) -> Result<OrderAck, ExchangeError>;
 
     /// Looks an order up by its client order id; `None` if the exchange never saw it.

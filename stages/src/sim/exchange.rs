@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::domain::{
     Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, Side, Symbol, Timeframe,
 };
+use crate::pipeline::pretrade::Approved;
 use crate::ports::{Exchange, ExchangeError, OrderAck};
 
 /// Fill model and account of the simulator.
@@ -119,8 +120,9 @@ impl Exchange for SimExchange {
         &self,
         client_order_id: &ClientOrderId,
         run_id: &str,
-        intent: &OrderIntent,
+        approved: &Approved<OrderIntent>,
     ) -> Result<OrderAck, ExchangeError> {
+        let intent = approved.get();
         let inst = self.instrument_of(&intent.symbol)?.clone();
         let mid = self.last_price(&intent.symbol).await?;
         let slip = self.config.slippage_bps / Decimal::from(10_000);
@@ -160,6 +162,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::domain::{OrderStatus, RunId};
+    use crate::pipeline::pretrade::approved_for_tests;
     use crate::sim::RandomWalk;
     use rust_decimal_macros::dec;
 
@@ -196,14 +199,14 @@ mod tests {
         let ex = sim(clock.clone());
         let s = Symbol::new("BTCUSDT").unwrap();
         let id = ClientOrderId::derive(&RunId::new("t", clock.now()), &s, "buy");
-        let intent = OrderIntent {
+        let intent = approved_for_tests(OrderIntent {
             symbol: s.clone(),
             side: Side::Buy,
             qty: dec!(2),
             ref_price: dec!(100),
             reduce_only: false,
             reason: "test".into(),
-        };
+        });
         let ack = ex.place_market_order(&id, "run", &intent).await.unwrap();
         let bar0 = ex.closed_candles(&s, "1h".parse().unwrap(), clock.now(), 10).await.unwrap();
         assert_eq!(bar0.len(), 1);
@@ -228,14 +231,14 @@ mod tests {
         let s = Symbol::new("BTCUSDT").unwrap();
         let id = |leg| ClientOrderId::derive(&RunId::new("t", clock.now()), &s, leg);
         assert!(ex.cancel_order(&s, &id("never")).await.unwrap().is_none());
-        let intent = OrderIntent {
+        let intent = approved_for_tests(OrderIntent {
             symbol: s.clone(),
             side: Side::Buy,
             qty: dec!(1),
             ref_price: dec!(100),
             reduce_only: false,
             reason: "t".into(),
-        };
+        });
         let placed = ex.place_market_order(&id("buy"), "run", &intent).await.unwrap();
         let balances = ex.balances().await.unwrap();
         let cancelled = ex.cancel_order(&s, &id("buy")).await.unwrap().expect("the simulator knows it");
@@ -250,13 +253,16 @@ mod tests {
         let clock = Arc::new(ManualClock::new(DateTime::from_timestamp(1_704_067_200 + 3600, 5).unwrap()));
         let ex = sim(clock.clone());
         let s = Symbol::new("BTCUSDT").unwrap();
-        let mk = |qty, side| OrderIntent {
-            symbol: s.clone(),
-            side,
-            qty,
-            ref_price: dec!(100),
-            reduce_only: false,
-            reason: String::new(),
+        // Approved by the pre-trade checks with permissive limits: the simulator's own rules are under test.
+        let mk = |qty, side| {
+            approved_for_tests(OrderIntent {
+                symbol: s.clone(),
+                side,
+                qty,
+                ref_price: dec!(100),
+                reduce_only: false,
+                reason: String::new(),
+            })
         };
         let id = |leg| ClientOrderId::derive(&RunId::new("t", clock.now()), &s, leg);
         assert!(matches!(

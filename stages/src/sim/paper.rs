@@ -15,6 +15,7 @@ use crate::domain::{
     Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, OrderStatus, Side, Symbol,
     Timeframe,
 };
+use crate::pipeline::pretrade::Approved;
 use crate::ports::{Exchange, ExchangeError, OrderAck};
 
 /// Where orders go when the venue only provides market data.
@@ -103,8 +104,9 @@ impl Exchange for PaperExchange {
         &self,
         client_order_id: &ClientOrderId,
         run_id: &str,
-        intent: &OrderIntent,
+        approved: &Approved<OrderIntent>,
     ) -> Result<OrderAck, ExchangeError> {
+        let intent = approved.get();
         let (account, fee_rate, book_depth) = match &self.fills {
             FillModel::Paper { account, fee_rate, book_depth } => (account, *fee_rate, *book_depth),
             FillModel::Shadow { .. } => {
@@ -177,6 +179,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::domain::RunId;
+    use crate::pipeline::pretrade::approved_for_tests;
     use crate::sim::{MarketSource, RandomWalk, SimConfig, SimExchange};
     use rust_decimal_macros::dec;
 
@@ -222,14 +225,14 @@ mod tests {
         let book = v.order_book(&s, 100).await.unwrap();
         // Deeper than the first level: the average price is worse than the best ask.
         let qty = book.asks[0].1 + book.asks[1].1;
-        let intent = OrderIntent {
+        let intent = approved_for_tests(OrderIntent {
             symbol: s.clone(),
             side: Side::Buy,
             qty,
             ref_price: book.asks[0].0,
             reduce_only: false,
             reason: "t".into(),
-        };
+        });
         let id = ClientOrderId::derive(&RunId::new("t", clock.now()), &s, "buy");
         let ack = paper.place_market_order(&id, "r", &intent).await.unwrap();
         let p = ack.fills[0].price;
@@ -249,14 +252,14 @@ mod tests {
         let v = venue_with_cash(clock.clone(), dec!(100000));
         let s = Symbol::new("BTCUSDT").unwrap();
         let id = |leg| ClientOrderId::derive(&RunId::new("t", clock.now()), &s, leg);
-        let intent = OrderIntent {
+        let intent = approved_for_tests(OrderIntent {
             symbol: s.clone(),
             side: Side::Buy,
             qty: dec!(1),
             ref_price: dec!(100),
             reduce_only: false,
             reason: "t".into(),
-        };
+        });
         // An order the venue itself holds: neither paper nor shadow may ask the venue about it.
         v.place_market_order(&id("at-venue"), "r", &intent).await.unwrap();
 
