@@ -12,11 +12,13 @@ use mcbot::exchange::binance::payloads::Kline;
 use mcbot::exchange::binance::rest::TradesQuery;
 use mcbot::exchange::binance::{BarSource, BinanceError, BinanceExchange, BinanceSettings, ClosedBar, RiskHook};
 use mcbot_stages::domain::{ClientOrderId, Decimal, OrderIntent, OrderStatus, RunId, Side, Symbol, Timeframe};
+use mcbot_stages::pipeline::pretrade::Approved;
 use mcbot_stages::ports::{Exchange, ExchangeError, NewEvent, OrderAck};
 use mcbot_stages::{Clock, ManualClock, SystemClock};
 use rust_decimal_macros::dec;
 use tokio::sync::broadcast;
 
+use crate::support::approval::approved;
 use crate::support::fake_binance::{Commission, FakeBinance, FakeConfig, Fault, TokioClock};
 
 const ORDER: &str = "/api/v3/order";
@@ -49,8 +51,16 @@ fn adapter(settings: BinanceSettings, clock: Arc<dyn Clock>) -> BinanceExchange 
     BinanceExchange::new(settings, clock, None).expect("adapter builds")
 }
 
-fn intent(symbol: &Symbol, side: Side, qty: Decimal, ref_price: Decimal) -> OrderIntent {
-    OrderIntent { symbol: symbol.clone(), side, qty, ref_price, reduce_only: side == Side::Sell, reason: "test".into() }
+/// An order intent as the pre-trade checks approve it (permissive limits: the adapter's rules are under test).
+fn intent(symbol: &Symbol, side: Side, qty: Decimal, ref_price: Decimal) -> Approved<OrderIntent> {
+    approved(OrderIntent {
+        symbol: symbol.clone(),
+        side,
+        qty,
+        ref_price,
+        reduce_only: side == Side::Sell,
+        reason: "test".into(),
+    })
 }
 
 fn id(n: i64, symbol: &Symbol, side: Side) -> ClientOrderId {
@@ -664,4 +674,113 @@ async fn binance_stream_aggregates_1m_bars_to_5m_on_utc_boundaries() {
     assert_eq!(bar.candle, expected);
     assert_eq!(bar.source, BarSource::Stream);
     stream.shutdown().await;
+}
+
+// ---- cancellation ----
+
+#[tokio::test]
+async fn binance_cancel_closes_an_open_order_and_answers_final_and_unknown_ids() {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let fake = fake_with(&clock, |_| {}).await;
+    let ex = adapter(fake.settings(), clock.clone());
+    let price = fake.last_price("BTCUSDT");
+    let below = price - dec!(1000);
+    let deletes = || fake.requests().iter().filter(|r| r.method == "DELETE").count();
+
+    // An order resting on the book: cancelled, its funds free again.
+    let open = id(1, &btc(), Side::Buy);
+    let usdt = fake.balances()["USDT"];
+    let order_id = fake.rest_limit_order("BTCUSDT", open.as_str(), Side::Buy, dec!(0.01), below, Decimal::ZERO);
+    assert_eq!(fake.locked()["USDT"], dec!(0.01) * below);
+    assert_eq!(ex.open_orders().await.unwrap().len(), 1);
+    let c = ex.cancel_order(&btc(), &open).await.unwrap().expect("Binance knows the order");
+    assert_eq!(c.order.client_order_id, open, "our id, not the cancel's own clientOrderId");
+    assert_eq!((c.order.status, c.order.filled_qty, c.order.qty), (OrderStatus::Canceled, dec!(0), dec!(0.01)));
+    assert_eq!(c.order.exchange_order_id, Some(order_id.to_string()));
+    assert!(c.fills.is_empty());
+    assert_eq!(fake.orders_with_client_id(open.as_str())[0].status, "CANCELED");
+    assert_eq!((fake.balances()["USDT"], fake.locked()["USDT"]), (usdt, dec!(0)));
+    assert!(ex.open_orders().await.unwrap().is_empty());
+    assert_eq!(deletes(), 1);
+
+    // Cancelled again, by a restarted process: Binance says -2011, the lookup gives the final state.
+    let fresh = adapter(fake.settings(), clock.clone());
+    let again = fresh.cancel_order(&btc(), &open).await.unwrap().expect("still known");
+    assert_eq!(again.order.status, OrderStatus::Canceled);
+    assert_eq!(deletes(), 2);
+
+    // An id Binance never saw: -2011, then -2013 on the lookup: None, not an error.
+    assert!(fresh.cancel_order(&btc(), &id(2, &btc(), Side::Buy)).await.unwrap().is_none());
+
+    // A filled market order cannot be cancelled: its final state comes back with every fill, nothing changes.
+    let filled = id(3, &btc(), Side::Buy);
+    let placed = ex.place_market_order(&filled, "r", &intent(&btc(), Side::Buy, dec!(0.01), price)).await.unwrap();
+    let balances = fake.balances();
+    let c = fresh.cancel_order(&btc(), &filled).await.unwrap().expect("filled, still known");
+    assert_eq!(c.order.status, OrderStatus::Filled);
+    assert_eq!(ack_fills(&c), ack_fills(&placed));
+    assert_eq!(fake.orders_with_client_id(filled.as_str())[0].status, "FILLED");
+    assert_eq!(fake.balances(), balances);
+
+    // A partly filled order keeps what it filled; the fills are read from myTrades.
+    let part = id(4, &btc(), Side::Sell);
+    let above = price + dec!(1000);
+    let order_id = fake.rest_limit_order("BTCUSDT", part.as_str(), Side::Sell, dec!(0.05), above, dec!(0.02));
+    let c = ex.cancel_order(&btc(), &part).await.unwrap().expect("known");
+    assert_eq!((c.order.status, c.order.filled_qty), (OrderStatus::Canceled, dec!(0.02)));
+    assert_eq!(ack_fills(&c), fake_fills(&fake, order_id));
+    assert_eq!(c.fills.iter().map(|f| f.qty).sum::<Decimal>(), dec!(0.02));
+    assert_eq!(fake.locked()["BTC"], dec!(0));
+}
+
+#[tokio::test]
+async fn binance_a_cancel_whose_answer_is_lost_is_resolved_by_a_lookup() {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let fake = fake_with(&clock, |_| {}).await;
+    let mut settings = fake.settings();
+    settings.request_timeout_ms = 1_000;
+    let ex = adapter(settings, clock.clone());
+    let below = fake.last_price("BTCUSDT") - dec!(1000);
+    let rest = |n: i64| {
+        let cid = id(n, &btc(), Side::Buy);
+        fake.rest_limit_order("BTCUSDT", cid.as_str(), Side::Buy, dec!(0.01), below, Decimal::ZERO);
+        cid
+    };
+    let status = |cid: &ClientOrderId| fake.orders_with_client_id(cid.as_str())[0].status.clone();
+
+    // Binance cancelled it, but the answer was lost (5xx after, time-out, cut body, dropped connection): the
+    // lookup finds it cancelled.
+    let lost = [Fault::ServerErrorAfter, Fault::Timeout, Fault::Malformed, Fault::DropConnection];
+    for (n, fault) in lost.into_iter().enumerate() {
+        let cid = rest(n as i64);
+        fake.fault_next_n(Some(Method::DELETE), ORDER, fault.clone(), 1);
+        let c = ex.cancel_order(&btc(), &cid).await.unwrap_or_else(|e| panic!("{fault:?}: {e}"));
+        assert_eq!(c.map(|c| c.order.status), Some(OrderStatus::Canceled), "{fault:?}");
+        assert_eq!(status(&cid), "CANCELED", "{fault:?}");
+    }
+
+    // A 5xx before Binance did anything: the lookup finds the order still open, so the cancel is retryable,
+    // and sending it again cancels it.
+    let cid = rest(10);
+    fake.fault_next_n(Some(Method::DELETE), ORDER, Fault::ServerErrorBefore, 1);
+    let e = ex.cancel_order(&btc(), &cid).await.unwrap_err();
+    assert!(matches!(e, ExchangeError::Retryable { .. }), "{e:?}");
+    assert_eq!(status(&cid), "NEW");
+    assert_eq!(ex.cancel_order(&btc(), &cid).await.unwrap().unwrap().order.status, OrderStatus::Canceled);
+
+    // Answer lost and the lookup failing too: the outcome is unknown. A later cancel settles it.
+    let cid = rest(11);
+    fake.fault_next_n(Some(Method::DELETE), ORDER, Fault::ServerErrorAfter, 1);
+    fake.fault_next_n(Some(Method::GET), ORDER, Fault::ServerErrorBefore, 1);
+    let e = ex.cancel_order(&btc(), &cid).await.unwrap_err();
+    assert!(matches!(e, ExchangeError::Unknown(_)), "{e:?}");
+    assert_eq!(status(&cid), "CANCELED", "it did take effect");
+    assert_eq!(ex.cancel_order(&btc(), &cid).await.unwrap().unwrap().order.status, OrderStatus::Canceled);
+
+    // Rate limited: nothing was done, retry later.
+    let cid = rest(12);
+    fake.fault_next_n(Some(Method::DELETE), ORDER, Fault::RateLimit { retry_after_secs: 1 }, 1);
+    let e = ex.cancel_order(&btc(), &cid).await.unwrap_err();
+    assert!(matches!(e, ExchangeError::Retryable { .. }), "{e:?}");
+    assert_eq!(status(&cid), "NEW");
 }

@@ -15,6 +15,7 @@ use mcbot::market_data::{CandleStore, DownloadOptions, MarketDataError, download
 use mcbot_stages::domain::{
     Balance, Candle, ClientOrderId, Decimal, Instrument, OrderBook, OrderIntent, Symbol, Timeframe,
 };
+use mcbot_stages::pipeline::pretrade::Approved;
 use mcbot_stages::ports::{Exchange, ExchangeError, OrderAck};
 use mcbot_stages::sim::{MarketSource, RandomWalk, SimConfig, SimExchange};
 use mcbot_stages::{Clock, ManualClock};
@@ -138,7 +139,7 @@ impl Exchange for Line {
         &self,
         id: &ClientOrderId,
         run: &str,
-        i: &OrderIntent,
+        i: &Approved<OrderIntent>,
     ) -> Result<OrderAck, ExchangeError> {
         self.inner.place_market_order(id, run, i).await
     }
@@ -147,6 +148,9 @@ impl Exchange for Line {
     }
     async fn open_orders(&self) -> Result<Vec<mcbot_stages::domain::Order>, ExchangeError> {
         self.inner.open_orders().await
+    }
+    async fn cancel_order(&self, s: &Symbol, id: &ClientOrderId) -> Result<Option<OrderAck>, ExchangeError> {
+        self.inner.cancel_order(s, id).await
     }
 }
 

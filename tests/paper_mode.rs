@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use axum::http::Method;
 use chrono::{DateTime, Duration, Utc};
 use mcbot::app::{App, open_store};
 use mcbot::config::{Config, Mode};
@@ -11,14 +12,14 @@ use mcbot::market_stream::MarketStream;
 use mcbot_schedules::FireOutcome;
 use mcbot_schedules::jobs::TradingCycleJob;
 use mcbot_stages::ManualClock;
-use mcbot_stages::domain::{Decimal, Symbol};
+use mcbot_stages::domain::{Decimal, OrderStatus, Symbol};
 use mcbot_stages::ports::{JobStatus, Store};
 
 use std::process::Command;
 
 use crate::support::cli::{command, paper_run_once, workdir};
 use crate::support::db::{SqliteTestDb, fresh_sqlite_url};
-use crate::support::fake_binance::{FakeBinance, FakeConfig};
+use crate::support::fake_binance::{FakeBinance, FakeConfig, Fault};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paper_cycles_against_fake_binance_with_ten_percent_faults() {
@@ -54,6 +55,44 @@ async fn paper_cycles_against_fake_binance_with_ten_percent_faults() {
     assert!(fake.orders().is_empty(), "paper never sends an order to the venue");
     let report = app.reconcile.reconcile(None).await.unwrap();
     assert!(report.is_clean(), "stored positions equal the paper account: {report:?}");
+}
+
+/// A garbled order book answered while a paper order is being filled: nothing left the process, so the order was
+/// not placed; the cycle runs again under the same run id and the order fills. Never "outcome unknown", so no
+/// breaker trips and entries stay allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_book_while_filling_a_paper_order_is_a_failed_read_not_an_unknown_outcome() {
+    let Paper { clock, fake, app, _db } = Paper::start().await;
+    let store = app.store.clone();
+    let malformed = || fake.faults_injected().get("Malformed").copied().unwrap_or(0);
+    let mut hit = None;
+    for _ in 0..10 {
+        fake.clear_faults();
+        // Execution reads the book twice per order: the liquidity gate (which tolerates a failed read), then the
+        // paper fill. The second read is the one garbled.
+        fake.fault_after(Some(Method::GET), "/api/v3/depth", 1, Fault::Malformed, 1);
+        let open = fake.advance_bar();
+        clock.set(open + Duration::seconds(5));
+        let before = malformed();
+        let out = app.runtime.fire_named(TradingCycleJob::NAME, clock_now(&clock)).await.unwrap();
+        let FireOutcome::Ran { run_id, status, summary, .. } = out else { panic!("{out:?}") };
+        assert_eq!(status, JobStatus::Succeeded, "{summary}");
+        if malformed() > before {
+            hit = Some(run_id);
+            break;
+        }
+    }
+    fake.clear_faults();
+    let run_id = hit.expect("a paper order met the garbled book within 10 bars");
+    let orders = store.orders_of_run(&run_id).await.unwrap();
+    assert!(!orders.is_empty(), "the retried cycle placed its orders");
+    assert!(orders.iter().all(|o| o.status == OrderStatus::Filled), "{orders:?}");
+    let state = store.load_state().await.unwrap();
+    assert!(!state.tripped.contains_key("order_outcome_unknown"), "{:?}", state.tripped);
+    let events = store.recent_risk_events(100).await.unwrap();
+    assert!(events.iter().all(|e| e.kind != "order_outcome_unknown"), "{events:?}");
+    assert!(store.open_orders().await.unwrap().is_empty(), "no order left pending");
+    assert!(fake.orders().is_empty(), "paper never sends an order to the venue");
 }
 
 const START: &str = "2024-03-01T00:00:30Z";

@@ -15,7 +15,7 @@ use mcbot_stages::domain::{
     Balance, Candle, ClientOrderId, Decimal, Instrument, Order, OrderBook, OrderIntent, RunId, Symbol, Timeframe,
 };
 use mcbot_stages::pipeline::execution::SizingParams;
-use mcbot_stages::pipeline::pretrade::PreTradeLimits;
+use mcbot_stages::pipeline::pretrade::{Approved, PreTradeLimits};
 use mcbot_stages::pipeline::risk::RiskLimits;
 use mcbot_stages::pipeline::{Pipeline, PipelineConfig};
 use mcbot_stages::ports::{Exchange, ExchangeError, OrderAck, Store};
@@ -68,7 +68,7 @@ impl Exchange for Flaky {
         &self,
         id: &ClientOrderId,
         run: &str,
-        intent: &OrderIntent,
+        intent: &Approved<OrderIntent>,
     ) -> Result<OrderAck, ExchangeError> {
         let ack = self.inner.place_market_order(id, run, intent).await?;
         if self.orders.fetch_add(1, Ordering::SeqCst).is_multiple_of(self.lose_every) {
@@ -82,6 +82,9 @@ impl Exchange for Flaky {
     }
     async fn open_orders(&self) -> Result<Vec<Order>, ExchangeError> {
         self.inner.open_orders().await
+    }
+    async fn cancel_order(&self, s: &Symbol, id: &ClientOrderId) -> Result<Option<OrderAck>, ExchangeError> {
+        self.inner.cancel_order(s, id).await
     }
 }
 

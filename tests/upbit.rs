@@ -13,10 +13,12 @@ use mcbot::exchange::upbit::rest::{NewOrder, OrderKind, OrderSide};
 use mcbot::exchange::upbit::{ApiSecret, Pause, UpbitExchange, UpbitSettings};
 use mcbot_stages::ManualClock;
 use mcbot_stages::domain::{Candle, ClientOrderId, OrderIntent, OrderStatus, Side, Symbol};
+use mcbot_stages::pipeline::pretrade::Approved;
 use mcbot_stages::ports::{Exchange, ExchangeError};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
+use crate::support::approval::approved;
 use crate::support::fake_upbit::{ACCESS_KEY, FakeUpbit, Fault, SECRET_KEY};
 
 /// Waiting on virtual time: records each wait and moves the manual clock by it.
@@ -91,15 +93,16 @@ fn market(fake: &FakeUpbit) {
     );
 }
 
-fn intent(side: Side, qty: Decimal) -> OrderIntent {
-    OrderIntent {
+/// An order intent as the pre-trade checks approve it (permissive limits: the adapter's rules are under test).
+fn intent(side: Side, qty: Decimal) -> Approved<OrderIntent> {
+    approved(OrderIntent {
         symbol: btc(),
         side,
         qty,
         ref_price: dec!(80_012_345),
         reduce_only: side == Side::Sell,
         reason: "test".into(),
-    }
+    })
 }
 
 fn cid(n: u32) -> ClientOrderId {
@@ -227,10 +230,10 @@ async fn limit_prices_are_moved_onto_the_krw_grid_before_sending() {
     assert_eq!(e.api_name(), Some("invalid_price_bid"));
 
     // Cancel by client id.
-    let c = r.ex.cancel_order(&cid(1)).await.unwrap().unwrap();
+    let c = r.ex.cancel_order(&btc(), &cid(1)).await.unwrap().unwrap();
     assert_eq!(c.order.client_order_id, cid(1));
     assert_eq!(r.ex.open_orders().await.unwrap().len(), 2);
-    assert!(r.ex.cancel_order(&cid(99)).await.unwrap().is_none());
+    assert!(r.ex.cancel_order(&btc(), &cid(99)).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -469,4 +472,107 @@ async fn run_once_in_paper_mode_against_the_fake_upbit() {
     assert!(paths.contains("/v1/candles/minutes/1"), "bars came from the fake: {paths:?}");
     assert!(fake.orders().is_empty(), "paper never sends an order to the venue");
     assert!(!paths.iter().any(|p| p == "/v1/orders"), "no order request reached the venue: {paths:?}");
+}
+
+#[tokio::test]
+async fn cancel_by_identifier_answers_open_filled_and_unknown_orders() {
+    let r = rig().await;
+    market(&r.fake);
+    let deletes = || r.fake.seen().iter().filter(|s| s.method == "DELETE" && s.path == "/v1/order").count();
+    let state = |n: u32| {
+        let id = format!("mcb-test-{n:04}");
+        r.fake.orders().into_iter().find(|o| o.identifier.as_deref() == Some(&id)).map(|o| o.state)
+    };
+
+    // An open limit order: cancelled, its KRW free again. Upbit's answer still reads `wait`; the adapter reads
+    // the order again and reports what Upbit settled on.
+    let open = r.ex.place_limit_order(&cid(1), "run", &btc(), Side::Buy, dec!(70_000_000), dec!(0.001)).await.unwrap();
+    assert_eq!(open.order.status, OrderStatus::New);
+    assert_eq!(r.fake.balance("KRW"), (dec!(930_000), dec!(70_000)));
+    let c = r.ex.cancel_order(&btc(), &cid(1)).await.unwrap().expect("Upbit knows the identifier");
+    assert_eq!((c.order.client_order_id.clone(), c.order.status), (cid(1), OrderStatus::Canceled));
+    assert_eq!(c.order.exchange_order_id, open.order.exchange_order_id);
+    assert!(c.fills.is_empty());
+    assert_eq!(state(1).as_deref(), Some("cancel"));
+    assert_eq!(r.fake.balance("KRW"), (dec!(1_000_000), dec!(0)));
+    assert!(r.ex.open_orders().await.unwrap().is_empty());
+    assert_eq!(deletes(), 1);
+
+    // Cancelling it again: Upbit refuses (no longer open), the lookup answers with the final state.
+    let again = r.ex.cancel_order(&btc(), &cid(1)).await.unwrap().expect("still known");
+    assert_eq!(again.order.status, OrderStatus::Canceled);
+    assert_eq!(deletes(), 2);
+
+    // An identifier Upbit never saw: 404, so None.
+    assert!(r.ex.cancel_order(&btc(), &cid(99)).await.unwrap().is_none());
+
+    // A filled market order: its final state with its fills, nothing changed.
+    let filled = r.ex.place_market_order(&cid(2), "run", &intent(Side::Sell, dec!(0.0005))).await.unwrap();
+    assert_eq!(filled.order.status, OrderStatus::Filled);
+    let before = (r.fake.balance("KRW"), r.fake.balance("BTC"));
+    let c = r.ex.cancel_order(&btc(), &cid(2)).await.unwrap().expect("known");
+    assert_eq!(c.order.status, OrderStatus::Filled);
+    assert_eq!(
+        c.fills.iter().map(|f| (&f.trade_id, f.qty)).collect::<Vec<_>>(),
+        filled.fills.iter().map(|f| (&f.trade_id, f.qty)).collect::<Vec<_>>()
+    );
+    assert_eq!(state(2).as_deref(), Some("done"));
+    assert_eq!((r.fake.balance("KRW"), r.fake.balance("BTC")), before);
+    assert!(r.fake.auth_failures().is_empty(), "{:?}", r.fake.auth_failures());
+}
+
+#[tokio::test]
+async fn a_cancel_whose_answer_is_lost_is_resolved_by_identifier() {
+    let r = rig_with(|s| s.request_timeout_ms = 1_000).await;
+    market(&r.fake);
+    let state = |n: u32| {
+        let id = format!("mcb-test-{n:04}");
+        r.fake.orders().into_iter().find(|o| o.identifier.as_deref() == Some(&id)).map(|o| o.state).unwrap()
+    };
+    let rig = &r;
+    let place = move |n: u32| async move {
+        rig.ex.place_limit_order(&cid(n), "run", &btc(), Side::Buy, dec!(70_000_000), dec!(0.001)).await
+    };
+    let mut k = 0;
+
+    // Upbit cancelled it but the answer was lost (500 after, or later than the client waits): found cancelled.
+    for fault in [Fault::ServerErrorAfterAccept, Fault::SlowAfterAccept(Duration::from_secs(10))] {
+        k += 1;
+        place(k).await.unwrap();
+        r.fake.push_fault("DELETE", "/v1/order", fault.clone());
+        let c = r.ex.cancel_order(&btc(), &cid(k)).await.unwrap_or_else(|e| panic!("{fault:?}: {e}"));
+        assert_eq!(c.map(|c| c.order.status), Some(OrderStatus::Canceled), "{fault:?}");
+        assert_eq!(state(k), "cancel", "{fault:?}");
+    }
+
+    // Nothing was done (500 before, or an answer that is not an order): the lookup shows the order still open,
+    // so the cancel is retryable, and sending it again cancels it.
+    for fault in [Fault::ServerError, Fault::Malformed("{".into())] {
+        k += 1;
+        place(k).await.unwrap();
+        r.fake.push_fault("DELETE", "/v1/order", fault.clone());
+        let e = r.ex.cancel_order(&btc(), &cid(k)).await.unwrap_err();
+        assert!(matches!(e, ExchangeError::Retryable { .. }), "{fault:?}: {e:?}");
+        assert_eq!(state(k), "wait", "{fault:?}");
+        let c = r.ex.cancel_order(&btc(), &cid(k)).await.unwrap().unwrap();
+        assert_eq!(c.order.status, OrderStatus::Canceled, "{fault:?}");
+    }
+
+    // The answer lost and the lookup failing too: unknown. It did take effect; a later cancel reports it.
+    k += 1;
+    place(k).await.unwrap();
+    r.fake.push_fault("DELETE", "/v1/order", Fault::ServerErrorAfterAccept);
+    r.fake.push_fault("GET", "/v1/order", Fault::ServerError);
+    let e = r.ex.cancel_order(&btc(), &cid(k)).await.unwrap_err();
+    assert!(matches!(e, ExchangeError::Unknown(_)), "{e:?}");
+    assert_eq!(state(k), "cancel");
+    assert_eq!(r.ex.cancel_order(&btc(), &cid(k)).await.unwrap().unwrap().order.status, OrderStatus::Canceled);
+
+    // Rate limited: nothing done, retryable.
+    k += 1;
+    place(k).await.unwrap();
+    r.fake.push_fault("DELETE", "/v1/order", Fault::TooManyRequests);
+    let e = r.ex.cancel_order(&btc(), &cid(k)).await.unwrap_err();
+    assert!(matches!(e, ExchangeError::Retryable { .. }), "{e:?}");
+    assert_eq!(state(k), "wait");
 }

@@ -1,8 +1,11 @@
 //! A Binance-compatible loopback server for tests: REST (`/api/v3/...`) and the combined kline WebSocket stream
 //! on 127.0.0.1, port 0. It keeps a seeded random-walk market, an order book around the last price, balances,
 //! orders and trades; it verifies HMAC signatures and recvWindow, counts request weight per minute, and injects
-//! faults on demand (429, 418, 5xx before or after an order is accepted, time-outs, malformed bodies, dropped
-//! connections and sockets, missing klines, partial fills, duplicate client ids, clock skew).
+//! faults on demand (429, 418, 5xx before or after an order is accepted or cancelled, time-outs, malformed
+//! bodies, dropped connections and sockets, missing klines, partial fills, duplicate client ids, clock skew).
+//! Market orders fill at once; an open order (a resting LIMIT order put there by `rest_limit_order`) is cancelled
+//! by `DELETE /api/v3/order` as Binance does it: `CANCELED`, its funds unlocked, and `-2011 Unknown order sent.`
+//! for an id that is unknown or no longer open.
 //!
 //! ```ignore
 //! let fake = FakeBinance::start(FakeConfig::new(clock.clone())).await;
@@ -241,6 +244,10 @@ pub struct FakeOrder {
     pub cumulative_quote: Decimal,
     /// Binance status text.
     pub status: String,
+    /// `MARKET`, or `LIMIT` for an order resting on the book.
+    pub order_type: String,
+    /// Limit price (zero for a market order).
+    pub price: Decimal,
     /// Accept time, ms.
     pub time: i64,
 }
@@ -321,6 +328,8 @@ struct State0 {
     cfg: FakeConfig,
     markets: BTreeMap<String, Market>,
     balances: BTreeMap<String, Decimal>,
+    /// Tied up in open LIMIT orders (not part of `balances`, which are free amounts).
+    locked: BTreeMap<String, Decimal>,
     orders: Vec<FakeOrder>,
     trades: Vec<FakeTrade>,
     next_order_id: i64,
@@ -411,6 +420,7 @@ impl FakeBinance {
             cfg,
             markets,
             balances,
+            locked: BTreeMap::new(),
             orders: Vec::new(),
             trades: Vec::new(),
             next_order_id: 1,
@@ -540,6 +550,54 @@ impl FakeBinance {
     /// Sets a balance.
     pub fn set_balance(&self, asset: &str, amount: Decimal) {
         self.lock().balances.insert(asset.into(), amount);
+    }
+
+    /// Puts a GTC LIMIT order on the book under `client_order_id`, as if placed outside the adapter (by hand
+    /// on the venue, or by an earlier version of the bot): the adapter places only market orders, which never
+    /// rest. `filled` of it has traded at `price` (`PARTIALLY_FILLED`, with its trades), the rest waits
+    /// (`NEW` when nothing traded) and keeps its funds locked until it is cancelled. Returns the order id.
+    pub fn rest_limit_order(
+        &self,
+        symbol: &str,
+        client_order_id: &str,
+        side: Side,
+        qty: Decimal,
+        price: Decimal,
+        filled: Decimal,
+    ) -> i64 {
+        let mut st = self.lock();
+        let spec = st.markets.get(symbol).expect("a symbol of the fake").spec.clone();
+        assert!(filled < qty, "a resting order has something left to fill");
+        let order_id = st.next_order_id;
+        st.next_order_id += 1;
+        let now_ms = st.server_now().timestamp_millis();
+        if filled > Decimal::ZERO {
+            st.book_trade(&spec, side, order_id, price, filled, now_ms);
+        }
+        let order = FakeOrder {
+            order_id,
+            client_order_id: client_order_id.into(),
+            symbol: symbol.into(),
+            side,
+            orig_qty: qty,
+            executed_qty: filled,
+            cumulative_quote: filled * price,
+            status: if filled > Decimal::ZERO { "PARTIALLY_FILLED".into() } else { "NEW".into() },
+            order_type: "LIMIT".into(),
+            price,
+            time: now_ms,
+        };
+        if let Some((asset, amount)) = st.held_by(&order) {
+            *st.balances.entry(asset.clone()).or_default() -= amount;
+            *st.locked.entry(asset).or_default() += amount;
+        }
+        st.orders.push(order);
+        order_id
+    }
+
+    /// Amounts tied up in open orders, by asset.
+    pub fn locked(&self) -> BTreeMap<String, Decimal> {
+        self.lock().locked.clone()
     }
 
     // ---- market and stream ----
@@ -871,7 +929,10 @@ impl State0 {
                 let balances: Vec<Value> = self
                     .balances
                     .iter()
-                    .map(|(a, v)| json!({"asset": a, "free": d8(*v), "locked": "0.00000000"}))
+                    .map(|(a, v)| {
+                        let locked = self.locked.get(a).copied().unwrap_or_default();
+                        json!({"asset": a, "free": d8(*v), "locked": d8(locked)})
+                    })
                     .collect();
                 Ok(json!({"makerCommission": 10, "takerCommission": 10, "canTrade": true, "canWithdraw": true,
                     "canDeposit": true, "updateTime": now_ms, "accountType": "SPOT", "balances": balances,
@@ -890,9 +951,22 @@ impl State0 {
                 let id = o.order_id;
                 let o = self.orders.iter_mut().find(|o| o.order_id == id).expect("found above");
                 o.status = "CANCELED".into();
-                let mut v = order_json(o, None);
+                let o = o.clone();
+                // What the order still held is free again.
+                if let Some((asset, amount)) = self.held_by(&o) {
+                    *self.locked.entry(asset.clone()).or_default() -= amount;
+                    *self.balances.entry(asset).or_default() += amount;
+                }
+                let mut v = order_json(&o, None);
                 v["origClientOrderId"] = json!(o.client_order_id);
                 v["clientOrderId"] = json!(format!("cancel-{id}"));
+                v["transactTime"] = json!(now_ms);
+                if let Some(m) = v.as_object_mut() {
+                    // The cancel's answer is the order without its query-only fields.
+                    for k in ["time", "updateTime", "isWorking", "workingTime"] {
+                        m.remove(k);
+                    }
+                }
                 Ok(v)
             }
             ("GET", "/api/v3/openOrders") => {
@@ -1047,6 +1121,55 @@ impl State0 {
         self.orders.iter().rev().find(|o| o.client_order_id == *cid && o.symbol == *symbol)
     }
 
+    /// Books one execution of `order_id`: balances moved, fee charged as configured, the trade recorded.
+    fn book_trade(
+        &mut self,
+        spec: &FakeSymbol,
+        side: Side,
+        order_id: i64,
+        price: Decimal,
+        qty: Decimal,
+        now_ms: i64,
+    ) -> FakeTrade {
+        let notional = price * qty;
+        let (commission, asset) = match (self.cfg.commission, side) {
+            (Commission::Realistic, Side::Buy) => ((qty * self.cfg.fee_rate).round_dp(8), spec.base.clone()),
+            (Commission::Bnb, _) => ((notional * self.cfg.fee_rate).round_dp(8), "BNB".to_owned()),
+            _ => ((notional * self.cfg.fee_rate).round_dp(8), spec.quote.clone()),
+        };
+        let sign = if side == Side::Buy { Decimal::ONE } else { -Decimal::ONE };
+        *self.balances.entry(spec.base.clone()).or_default() += sign * qty;
+        *self.balances.entry(spec.quote.clone()).or_default() -= sign * notional;
+        *self.balances.entry(asset.clone()).or_default() -= commission;
+        let t = FakeTrade {
+            id: self.next_trade_id,
+            order_id,
+            symbol: spec.symbol.clone(),
+            price,
+            qty,
+            commission,
+            commission_asset: asset,
+            time: now_ms,
+            is_buyer: side == Side::Buy,
+        };
+        self.next_trade_id += 1;
+        self.trades.push(t.clone());
+        t
+    }
+
+    /// What an open LIMIT order keeps locked: quote for the unfilled part of a buy, base for a sell.
+    fn held_by(&self, o: &FakeOrder) -> Option<(String, Decimal)> {
+        if o.order_type != "LIMIT" {
+            return None;
+        }
+        let spec = &self.markets.get(&o.symbol)?.spec;
+        let left = o.orig_qty - o.executed_qty;
+        Some(match o.side {
+            Side::Buy => (spec.quote.clone(), left * o.price),
+            Side::Sell => (spec.base.clone(), left),
+        })
+    }
+
     fn new_order(&mut self, params: &HashMap<String, String>, fault: Option<&Fault>) -> Result<Value, Refusal> {
         let spec = self.market(params)?.spec.clone();
         let side = match params.get("side").map(String::as_str) {
@@ -1112,32 +1235,8 @@ impl State0 {
         let order_id = self.next_order_id;
         self.next_order_id += 1;
         let now_ms = self.server_now().timestamp_millis();
-        let mut trades = Vec::new();
-        for (p, q) in &fills {
-            let notional = *p * *q;
-            let (commission, asset) = match (self.cfg.commission, side) {
-                (Commission::Realistic, Side::Buy) => ((*q * self.cfg.fee_rate).round_dp(8), spec.base.clone()),
-                (Commission::Bnb, _) => ((notional * self.cfg.fee_rate).round_dp(8), "BNB".to_owned()),
-                _ => ((notional * self.cfg.fee_rate).round_dp(8), spec.quote.clone()),
-            };
-            let sign = if side == Side::Buy { Decimal::ONE } else { -Decimal::ONE };
-            *self.balances.entry(spec.base.clone()).or_default() += sign * *q;
-            *self.balances.entry(spec.quote.clone()).or_default() -= sign * notional;
-            *self.balances.entry(asset.clone()).or_default() -= commission;
-            let t = FakeTrade {
-                id: self.next_trade_id,
-                order_id,
-                symbol: spec.symbol.clone(),
-                price: *p,
-                qty: *q,
-                commission,
-                commission_asset: asset,
-                time: now_ms,
-                is_buyer: side == Side::Buy,
-            };
-            self.next_trade_id += 1;
-            trades.push(t);
-        }
+        let trades: Vec<FakeTrade> =
+            fills.iter().map(|(p, q)| self.book_trade(&spec, side, order_id, *p, *q, now_ms)).collect();
         let order = FakeOrder {
             order_id,
             client_order_id: cid,
@@ -1147,9 +1246,10 @@ impl State0 {
             executed_qty: executed,
             cumulative_quote: quote,
             status: if executed == qty { "FILLED".into() } else { "EXPIRED".into() },
+            order_type: "MARKET".into(),
+            price: Decimal::ZERO,
             time: now_ms,
         };
-        self.trades.extend(trades.iter().cloned());
         self.orders.push(order.clone());
         if fault == Some(&Fault::DuplicateAfterAccept) {
             return Err(refusal(400, -2010, "Duplicate order sent."));
@@ -1173,9 +1273,9 @@ impl State0 {
 fn order_json(o: &FakeOrder, fills: Option<&[FakeTrade]>) -> Value {
     let side = if o.side == Side::Buy { "BUY" } else { "SELL" };
     let mut v = json!({"symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_order_id,
-        "transactTime": o.time, "time": o.time, "updateTime": o.time, "price": "0.00000000", "origQty": d8(o.orig_qty),
+        "transactTime": o.time, "time": o.time, "updateTime": o.time, "price": d8(o.price), "origQty": d8(o.orig_qty),
         "executedQty": d8(o.executed_qty), "origQuoteOrderQty": "0.00000000", "cummulativeQuoteQty": d8(o.cumulative_quote),
-        "status": o.status, "timeInForce": "GTC", "type": "MARKET", "side": side, "workingTime": o.time,
+        "status": o.status, "timeInForce": "GTC", "type": o.order_type, "side": side, "workingTime": o.time,
         "isWorking": true, "selfTradePreventionMode": "NONE"});
     if let Some(fills) = fills {
         v["fills"] = Value::Array(

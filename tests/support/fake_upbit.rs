@@ -2,6 +2,9 @@
 //! balances, an order book and orders; verifies every private call's JWT (HS256/HS512, access key, unused
 //! nonce, SHA-512 query hash over the unencoded parameters); emits `Remaining-Req` on every answer; and injects
 //! faults on demand (429, 418, 5xx after accepting, malformed JSON, answers slower than the client's time-out).
+//! `DELETE /v1/order` cancels an open (`wait`) order as Upbit does: the state becomes `cancel` and the locked
+//! funds are released, while the answer itself still reads `wait` (Upbit confirms cancellations a moment
+//! later; `GET /v1/order` shows `cancel`); an order no longer open is refused with a 400, an unknown one with 404.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;

@@ -1,4 +1,5 @@
 //! Helpers shared by the end-to-end tests.
+pub mod approval;
 pub mod cli;
 pub mod db;
 pub mod fake_binance;

@@ -15,6 +15,7 @@ use mcbot_stages::domain::{
     Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, OrderStatus, Side, Symbol,
     Timeframe,
 };
+use mcbot_stages::pipeline::pretrade::Approved;
 use mcbot_stages::ports::{Exchange, ExchangeError, OrderAck};
 
 use super::candle_cache::CandleCache;
@@ -124,15 +125,6 @@ impl BinanceExchange {
         to: DateTime<Utc>,
     ) -> Result<Vec<Candle>, BinanceError> {
         closed_klines(&self.rest, symbol, tf, from, to, self.clock.now()).await
-    }
-
-    /// Cancels an open order by client order id; `None` when Binance has no open order under it.
-    pub async fn cancel(&self, symbol: &Symbol, id: &ClientOrderId) -> Result<Option<Order>, BinanceError> {
-        match self.rest.cancel_order(symbol, &OrderRef::Client(id.clone())).await {
-            Ok(resp) => Ok(Some(self.to_order(&resp, &OrderContext::default())?)),
-            Err(BinanceError::NoSuchOrder(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     fn remember(&self, ack: &OrderAck) {
@@ -409,8 +401,9 @@ impl Exchange for BinanceExchange {
         &self,
         client_order_id: &ClientOrderId,
         run_id: &str,
-        intent: &OrderIntent,
+        approved: &Approved<OrderIntent>,
     ) -> Result<OrderAck, ExchangeError> {
+        let intent = approved.get();
         if let Some(ack) = self.remembered(client_order_id) {
             return Ok(ack);
         }
@@ -467,5 +460,54 @@ impl Exchange for BinanceExchange {
             out.push(self.to_order(resp, &OrderContext::default())?);
         }
         Ok(out)
+    }
+
+    /// `DELETE /api/v3/order` by `origClientOrderId`. Binance answers `-2011 Unknown order sent.` both for an id
+    /// it never saw and for an order no longer open, so that answer is resolved by a lookup: the final order,
+    /// or `None`. An answer lost after the request may have reached Binance (5xx, time-out, cut body) is
+    /// resolved the same way: final means settled, still open means the cancel may be sent again.
+    async fn cancel_order(
+        &self,
+        symbol: &Symbol,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<OrderAck>, ExchangeError> {
+        if let Some(ack) = self.remembered(client_order_id) {
+            return Ok(Some(ack));
+        }
+        let cx = OrderContext::default();
+        let err = match self.rest.cancel_order(symbol, &OrderRef::Client(client_order_id.clone())).await {
+            Ok(resp) => {
+                // Cancelled; a partly filled order's fills come from myTrades, which may lag a moment.
+                return self.ack(resp, &cx).await.map(Some).map_err(|e| {
+                    ExchangeError::Unknown(format!("order {client_order_id} cancelled, fills unread: {e}"))
+                });
+            }
+            Err(e) => e,
+        };
+        match err {
+            BinanceError::NoSuchOrder(msg) => match self.lookup(symbol, client_order_id, &cx).await? {
+                None => Ok(None),
+                Some(ack) if ack.order.status.is_final() => Ok(Some(ack)),
+                Some(ack) => Err(ExchangeError::Rejected(format!(
+                    "Binance refused to cancel {client_order_id} ({msg}) but shows it {:?}",
+                    ack.order.status
+                ))),
+            },
+            e if e.next_step() == NextStep::LookUpOrder => match self.lookup(symbol, client_order_id, &cx).await {
+                Ok(None) => Ok(None),
+                Ok(Some(ack)) if ack.order.status.is_final() => Ok(Some(ack)),
+                Ok(Some(ack)) => Err(ExchangeError::Retryable {
+                    retry_after: DEFAULT_RETRY_AFTER,
+                    message: format!(
+                        "cancel of {client_order_id} not in effect after: {e}; Binance still shows it {:?}",
+                        ack.order.status
+                    ),
+                }),
+                Err(le) => Err(ExchangeError::Unknown(format!(
+                    "cancel of {client_order_id}: {e}; the order could not be looked up: {le}"
+                ))),
+            },
+            e => Err(e.into()),
+        }
     }
 }

@@ -14,6 +14,7 @@ use mcbot_stages::domain::{
     Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, OrderStatus, Side, Symbol,
     Timeframe,
 };
+use mcbot_stages::pipeline::pretrade::Approved;
 use mcbot_stages::ports::{Exchange, ExchangeError, OrderAck};
 use rust_decimal::Decimal;
 
@@ -423,13 +424,23 @@ impl UpbitExchange {
         self.submit(order, meta).await
     }
 
-    /// Asks Upbit to cancel the order placed under `client_order_id`; `None` if Upbit never saw it.
-    pub async fn cancel_order(&self, client_order_id: &ClientOrderId) -> Result<Option<OrderAck>, ExchangeError> {
-        match self.rest.cancel_order(&OrderRef::Identifier(client_order_id.to_string())).await {
-            Ok(w) => self.to_ack(&w).map(Some).map_err(Into::into),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
+    /// After Upbit accepted a cancel (its answer often still reads `wait` and never carries the trades), reads
+    /// the order until it is no longer open, at most `fill_polls` times: the last state seen, with its fills.
+    async fn settle_cancel(&self, accepted: &WireOrder) -> Result<WireOrder, UpbitError> {
+        let interval = Duration::from_millis(self.settings.fill_poll_interval_ms);
+        let mut latest = None;
+        for attempt in 0..self.settings.fill_polls.max(1) {
+            if attempt > 0 {
+                self.pause.pause(interval).await;
+            }
+            let w = self.rest.order(&OrderRef::Uuid(accepted.uuid.clone())).await?;
+            let open = is_open(&w);
+            latest = Some(w);
+            if !open {
+                break;
+            }
         }
+        Ok(latest.unwrap_or_else(|| accepted.clone()))
     }
 
     fn floor_volume(&self, v: Decimal) -> Decimal {
@@ -449,6 +460,11 @@ impl UpbitExchange {
         }
         Ok(())
     }
+}
+
+/// `wait` (on the book) and `watch` (a reserved order not yet triggered) can still trade or be cancelled.
+fn is_open(w: &WireOrder) -> bool {
+    matches!(w.state.as_str(), "wait" | "watch")
 }
 
 fn upbit_side(side: Side) -> OrderSide {
@@ -530,8 +546,9 @@ impl Exchange for UpbitExchange {
         &self,
         client_order_id: &ClientOrderId,
         run_id: &str,
-        intent: &OrderIntent,
+        approved: &Approved<OrderIntent>,
     ) -> Result<OrderAck, ExchangeError> {
+        let intent = approved.get();
         self.split_market(&intent.symbol)?;
         let kind = match intent.side {
             Side::Buy => {
@@ -568,6 +585,54 @@ impl Exchange for UpbitExchange {
         match self.lookup(client_order_id.as_str()).await? {
             Some(w) => Ok(Some(self.to_ack(&w)?)),
             None => Ok(None),
+        }
+    }
+
+    /// `DELETE /v1/order?identifier=`. A 404 means Upbit never saw the id. Upbit refuses (4xx) to cancel an order
+    /// that is no longer open, so a refusal is answered with the order's final state when a lookup finds one.
+    /// An answer lost after the request may have reached Upbit (5xx, time-out, garbled body) is resolved by a
+    /// lookup too: final means settled, still open means the cancel may be sent again.
+    async fn cancel_order(
+        &self,
+        symbol: &Symbol,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<OrderAck>, ExchangeError> {
+        self.split_market(symbol)?;
+        let id = client_order_id.as_str();
+        let err = match self.rest.cancel_order(&OrderRef::Identifier(id.to_owned())).await {
+            Ok(accepted) => {
+                return match self.settle_cancel(&accepted).await {
+                    Ok(w) => Ok(Some(self.to_ack(&w)?)),
+                    Err(e) => Err(ExchangeError::Unknown(format!(
+                        "Upbit accepted the cancel of {id} but the order could not be read since: {e}"
+                    ))),
+                };
+            }
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => e,
+        };
+        let ambiguous = err.outcome_unknown() || matches!(err, UpbitError::Malformed { .. });
+        let refused = matches!(err, UpbitError::Api { status: 400 | 409 | 422, .. });
+        if !ambiguous && !refused {
+            return Err(err.into());
+        }
+        let found = match self.lookup(id).await {
+            Ok(found) => found,
+            Err(le) if ambiguous => {
+                return Err(ExchangeError::Unknown(format!(
+                    "cancel of {id}: {err}; the order could not be looked up: {le}"
+                )));
+            }
+            Err(le) => return Err(le.into()),
+        };
+        match found {
+            None => Ok(None),
+            Some(w) if !is_open(&w) => Ok(Some(self.to_ack(&w)?)),
+            Some(w) if ambiguous => Err(ExchangeError::Retryable {
+                retry_after: Duration::from_millis(self.settings.fill_poll_interval_ms),
+                message: format!("cancel of {id} not in effect after: {err}; Upbit still shows it {}", w.state),
+            }),
+            Some(w) => Err(ExchangeError::Rejected(format!("{err}; Upbit still shows {id} {}", w.state))),
         }
     }
 

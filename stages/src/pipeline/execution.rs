@@ -173,7 +173,7 @@ impl Execution {
             };
             booking::record_pending(store, fence, &pending).await?;
         }
-        match self.exchange.place_market_order(&id, cx.run_id.as_str(), intent).await {
+        match self.exchange.place_market_order(&id, cx.run_id.as_str(), &approved).await {
             Ok(ack) => Ok(Some(ack)),
             Err(ExchangeError::Rejected(why)) => {
                 let why = format!("rejected: {why}");

@@ -1,5 +1,14 @@
 //! Pre-trade checks. `Approved<OrderIntent>` can only be built here, and Execution submits nothing else: an
-//! order that skipped the checks does not type-check.
+//! order that skipped the checks does not type-check. The `Exchange` port places nothing else either.
+//!
+//! Outside this module an `Approved` cannot be forged:
+//! ```compile_fail
+//! # use mcbot_stages::domain::OrderIntent;
+//! # use mcbot_stages::pipeline::pretrade::Approved;
+//! fn forge(intent: OrderIntent) -> Approved<OrderIntent> {
+//!     Approved(intent)
+//! }
+//! ```
 
 use std::collections::BTreeSet;
 
@@ -98,6 +107,26 @@ pub fn approve(
         return Err(Refusal::BelowMinNotional(intent.notional(), inst.min_notional));
     }
     Ok(Approved(intent))
+}
+
+/// For tests in this crate: `intent` through the real [`approve`], with limits that refuse nothing a venue should
+/// judge itself (no notional or position cap, no minimum), so an exchange adapter's own checks are reached.
+#[cfg(test)]
+pub(crate) fn approved_for_tests(intent: OrderIntent) -> Approved<OrderIntent> {
+    let limits =
+        PreTradeLimits { max_order_notional: Decimal::MAX, max_open_positions: usize::MAX, allow_list: Vec::new() };
+    let symbols = BTreeSet::from([intent.symbol.clone()]);
+    let held = BTreeSet::new();
+    let inst = Instrument {
+        symbol: intent.symbol.clone(),
+        base: String::new(),
+        quote: String::new(),
+        tick_size: Decimal::ZERO,
+        step_size: Decimal::ZERO,
+        min_notional: Decimal::ZERO,
+    };
+    let cx = PreTradeContext { limits: &limits, symbols: &symbols, held: &held, entries_blocked: None };
+    approve(intent, &inst, &cx).expect("permissive limits approve any positive quantity")
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use crate::domain::{
     Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, Symbol, Timeframe,
 };
+use crate::pipeline::pretrade::Approved;
 
 /// Exchange failures sorted by what the caller does next.
 #[derive(Debug, thiserror::Error)]
@@ -88,12 +89,31 @@ pub trait Exchange: Send + Sync {
     async fn balances(&self) -> Result<Vec<Balance>, ExchangeError>;
 
     /// Places a market order under `client_order_id`. Placing the same id twice must not create a second order:
-    /// the adapter returns the existing one.
+    /// the adapter returns the existing one. Only an order the pre-trade checks approved can be placed: an
+    /// `Approved` is built by `pipeline::pretrade::approve` alone. The adapter still applies the venue's own
+    /// rules (tick, step, minimum) before sending.
+    ///
+    /// ```
+    /// # use mcbot_stages::domain::{ClientOrderId, OrderIntent};
+    /// # use mcbot_stages::pipeline::pretrade::Approved;
+    /// # use mcbot_stages::ports::Exchange;
+    /// async fn place(ex: &dyn Exchange, id: &ClientOrderId, order: &Approved<OrderIntent>) {
+    ///     let _ = ex.place_market_order(id, "run", order).await;
+    /// }
+    /// ```
+    /// An intent that skipped the checks does not compile:
+    /// ```compile_fail
+    /// # use mcbot_stages::domain::{ClientOrderId, OrderIntent};
+    /// # use mcbot_stages::ports::Exchange;
+    /// async fn place(ex: &dyn Exchange, id: &ClientOrderId, order: &OrderIntent) {
+    ///     let _ = ex.place_market_order(id, "run", order).await;
+    /// }
+    /// ```
     async fn place_market_order(
         &self,
         client_order_id: &ClientOrderId,
         run_id: &str,
-        intent: &OrderIntent,
+        approved: &Approved<OrderIntent>,
     ) -> Result<OrderAck, ExchangeError>;
 
     /// Looks an order up by its client order id; `None` if the exchange never saw it.
@@ -101,4 +121,18 @@ pub trait Exchange: Send + Sync {
 
     /// Orders still open.
     async fn open_orders(&self) -> Result<Vec<Order>, ExchangeError>;
+
+    /// Cancels the order placed under `client_order_id` and returns it as the exchange now sees it, with its
+    /// fills (a partly filled order keeps what it filled). `None` when the exchange never saw the id.
+    ///
+    /// Cancelling is idempotent: an order already final (filled, cancelled, rejected, expired) is not an error,
+    /// its final state is returned. Errors keep the port's meaning: `Retryable` when the order is known to be
+    /// still open (the cancel did not reach the exchange or did not take effect; sending it again is safe),
+    /// `Unknown` when the cancel may or may not have taken effect and the order could not be read since
+    /// (look it up, or cancel again), `Rejected` when the exchange refuses to cancel an order it still shows open.
+    async fn cancel_order(
+        &self,
+        symbol: &Symbol,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<OrderAck>, ExchangeError>;
 }

@@ -50,6 +50,16 @@ impl SimAccount {
         self.orders.get(id).cloned()
     }
 
+    /// Cancels an order by client id: one still open ends `Canceled` with what it filled; one already final is
+    /// returned as it is. `None` when the account never saw the id.
+    pub fn cancel(&mut self, id: &ClientOrderId) -> Option<OrderAck> {
+        let ack = self.orders.get_mut(id)?;
+        if !ack.order.status.is_final() {
+            ack.order.status = OrderStatus::Canceled;
+        }
+        Some(ack.clone())
+    }
+
     /// Orders not final.
     pub fn open_orders(&self) -> Vec<Order> {
         self.orders.values().filter(|a| !a.order.status.is_final()).map(|a| a.order.clone()).collect()
@@ -139,5 +149,51 @@ impl SimAccount {
         let ack = OrderAck { order, fills: vec![fill] };
         self.orders.insert(id.clone(), ack.clone());
         Ok(ack)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Symbol;
+    use rust_decimal_macros::dec;
+
+    fn open_order(id: &ClientOrderId, filled: Decimal, status: OrderStatus) -> OrderAck {
+        let order = Order {
+            client_order_id: id.clone(),
+            run_id: "r".into(),
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            side: Side::Buy,
+            qty: dec!(2),
+            filled_qty: filled,
+            avg_price: None,
+            status,
+            exchange_order_id: Some("sim-order-1".into()),
+            created_at: DateTime::from_timestamp(1_704_067_200, 0).unwrap(),
+            reason: "t".into(),
+        };
+        OrderAck { order, fills: Vec::new() }
+    }
+
+    #[test]
+    fn cancel_closes_an_open_order_keeps_a_final_one_and_knows_no_stranger() {
+        let mut acc = SimAccount::new("USDT", dec!(1000), "sim");
+        let open = ClientOrderId::from_stored("open-1".into());
+        let part = ClientOrderId::from_stored("part-1".into());
+        let done = ClientOrderId::from_stored("done-1".into());
+        acc.orders.insert(open.clone(), open_order(&open, dec!(0), OrderStatus::New));
+        acc.orders.insert(part.clone(), open_order(&part, dec!(0.5), OrderStatus::PartiallyFilled));
+        acc.orders.insert(done.clone(), open_order(&done, dec!(2), OrderStatus::Filled));
+        let before = acc.balances();
+
+        let c = acc.cancel(&open).unwrap();
+        assert_eq!(c.order.status, OrderStatus::Canceled);
+        let c = acc.cancel(&part).unwrap();
+        assert_eq!((c.order.status, c.order.filled_qty), (OrderStatus::Canceled, dec!(0.5)), "keeps what it filled");
+        assert!(acc.open_orders().is_empty());
+        assert_eq!(acc.cancel(&done).unwrap().order.status, OrderStatus::Filled, "a final order stays as it is");
+        assert_eq!(acc.cancel(&open).unwrap().order.status, OrderStatus::Canceled, "cancelling twice is the same");
+        assert!(acc.cancel(&ClientOrderId::from_stored("never".into())).is_none());
+        assert_eq!(acc.balances(), before, "a cancel moves no money");
     }
 }

@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::domain::{
     Balance, Candle, ClientOrderId, Fill, Instrument, Order, OrderBook, OrderIntent, Side, Symbol, Timeframe,
 };
+use crate::pipeline::pretrade::Approved;
 use crate::ports::{Exchange, ExchangeError, OrderAck};
 
 /// Fill model and account of the simulator.
@@ -119,8 +120,9 @@ impl Exchange for SimExchange {
         &self,
         client_order_id: &ClientOrderId,
         run_id: &str,
-        intent: &OrderIntent,
+        approved: &Approved<OrderIntent>,
     ) -> Result<OrderAck, ExchangeError> {
+        let intent = approved.get();
         let inst = self.instrument_of(&intent.symbol)?.clone();
         let mid = self.last_price(&intent.symbol).await?;
         let slip = self.config.slippage_bps / Decimal::from(10_000);
@@ -144,13 +146,23 @@ impl Exchange for SimExchange {
     async fn open_orders(&self) -> Result<Vec<Order>, ExchangeError> {
         Ok(self.lock().open_orders())
     }
+
+    /// Market orders fill at once here, so a cancel finds them final and returns them unchanged.
+    async fn cancel_order(
+        &self,
+        _symbol: &Symbol,
+        client_order_id: &ClientOrderId,
+    ) -> Result<Option<OrderAck>, ExchangeError> {
+        Ok(self.lock().cancel(client_order_id))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::domain::RunId;
+    use crate::domain::{OrderStatus, RunId};
+    use crate::pipeline::pretrade::approved_for_tests;
     use crate::sim::RandomWalk;
     use rust_decimal_macros::dec;
 
@@ -187,14 +199,14 @@ mod tests {
         let ex = sim(clock.clone());
         let s = Symbol::new("BTCUSDT").unwrap();
         let id = ClientOrderId::derive(&RunId::new("t", clock.now()), &s, "buy");
-        let intent = OrderIntent {
+        let intent = approved_for_tests(OrderIntent {
             symbol: s.clone(),
             side: Side::Buy,
             qty: dec!(2),
             ref_price: dec!(100),
             reduce_only: false,
             reason: "test".into(),
-        };
+        });
         let ack = ex.place_market_order(&id, "run", &intent).await.unwrap();
         let bar0 = ex.closed_candles(&s, "1h".parse().unwrap(), clock.now(), 10).await.unwrap();
         assert_eq!(bar0.len(), 1);
@@ -213,17 +225,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn cancel_returns_a_filled_order_unchanged_and_none_for_an_unknown_id() {
+        let clock = Arc::new(ManualClock::new(DateTime::from_timestamp(1_704_067_200 + 3600, 5).unwrap()));
+        let ex = sim(clock.clone());
+        let s = Symbol::new("BTCUSDT").unwrap();
+        let id = |leg| ClientOrderId::derive(&RunId::new("t", clock.now()), &s, leg);
+        assert!(ex.cancel_order(&s, &id("never")).await.unwrap().is_none());
+        let intent = approved_for_tests(OrderIntent {
+            symbol: s.clone(),
+            side: Side::Buy,
+            qty: dec!(1),
+            ref_price: dec!(100),
+            reduce_only: false,
+            reason: "t".into(),
+        });
+        let placed = ex.place_market_order(&id("buy"), "run", &intent).await.unwrap();
+        let balances = ex.balances().await.unwrap();
+        let cancelled = ex.cancel_order(&s, &id("buy")).await.unwrap().expect("the simulator knows it");
+        assert_eq!(cancelled.order, placed.order, "filled at once: the cancel finds it final");
+        assert_eq!(cancelled.order.status, OrderStatus::Filled);
+        assert_eq!(cancelled.fills, placed.fills);
+        assert_eq!(ex.balances().await.unwrap(), balances);
+    }
+
+    #[tokio::test]
     async fn refuses_what_cannot_be_paid_or_is_off_step() {
         let clock = Arc::new(ManualClock::new(DateTime::from_timestamp(1_704_067_200 + 3600, 5).unwrap()));
         let ex = sim(clock.clone());
         let s = Symbol::new("BTCUSDT").unwrap();
-        let mk = |qty, side| OrderIntent {
-            symbol: s.clone(),
-            side,
-            qty,
-            ref_price: dec!(100),
-            reduce_only: false,
-            reason: String::new(),
+        // Approved by the pre-trade checks with permissive limits: the simulator's own rules are under test.
+        let mk = |qty, side| {
+            approved_for_tests(OrderIntent {
+                symbol: s.clone(),
+                side,
+                qty,
+                ref_price: dec!(100),
+                reduce_only: false,
+                reason: String::new(),
+            })
         };
         let id = |leg| ClientOrderId::derive(&RunId::new("t", clock.now()), &s, leg);
         assert!(matches!(
