@@ -89,8 +89,9 @@ async fn a_malformed_book_while_filling_a_paper_order_is_a_failed_read_not_an_un
     assert!(orders.iter().all(|o| o.status == OrderStatus::Filled), "{orders:?}");
     let state = store.load_state().await.unwrap();
     assert!(!state.tripped.contains_key("order_outcome_unknown"), "{:?}", state.tripped);
-    let events = store.recent_risk_events(100).await.unwrap();
-    assert!(events.iter().all(|e| e.kind != "order_outcome_unknown"), "{events:?}");
+    let events = store.read_events(&Default::default()).await.unwrap();
+    let unknown = mcbot_stages::ports::EventKind::OrderOutcomeUnknown;
+    assert!(events.iter().all(|e| e.event.kind != unknown), "{events:?}");
     assert!(store.open_orders().await.unwrap().is_empty(), "no order left pending");
     assert!(fake.orders().is_empty(), "paper never sends an order to the venue");
 }

@@ -188,6 +188,13 @@ impl Execution {
                 let reason = format!("order {id} not placed: {message}");
                 Err(StageError::Retry { kind: FailureKind::Exchange, after: retry_after, reason })
             }
+            // Refused for good (ban, credentials): the venue did not take the order.
+            Err(ExchangeError::Fatal(why)) => {
+                let why = format!("not placed: {why}");
+                self.close_unplaced(cx, &id, OrderStatus::Canceled, &why, EventKind::OrderNotPlaced).await?;
+                Err(StageError::halt(FailureKind::ExchangeFatal, format!("order {id} {why}")))
+            }
+            // The request may have reached the venue: look it up before calling it unknown.
             Err(e) => match self.exchange.order(&intent.symbol, &id).await {
                 Ok(Some(ack)) => Ok(Some(ack)),
                 _ => {
