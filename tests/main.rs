@@ -15,3 +15,4 @@ mod pipeline_faults;
 mod store_contract;
 mod support;
 mod upbit;
+mod upgrade;
