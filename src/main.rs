@@ -70,7 +70,13 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         _ => (None, ""),
     };
     if let Some(command) = command {
-        return commands::control::run(&store, &clock, command, reason, cli.output).await;
+        let cancel = matches!(command, Control::Kill { cancel_orders: true, .. });
+        let code = commands::control::run(&store, &clock, command, reason, cli.output).await?;
+        if code != 0 || !cancel {
+            return Ok(code);
+        }
+        let app = App::build(cfg, store, Arc::new(SystemClock)).await?;
+        return commands::control::cancel_open_orders(&app, cli.output).await;
     }
     if let Command::Events(args) = &cli.command {
         commands::events::run(&store, args, cli.output).await?;

@@ -49,7 +49,9 @@ fn commands_change_state_once_and_are_logged(db: Option<&str>) {
     let no_breaker = run(&["reset-breaker", "daily_loss", "--reason", "checked"]);
     assert_eq!(no_breaker.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_breaker.stderr).contains("not tripped"));
-    ok(&run(&["kill", "--flatten", "--no-cancel", "--reason", "going on holiday"]));
+    let kill = run(&["kill", "--flatten", "--reason", "going on holiday"]);
+    ok(&kill);
+    assert!(String::from_utf8_lossy(&kill.stdout).contains("open orders canceled: none"), "{kill:?}");
 
     let status = json(&run(&["status", "--output", "json"]));
     assert_eq!(status["trading"], "halted", "{status}");

@@ -45,3 +45,40 @@ pub async fn run(
         Err(CommandError::Store(e)) => Err(AppError::Store(e)),
     }
 }
+
+/// After a kill: cancels every order the bot has open at the venue, booking what each had filled. An order the
+/// venue does not know is left to reconciliation (it may still show up), and a cancel that fails is reported;
+/// entries stay blocked either way, because the bot is halted.
+pub async fn cancel_open_orders(app: &crate::app::App, output: Output) -> Result<u8, AppError> {
+    use mcbot_stages::pipeline::booking;
+    use mcbot_stages::ports::{EventKind, Severity};
+    let store = app.store.as_ref();
+    let mut canceled = Vec::new();
+    let mut failed = Vec::new();
+    for order in store.open_orders().await? {
+        match app.exchange.cancel_order(&order.symbol, &order.client_order_id).await {
+            Ok(Some(ack)) => {
+                let now = app.clock.now();
+                booking::record_ack(store, None, &ack, now).await?;
+                let msg = format!("order {} canceled by kill ({} filled)", order.client_order_id, ack.order.filled_qty);
+                let mut event = booking::order_event(now, EventKind::OrderCanceled, Severity::Warning, &ack.order, msg);
+                event.run_id = Some(order.run_id.clone());
+                store.append_events(vec![event]).await?;
+                canceled.push(order.client_order_id.to_string());
+            }
+            Ok(None) => {
+                failed.push(format!("{}: unknown to the venue (left to reconciliation)", order.client_order_id))
+            }
+            Err(e) => failed.push(format!("{}: {e}", order.client_order_id)),
+        }
+    }
+    if output == Output::Json {
+        print_json(&json!({"canceled": canceled, "not_canceled": failed})).map_err(AppError::Runtime)?;
+    } else {
+        println!("open orders canceled: {}", if canceled.is_empty() { "none".into() } else { canceled.join(", ") });
+        for f in &failed {
+            eprintln!("not canceled: {f}");
+        }
+    }
+    Ok(u8::from(!failed.is_empty()))
+}
