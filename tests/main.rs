@@ -12,6 +12,7 @@ mod market_data;
 mod paper_mode;
 mod pipeline_e2e;
 mod pipeline_faults;
+mod shutdown;
 mod store_contract;
 mod support;
 mod upbit;

@@ -26,9 +26,9 @@ use crate::support::db::fresh_sqlite_url;
 
 /// The simulator with scripted faults: the first `candle_faults` candle requests fail transiently, and every
 /// `lose_every`-th order is executed but its answer is lost (time-out after acceptance).
-struct Flaky {
+pub(crate) struct Flaky {
     inner: SimExchange,
-    candle_faults: AtomicUsize,
+    pub(crate) candle_faults: AtomicUsize,
     lose_every: usize,
     orders: AtomicUsize,
     lost: AtomicUsize,
@@ -88,8 +88,18 @@ impl Exchange for Flaky {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transient_faults_are_retried_and_lost_answers_found_by_client_id() {
+/// The pipeline over a [`Flaky`] simulator (3 symbols, hourly bars, from 2024-01-01) and a fresh SQLite store.
+pub(crate) struct FlakyRig {
+    pub start: DateTime<Utc>,
+    pub clock: Arc<ManualClock>,
+    pub flaky: Arc<Flaky>,
+    pub store: Arc<dyn Store>,
+    pub pipeline: Arc<Pipeline>,
+    pub db: crate::support::db::SqliteTestDb,
+}
+
+/// A [`FlakyRig`] whose first `candle_faults` candle requests fail transiently.
+pub(crate) async fn flaky_rig(candle_faults: usize) -> FlakyRig {
     let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().to_utc();
     let tf: Timeframe = "1h".parse().unwrap();
     let symbols: Vec<Symbol> = ["BTCUSDT", "ETHUSDT", "SOLUSDT"].iter().map(|s| Symbol::new(s).unwrap()).collect();
@@ -122,7 +132,7 @@ async fn transient_faults_are_retried_and_lost_answers_found_by_client_id() {
     };
     let flaky = Arc::new(Flaky {
         inner: SimExchange::new(market, sim_cfg, clock.clone()),
-        candle_faults: AtomicUsize::new(2),
+        candle_faults: AtomicUsize::new(candle_faults),
         lose_every: 3,
         orders: AtomicUsize::new(0),
         lost: AtomicUsize::new(0),
@@ -142,6 +152,12 @@ async fn transient_faults_are_retried_and_lost_answers_found_by_client_id() {
     };
     let strategy = Box::new(Tsmom::new(TsmomParams { lookback: 4, ..Default::default() }, tf.bars_per_year()));
     let pipeline = Arc::new(Pipeline::new(cfg, flaky.clone(), store.clone(), clock.clone(), strategy));
+    FlakyRig { start, clock, flaky, store, pipeline, db }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_are_retried_and_lost_answers_found_by_client_id() {
+    let FlakyRig { start, clock, flaky, store, pipeline, db: _db } = flaky_rig(2).await;
     let job = TradingCycleJob::new(pipeline, store.clone()).with_retries(3, StdDuration::from_millis(1));
 
     let mut cycles_with_orders = 0;
