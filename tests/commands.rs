@@ -122,3 +122,47 @@ async fn a_bar_whose_process_died_is_traded_by_the_next_start() {
     let rec = &app.store.recent_runs(Some(TradingCycleJob::NAME), 1).await.unwrap()[0];
     assert_eq!((rec.attempt, rec.status), (2, JobStatus::Succeeded), "{rec:?}");
 }
+
+/// A real `kill -9` of `run-once` at spread-out moments of its cycle: the next `run-once` trades the bar at once
+/// (the dead process's claim does not block it), and every stored position equals the sum of its stored fills.
+#[test]
+fn run_once_killed_at_any_moment_is_completed_by_the_next_and_books_stay_consistent() {
+    use std::time::Instant;
+    let timed = workdir();
+    let begun = Instant::now();
+    ok(&mcbot(timed.path(), &["run-once"], &[]));
+    let full = begun.elapsed();
+    for k in 0..8u32 {
+        let dir = workdir();
+        let mut child = crate::support::cli::command(dir.path(), &["run-once"], &[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full * k / 8);
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let again = mcbot(dir.path(), &["run-once", "--output", "json"], &[]);
+        ok(&again);
+        let doc = json(&again);
+        assert!(doc["already_processed"] == true || doc["job_status"] == "succeeded", "kill at {k}/8: {doc}");
+        let status = json(&mcbot(dir.path(), &["status", "--output", "json"], &[]));
+        assert_eq!(status["safe_mode"], false, "kill at {k}/8: {status}");
+        let url = mcbot::store::SqlStore::embedded_url(&dir.path().join("data"));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let store = mcbot::store::SqlStore::open(&url).await.unwrap();
+            let fills = store.fills_between(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC).await.unwrap();
+            for p in store.positions().await.unwrap() {
+                let sum: Decimal = fills
+                    .iter()
+                    .filter(|f| f.symbol == p.symbol)
+                    .map(|f| if f.side == mcbot_stages::domain::Side::Buy { f.qty } else { -f.qty })
+                    .sum();
+                assert_eq!(p.qty, sum, "kill at {k}/8: {} position is the sum of its fills", p.symbol);
+            }
+            assert!(store.open_orders().await.unwrap().is_empty(), "kill at {k}/8: nothing left pending");
+            store.close().await;
+        });
+    }
+}
