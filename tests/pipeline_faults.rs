@@ -187,3 +187,30 @@ async fn transient_faults_are_retried_and_lost_answers_found_by_client_id() {
         assert_eq!(p.qty, held, "{}: the bot's position equals the exchange's balance", p.symbol);
     }
 }
+
+/// A cycle that fails stores its cause in the ledger (the failure's kind, then its message), not the cycle's
+/// summary line, and the failure is an event in the same transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_cycle_records_its_cause_in_the_ledger_and_the_event_log() {
+    use mcbot_schedules::{FireOutcome, Runtime, RuntimeConfig, Schedule};
+    use mcbot_stages::ports::{EventKind, EventQuery, JobStatus};
+    let rig = flaky_rig(1_000).await;
+    let job =
+        TradingCycleJob::new(rig.pipeline.clone(), rig.store.clone()).with_retries(2, StdDuration::from_millis(1));
+    let jobs: Vec<(Schedule, Arc<dyn Job>)> = vec![(Schedule::parse("5 0 * * * *").unwrap(), Arc::new(job))];
+    let cfg = RuntimeConfig { grace: Duration::seconds(600), stale_after: Duration::seconds(900) };
+    let runtime = Runtime::new(jobs, rig.store.clone(), rig.clock.clone(), cfg);
+    let bar = rig.start + Duration::hours(11);
+    rig.clock.set(bar + Duration::seconds(5));
+    let out = runtime.fire_named(TradingCycleJob::NAME, bar + Duration::seconds(5)).await.unwrap();
+    assert!(matches!(out, FireOutcome::Ran { status: JobStatus::Failed, .. }), "{out:?}");
+    let run = &rig.store.recent_runs(Some(TradingCycleJob::NAME), 1).await.unwrap()[0];
+    let error = run.error.clone().unwrap_or_default();
+    assert!(error.starts_with("exchange: data_collection: "), "the cause, not the summary: {error}");
+    assert!(error.contains("503"), "{error}");
+    let failed = EventQuery { kinds: vec![EventKind::JobFailed], ..Default::default() };
+    let events = rig.store.read_events(&failed).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event.payload["kind"], "exchange");
+    assert_eq!(events[0].event.run_id.as_deref(), Some(run.run_id.as_str()));
+}
