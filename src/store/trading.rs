@@ -70,18 +70,19 @@ impl SqlStore {
     /// See [`mcbot_stages::ports::Store::positions`]; by symbol.
     pub(crate) async fn positions_impl(&self) -> Result<Vec<Position>, StoreError> {
         let rows = self.query(&POSITIONS).fetch_all(&self.pool).await.map_err(self.err("positions"))?;
-        rows.iter()
-            .map(|row| {
-                let c = Cols::new(row, "positions");
-                Ok(Position {
-                    symbol: c.symbol("symbol")?,
-                    qty: c.decimal("qty")?,
-                    avg_price: c.decimal("avg_price")?,
-                    realized_pnl: c.decimal("realized_pnl")?,
-                })
-            })
-            .collect()
+        rows.iter().map(position_from_row).collect()
     }
+}
+
+/// A `positions` row (read with `qty::text, avg_price::text, realized_pnl::text`).
+pub(crate) fn position_from_row(row: &AnyRow) -> Result<Position, StoreError> {
+    let c = Cols::new(row, "positions");
+    Ok(Position {
+        symbol: c.symbol("symbol")?,
+        qty: c.decimal("qty")?,
+        avg_price: c.decimal("avg_price")?,
+        realized_pnl: c.decimal("realized_pnl")?,
+    })
 }
 
 fn order_from_row(row: &AnyRow) -> Result<Order, StoreError> {

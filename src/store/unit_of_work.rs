@@ -7,7 +7,7 @@ use mcbot_stages::ports::{BotState, EquitySnapshot, NewEvent, RunFence, SignalRe
 use sqlx::{Any, Transaction};
 use tokio::sync::broadcast;
 
-use super::codec::{Cols, clean, dec, millis, opt_dec};
+use super::codec::{clean, dec, millis, opt_dec};
 use super::dialect::{Backend, Sql};
 use super::errors::map_sqlx;
 use super::events;
@@ -139,17 +139,7 @@ impl UnitOfWork for SqlUnitOfWork {
     async fn position(&mut self, symbol: &Symbol) -> Result<Option<Position>, StoreError> {
         let q = self.q(&POSITION).bind(symbol.as_str().to_owned());
         let row = q.fetch_optional(&mut *self.tx).await.map_err(self.err("position"))?;
-        row.as_ref()
-            .map(|row| {
-                let c = Cols::new(row, "positions");
-                Ok(Position {
-                    symbol: c.symbol("symbol")?,
-                    qty: c.decimal("qty")?,
-                    avg_price: c.decimal("avg_price")?,
-                    realized_pnl: c.decimal("realized_pnl")?,
-                })
-            })
-            .transpose()
+        row.as_ref().map(super::trading::position_from_row).transpose()
     }
 
     async fn save_position(&mut self, p: &Position) -> Result<(), StoreError> {

@@ -257,7 +257,7 @@ impl Execution {
             TradingMode::Halted => why.push("halted (killed) by an operator".into()),
         }
         if now.safe_mode {
-            why.push(format!("safe mode: {}", now.safe_mode_reason.unwrap_or_default()));
+            why.push(format!("safe mode: {}", now.safe_mode_reason.as_deref().unwrap_or("set by operator")));
         }
         why.extend(now.tripped.into_values());
         why.sort();
