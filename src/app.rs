@@ -212,6 +212,14 @@ impl App {
         Ok(Self { cfg, store, exchange, clock, pipeline, runtime, reconcile, binance })
     }
 
+    /// The consumer that turns warnings and reports from the event log into alerts (to the log until the chat
+    /// and email channels exist), leased by this process.
+    pub fn alert_consumer(&self) -> mcbot_schedules::Consumer {
+        let handler = crate::notify::AlertConsumer::new("alerts-log", Arc::new(crate::notify::LogNotifier));
+        let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
+        mcbot_schedules::Consumer::new(self.store.clone(), self.clock.clone(), Arc::new(handler), holder)
+    }
+
     /// The close of the newest bar at the clock's now: what `run-once` acts on.
     pub fn current_bar(&self) -> DateTime<Utc> {
         self.cfg.market.timeframe.last_close(self.clock.now())

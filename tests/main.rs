@@ -6,6 +6,7 @@ mod backtest_pipeline;
 mod binance;
 mod cli;
 mod commands;
+mod consumers;
 mod crash_recovery;
 mod live_path;
 mod market_data;

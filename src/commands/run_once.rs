@@ -64,6 +64,10 @@ pub async fn run(app: &App, args: &RunOnceArgs, output: Output) -> Result<bool, 
         Output::Json => print_json(&doc).map_err(AppError::Runtime)?,
         Output::Text => print_text(&doc),
     }
+    // Alerts of this cycle reach their channel before the process exits (a later start resumes the rest).
+    if let Err(e) = app.alert_consumer().pump().await {
+        tracing::warn!("alerts not delivered now, left for the next process: {e}");
+    }
     Ok(failed)
 }
 

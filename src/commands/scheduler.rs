@@ -1,14 +1,11 @@
 //! `mcbot scheduler`: reconcile with the exchange, catch up a missed fire within the grace period, then run
 //! every job on its schedule until SIGINT or SIGTERM; running work finishes, state is persisted, exit 0.
 
-use std::sync::Arc;
-
-use mcbot_schedules::{Consumer, driver};
+use mcbot_schedules::driver;
 use mcbot_stages::ports::{EventKind, EventQuery, NewEvent, Severity, Store};
 
 use crate::app::{App, AppError};
 use crate::market_stream::MarketStream;
-use crate::notify::{AlertConsumer, LogNotifier};
 
 /// Runs until a shutdown signal.
 pub async fn run(app: &App) -> Result<(), AppError> {
@@ -16,14 +13,7 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     let shutdown = shutdown_signal()?;
     lifecycle_started(app).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
-    let alerts = Consumer::new(
-        app.store.clone(),
-        app.clock.clone(),
-        Arc::new(AlertConsumer::new("alerts-log", Arc::new(LogNotifier))),
-        holder,
-    );
-    let alerts = tokio::spawn(alerts.run(stop_rx, std::time::Duration::from_secs(5)));
+    let alerts = tokio::spawn(app.alert_consumer().run(stop_rx, std::time::Duration::from_secs(5)));
     match app.reconcile.reconcile(None).await {
         Ok(r) if r.is_clean() => tracing::info!("start-up reconciliation: in sync"),
         Ok(r) => {
