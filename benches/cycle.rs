@@ -47,7 +47,8 @@ fn bench_cycle(c: &mut Criterion) {
                 clock.set(close + Duration::seconds(5));
                 let run = RunId::new("trading-cycle", close);
                 let t = Instant::now();
-                let report = rt.block_on(app.pipeline.run_cycle(&run, close, StageSelection::All, None)).expect("cycle");
+                let report =
+                    rt.block_on(app.pipeline.run_cycle(&run, close, StageSelection::All, None)).expect("cycle");
                 spent += t.elapsed();
                 assert!(!report.failed(), "cycle failed: {:?}", report.stages);
             }
