@@ -7,6 +7,7 @@ mod binance;
 mod cli;
 mod commands;
 mod crash_recovery;
+mod execution_guards;
 mod health_events;
 mod live_path;
 mod market_data;
