@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -165,7 +166,8 @@ impl Venue {
 
     /// Places a market order on the account that the bot knows nothing of (a trade made by hand).
     pub async fn trade_by_hand(&self, symbol: &Symbol, side: Side, qty: Decimal) {
-        let id = ClientOrderId::from_stored(format!("manual-{}-{}", symbol, self.clock.now().timestamp()));
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let id = ClientOrderId::from_stored(format!("manual-{symbol}-{}", SEQ.fetch_add(1, Ordering::Relaxed)));
         let ref_price = self.sim.last_price(symbol).await.unwrap();
         let intent =
             OrderIntent { symbol: symbol.clone(), side, qty, ref_price, reduce_only: false, reason: "by hand".into() };
