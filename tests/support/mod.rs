@@ -4,3 +4,4 @@ pub mod cli;
 pub mod db;
 pub mod fake_binance;
 pub mod fake_upbit;
+pub mod venue;

@@ -347,6 +347,10 @@ impl Stage for Execution {
             if complete && st.last_bar.is_none_or(|b| b < cx.bar_close) {
                 st.last_bar = Some(cx.bar_close);
             }
+            if st.flatten && book.held().next().is_none() {
+                // The kill's flatten is done once nothing is held after this cycle's exits, not a cycle later.
+                st.flatten = false;
+            }
             let mut events = Vec::new();
             if let Some((symbol, why)) = &unknown {
                 if !st.tripped.contains_key(UNKNOWN_BREAKER) {
