@@ -1,5 +1,5 @@
-//! Execution's guards, on the real pipeline, simulator and store: an unreadable order book sends nothing for that
-//! symbol; a pause issued while a cycle runs stops the very next buy of that cycle (exits still go out); a kill
+//! Execution's guards, on the real pipeline, simulator and store: an unreadable order book sends no new exposure
+//! for that symbol (an exit still goes out); a pause issued while a cycle runs stops the very next buy of that cycle (exits still go out); a kill
 //! with flatten sells everything at the next cycle and buys nothing.
 
 use mcbot::store::Backend;
@@ -33,6 +33,15 @@ async fn an_unreadable_order_book_sends_nothing_for_that_symbol() {
     assert!(why.len() == 1 && why[0].contains("order book unreadable"), "{:?}", report.skipped);
     assert_eq!(bot.position("ETHUSDT").await, Decimal::ZERO);
     assert!(bot.position("BTCUSDT").await > Decimal::ZERO, "the readable symbol trades as usual");
+
+    // An exit still goes out when its book cannot be read: risk that can be reduced is reduced.
+    bot.venue.break_book(&sym("BTCUSDT"));
+    bot.venue.clear_sent();
+    bot.target("BTCUSDT", Decimal::ZERO);
+    let report = bot.cycle(FIRST + 1).await;
+    assert_eq!(bot.venue.sent(), vec![(sym("BTCUSDT"), Side::Sell)], "{report:?}");
+    assert_eq!(bot.position("BTCUSDT").await, Decimal::ZERO);
+    assert!(report.orders[0].reason.contains("exit sent unchecked"), "{:?}", report.orders[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -223,14 +223,19 @@ impl Execution {
     }
 
     /// Reduces an order the book cannot carry within the slippage limit, saying so in its reason. A book that
-    /// cannot be read fails closed: the order is not sent, and the reason is returned for the record.
+    /// cannot be read fails closed for new exposure: the order is not sent, and the reason is returned for the
+    /// record. An exit (reduce-only) still goes out, its reason saying it was not checked: risk that can be
+    /// reduced is reduced.
     async fn liquidity_gate(&self, intent: &mut OrderIntent, inst: &Instrument) -> Result<(), String> {
         let limit = self.sizing.max_slippage_pct / Decimal::ONE_HUNDRED;
-        let book = self
-            .exchange
-            .order_book(&intent.symbol, 100)
-            .await
-            .map_err(|e| format!("liquidity gate: order book unreadable, not sent ({e})"))?;
+        let book = match self.exchange.order_book(&intent.symbol, 100).await {
+            Ok(book) => book,
+            Err(e) if intent.reduce_only => {
+                intent.reason.push_str(&format!("; liquidity gate: order book unreadable, exit sent unchecked ({e})"));
+                return Ok(());
+            }
+            Err(e) => return Err(format!("liquidity gate: order book unreadable, not sent ({e})")),
+        };
         let est = liquidity::slippage(&book, intent.side, intent.qty);
         if est.is_some_and(|s| s <= limit) {
             return Ok(());
