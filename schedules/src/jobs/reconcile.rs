@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Duration;
 use mcbot_stages::Clock;
-use mcbot_stages::control::mutate_state;
+use mcbot_stages::control::{mutate_state, mutate_state_with};
 use mcbot_stages::domain::{Decimal, OrderStatus, Position, Symbol};
 use mcbot_stages::pipeline::booking::{close_unplaced, record_ack};
 use mcbot_stages::pipeline::execution::UNKNOWN_BREAKER;
@@ -201,6 +201,7 @@ impl ReconcileJob {
         report: &mut ReconcileReport,
     ) -> Result<BTreeMap<String, Decimal>, JobError> {
         let mut baseline = BTreeMap::new();
+        let mut adopted = Vec::new();
         for s in &self.symbols {
             let inst = self.exchange.instrument(s).await.map_err(ex)?;
             let stored = positions.get(s).map_or(Decimal::ZERO, |p| p.qty);
@@ -221,7 +222,7 @@ impl ReconcileJob {
                         price
                     };
                     p.qty += extra;
-                    self.store.save_position(&p).await?;
+                    adopted.push(p.clone());
                     positions.insert(s.clone(), p);
                 }
             }
@@ -231,7 +232,7 @@ impl ReconcileJob {
         let policy = self.unmanaged;
         let found = report.unmanaged_recorded.clone();
         let recorded = baseline.clone();
-        mutate_state(self.store.as_ref(), fence, move |st| {
+        mutate_state_with(self.store.as_ref(), fence, &adopted, move |st| {
             if st.unmanaged.is_some() {
                 return Vec::new();
             }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::domain::Position;
 use crate::ports::{BotState, EventKind, NewEvent, RunFence, Severity, Store, StoreError, TradingMode};
 
 /// How often a state change is re-applied after losing a race before giving up: writers are few (a cycle, a
@@ -180,6 +181,20 @@ pub async fn issue(
 pub async fn mutate_state<F>(
     store: &dyn Store,
     fence: Option<&RunFence>,
+    change: F,
+) -> Result<(BotState, Vec<i64>), StoreError>
+where
+    F: FnMut(&mut BotState) -> Vec<NewEvent> + Send,
+{
+    mutate_state_with(store, fence, &[], change).await
+}
+
+/// [`mutate_state`] that also saves `positions` in the same unit of work, so positions taken over with a state
+/// change (holdings adopted at the first reconcile) are never stored without it, or it without them.
+pub async fn mutate_state_with<F>(
+    store: &dyn Store,
+    fence: Option<&RunFence>,
+    positions: &[Position],
     mut change: F,
 ) -> Result<(BotState, Vec<i64>), StoreError>
 where
@@ -202,6 +217,9 @@ where
         let mut uow = store.begin().await?;
         if let Some(f) = fence {
             uow.fence(f).await?;
+        }
+        for p in positions {
+            uow.save_position(p).await?;
         }
         match uow.save_state(&state, read.version).await {
             Ok(_) => {}
