@@ -62,6 +62,18 @@ pub enum Command {
     Backtest(Box<crate::commands::backtest::BacktestArgs>),
     /// Validate a strategy against overfitting (IS/OOS, walk-forward, CPCV, PBO, deflated Sharpe).
     Validate(Box<crate::commands::validate::ValidateArgs>),
+    /// Configuration: `mcbot config keys` lists every key with its type, valid range and default.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `mcbot config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Every configuration key with its type, valid range, default and purpose (the README's list).
+    Keys,
+    /// Load and validate the configuration (files, profiles, environment) and exit: 0 when it is valid.
+    Check,
 }
 
 /// `run-once` arguments.

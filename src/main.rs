@@ -38,6 +38,10 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         Command::Validate(args) => {
             return Ok(finish(commands::validate::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
         }
+        Command::Config(mcbot::cli::ConfigCommand::Keys) => {
+            print!("{}", Config::reference_markdown());
+            return Ok(0);
+        }
         _ => {}
     }
     let mut profiles = Vec::new();
@@ -46,11 +50,12 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         profiles.push(mode.as_str().to_owned());
     }
     profiles.extend(cli.profile.iter().cloned());
-    let mut cfg = Config::load(&cli.config, &profiles, std::env::vars())?;
-    if let Some(mode) = cli.mode {
-        cfg.mode = mode;
-    }
+    let cfg = Config::load_as(&cli.config, &profiles, std::env::vars(), cli.mode)?;
     mcbot::logging::init(cli.log_format.unwrap_or(cfg.log.format), &cfg.log.level);
+    if let Command::Config(_) = cli.command {
+        println!("configuration valid (mode {})", cfg.mode.as_str());
+        return Ok(0);
+    }
     let url = app::database_url(&cfg, cli.database_url.clone())?;
     if let Command::Migrate = cli.command {
         commands::migrate::run(&url, cli.output).await?;
@@ -77,7 +82,7 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         Command::Scheduler => commands::scheduler::run(&app).await.map(|()| 0),
         Command::Jobs => commands::jobs::run(&app, cli.output).map(|()| 0),
         Command::Status => commands::status::run(&app, cli.output).await.map(|()| 0),
-        Command::Migrate | Command::Backtest(_) | Command::Validate(_) | Command::Data(_) => Ok(0),
+        Command::Migrate | Command::Backtest(_) | Command::Validate(_) | Command::Data(_) | Command::Config(_) => Ok(0),
     }
 }
 

@@ -7,6 +7,7 @@ mod binance;
 mod cli;
 mod live_path;
 mod market_data;
+mod operator;
 mod paper_mode;
 mod pipeline_e2e;
 mod pipeline_faults;
