@@ -24,7 +24,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Output: tables for people or one JSON document for scripts.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    #[arg(long, global = true, env = "MCBOT_OUTPUT", value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// Log format; overrides the config.
     #[arg(long, global = true, value_enum)]

@@ -12,7 +12,9 @@ use mcbot::config::Config;
 use mcbot_stages::SystemClock;
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
+    let json = cli.output == mcbot::cli::Output::Json;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -23,9 +25,38 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            report(json, e.exit_code(), &e.to_string());
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// `mcbot ... | head -1`: once the reader has gone, printing fails with a broken pipe and `println!` panics.
+/// The output is no longer wanted, so the process ends quietly with exit 0, as `yes | head` does; every
+/// other panic keeps the default report.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Prints an error once: `error: ...` on stderr, or with `--output json` also one JSON document on stdout, so a
+/// script reading stdout learns why there is no result.
+fn report(json: bool, code: u8, message: &str) {
+    eprintln!("error: {message}");
+    if json {
+        let doc = serde_json::json!({ "error": message, "exit_code": code });
+        println!("{doc}");
     }
 }
 
@@ -33,10 +64,10 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
     let json = cli.output == mcbot::cli::Output::Json;
     match &cli.command {
         Command::Backtest(args) => {
-            return Ok(finish(commands::backtest::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
+            return Ok(finish(json, commands::backtest::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
         }
         Command::Validate(args) => {
-            return Ok(finish(commands::validate::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
+            return Ok(finish(json, commands::validate::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
         }
         Command::Config(mcbot::cli::ConfigCommand::Keys) => {
             print!("{}", Config::reference_markdown());
@@ -70,7 +101,7 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         return match commands::data::run(args, exchange, json).await {
             Ok(()) => Ok(0),
             Err(e) if e.exit_code() == 2 => {
-                eprintln!("error: {e}");
+                report(json, 2, &e.to_string());
                 Ok(2)
             }
             Err(e) => Err(AppError::Data(e)),
@@ -86,11 +117,11 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
     }
 }
 
-fn finish(result: Result<(), (u8, String)>) -> u8 {
+fn finish(json: bool, result: Result<(), (u8, String)>) -> u8 {
     match result {
         Ok(()) => 0,
         Err((code, message)) => {
-            eprintln!("error: {message}");
+            report(json, code, &message);
             code
         }
     }

@@ -76,3 +76,81 @@ fn config_keys_prints_the_list_the_readme_shows_and_config_check_validates() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("config key log.level"), "{}", stderr(&out));
 }
+
+/// Runs `mcbot args` with stdout connected to a pipe whose reader has already gone, as in `mcbot ... | head -1`
+/// once head has exited.
+fn with_closed_stdout(dir: &Path, args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = crate::support::cli::command(dir, args, &[]);
+    cmd.stdout(writer).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    drop(cmd);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let dir = workdir();
+    let candles = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backtest/BTC_USD-1h.csv");
+    let candles = candles.display().to_string();
+    let backtest =
+        ["backtest", "--data", &candles, "--strategy", "sma-cross", "--param", "fast=10", "--param", "slow=30"];
+    let commands: [&[&str]; 6] = [
+        &["jobs"],
+        &["config", "keys"],
+        &["run-once", "--output", "json"],
+        &["status"],
+        &backtest,
+        &["jobs", "--output", "json"],
+    ];
+    for args in commands {
+        let out = with_closed_stdout(dir.path(), args);
+        let err = stderr(&out);
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+        assert!(matches!(out.status.code(), Some(0) | Some(141)), "{args:?}: {:?} {err}", out.status);
+    }
+}
+
+#[test]
+fn mcbot_output_json_selects_json_and_errors_are_json_too() {
+    let dir = workdir();
+    let out = mcbot(dir.path(), &["jobs"], &[("MCBOT_OUTPUT", "json")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc = crate::support::cli::json(&out);
+    assert_eq!(doc.as_array().map(Vec::len), Some(6), "{doc}");
+    let out = mcbot(dir.path(), &["jobs", "--output", "json"], &[("MCBOT_RISK__STOP_LOSS_PCT", "-8")]);
+    assert_eq!(out.status.code(), Some(2));
+    let doc = crate::support::cli::json(&out);
+    assert_eq!(doc["exit_code"], 2, "{doc}");
+    assert!(doc["error"].as_str().unwrap().contains("config key risk.stop_loss_pct"), "{doc}");
+}
+
+#[test]
+fn scheduler_logs_are_plain_text_without_the_cron_library_chatter() {
+    use std::io::{BufRead, BufReader};
+    let dir = workdir();
+    let mut child = crate::support::cli::command(dir.path(), &["scheduler"], &[("RUST_LOG", "info")])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let ready = line.contains("scheduled") && line.contains("report-monthly");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    seen.extend(lines.map_while(Result::ok));
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{seen:?}");
+    let all = seen.join("\n");
+    assert!(all.contains("report-monthly"), "{all}");
+    assert!(!all.contains('\u{1b}'), "colour codes in a log that is not a terminal: {all:?}");
+    assert!(!all.contains("Job creator created") && !all.contains("Uninited"), "{all}");
+}
