@@ -62,6 +62,8 @@ pub enum Command {
     Backtest(Box<crate::commands::backtest::BacktestArgs>),
     /// Validate a strategy against overfitting (IS/OOS, walk-forward, CPCV, PBO, deflated Sharpe).
     Validate(Box<crate::commands::validate::ValidateArgs>),
+    /// Copy the embedded SQLite database to FILE while the bot may be running (for PostgreSQL: use pg_dump).
+    Backup(BackupArgs),
     /// Configuration: `mcbot config keys` lists every key with its type, valid range and default.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -74,6 +76,13 @@ pub enum ConfigCommand {
     Keys,
     /// Load and validate the configuration (files, profiles, environment) and exit: 0 when it is valid.
     Check,
+}
+
+/// `backup` arguments.
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// Where to write the copy; must not exist yet.
+    pub file: PathBuf,
 }
 
 /// `run-once` arguments.

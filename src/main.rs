@@ -9,6 +9,7 @@ use mcbot::app::{self, App, AppError};
 use mcbot::cli::{Cli, Command};
 use mcbot::commands;
 use mcbot::config::Config;
+use mcbot::store::SqlStore;
 use mcbot_stages::SystemClock;
 
 fn main() -> ExitCode {
@@ -87,12 +88,32 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         println!("configuration valid (mode {})", cfg.mode.as_str());
         return Ok(0);
     }
+    if cfg.mode == mcbot::config::Mode::Live {
+        // Refused before any database is created or migrated.
+        return Err(AppError::ModeUnavailable("live"));
+    }
     let url = app::database_url(&cfg, cli.database_url.clone())?;
     if let Command::Migrate = cli.command {
         commands::migrate::run(&url, cli.output).await?;
         return Ok(0);
     }
+    // Held until the process ends: the OS releases it even after a crash.
+    let _owner = match cli.command {
+        Command::Scheduler => app::own_database(&url)?,
+        _ => None,
+    };
     let store = app::open_store(&url).await?;
+    let result = serve(&cli, cfg, store.clone(), json).await;
+    // Closing the pool lets SQLite checkpoint its write-ahead log into the database file, so the file alone
+    // holds everything once the command has ended.
+    store.close().await;
+    result
+}
+
+async fn serve(cli: &Cli, cfg: Config, store: SqlStore, json: bool) -> Result<u8, AppError> {
+    if let Command::Backup(args) = &cli.command {
+        return commands::backup::run(&store, &args.file, cli.output).await.map(|()| 0);
+    }
     if let Command::Data(args) = &cli.command {
         let exchange = match args.exchange_wanted() {
             None => None,
@@ -113,7 +134,12 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         Command::Scheduler => commands::scheduler::run(&app).await.map(|()| 0),
         Command::Jobs => commands::jobs::run(&app, cli.output).map(|()| 0),
         Command::Status => commands::status::run(&app, cli.output).await.map(|()| 0),
-        Command::Migrate | Command::Backtest(_) | Command::Validate(_) | Command::Data(_) | Command::Config(_) => Ok(0),
+        Command::Migrate
+        | Command::Backtest(_)
+        | Command::Validate(_)
+        | Command::Data(_)
+        | Command::Config(_)
+        | Command::Backup(_) => Ok(0),
     }
 }
 

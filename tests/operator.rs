@@ -154,3 +154,178 @@ fn scheduler_logs_are_plain_text_without_the_cron_library_chatter() {
     assert!(!all.contains('\u{1b}'), "colour codes in a log that is not a terminal: {all:?}");
     assert!(!all.contains("Job creator created") && !all.contains("Uninited"), "{all}");
 }
+
+#[test]
+fn eight_concurrent_first_starts_on_a_fresh_sqlite_file_all_succeed() {
+    for _trial in 0..3 {
+        let dir = workdir();
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                let args: &[&str] = if i % 2 == 0 { &["migrate"] } else { &["jobs"] };
+                crate::support::cli::command(dir.path(), args, &[])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+}
+
+/// A running scheduler and everything it has logged so far (its stderr is drained by a thread).
+struct Running {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Starts `mcbot scheduler` and waits until it has scheduled its jobs.
+fn start_scheduler(dir: &Path, env: &[(&str, &str)]) -> Running {
+    use std::io::{BufRead, BufReader};
+    let mut env = env.to_vec();
+    env.push(("RUST_LOG", "info"));
+    let mut child = crate::support::cli::command(dir, &["scheduler"], &env)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("scheduled") && line.contains("report-monthly") {
+                let _ = ready_tx.send(());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    if ready_rx.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+        panic!("the scheduler did not start: {:?}", log.lock().unwrap());
+    }
+    Running { child, log }
+}
+
+fn stop(mut running: Running) {
+    let pid = running.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let code = running.child.wait().unwrap().code();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(code, Some(0), "{:?}", running.log.lock().unwrap());
+}
+
+#[test]
+fn a_second_scheduler_on_one_sqlite_file_exits_2_naming_the_first() {
+    let dir = workdir();
+    let first = start_scheduler(dir.path(), &[]);
+    let out = mcbot(dir.path(), &["scheduler"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let want = format!("another mcbot scheduler (pid {}) holds data/mcbot.db", first.child.id());
+    assert!(stderr(&out).contains(&want), "{}", stderr(&out));
+    // Other commands still work beside it.
+    assert_eq!(mcbot(dir.path(), &["status"], &[]).status.code(), Some(0));
+    stop(first);
+    // Once the owner is gone (cleanly or not), the next scheduler starts.
+    let mut second = start_scheduler(dir.path(), &[]);
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+    stop(start_scheduler(dir.path(), &[]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_may_run_side_by_side() {
+    let db = crate::support::db::fresh_pg_url().await;
+    let url = db.url().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let (a, b) = (workdir(), workdir());
+        let first = start_scheduler(a.path(), &[("DATABASE_URL", &url)]);
+        let second = start_scheduler(b.path(), &[("DATABASE_URL", &url)]);
+        stop(second);
+        stop(first);
+    })
+    .await
+    .unwrap();
+}
+
+#[cfg(unix)]
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_database_file_alone_holds_everything_after_a_command_and_backup_copies_it() {
+    let dir = workdir();
+    let out = mcbot(dir.path(), &["run-once", "--output", "json"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let db = dir.path().join("data/mcbot.db");
+    #[cfg(unix)]
+    assert_eq!(mode_of(&db), 0o600, "the database is readable by its owner only");
+    let status = |url: &str| {
+        let out = mcbot(dir.path(), &["status", "--output", "json"], &[("DATABASE_URL", url)]);
+        assert!(out.status.success(), "{url}: {}", stderr(&out));
+        crate::support::cli::json(&out)["positions"].clone()
+    };
+    let original = status("sqlite://data/mcbot.db");
+    assert!(!original.as_array().unwrap().is_empty(), "{original}");
+    // The write-ahead log was checkpointed at exit: a plain copy of the file is complete.
+    std::fs::copy(&db, dir.path().join("copy.db")).unwrap();
+    assert_eq!(status("sqlite://copy.db"), original);
+
+    let out = mcbot(dir.path(), &["backup", "backup.db"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    #[cfg(unix)]
+    assert_eq!(mode_of(&dir.path().join("backup.db")), 0o600);
+    assert_eq!(status("sqlite://backup.db"), original);
+    let again = mcbot(dir.path(), &["backup", "backup.db"], &[]);
+    assert_eq!(again.status.code(), Some(2), "an existing file is never overwritten");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_on_postgres_points_at_pg_dump() {
+    let db = crate::support::db::fresh_pg_url().await;
+    let url = db.url().to_owned();
+    let out =
+        tokio::task::spawn_blocking(move || mcbot(workdir().path(), &["backup", "x.dump"], &[("DATABASE_URL", &url)]))
+            .await
+            .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("pg_dump"), "{}", stderr(&out));
+}
+
+#[test]
+fn database_errors_name_their_cause() {
+    let dir = workdir();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/mcbot.db"), "this is a text file, not a database\n").unwrap();
+    let started = std::time::Instant::now();
+    let out = mcbot(dir.path(), &["status"], &[]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("data/mcbot.db is not an SQLite database"), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "no pool time-out: {:?}", started.elapsed());
+
+    // A URL without mode=rwc still creates its file; an in-memory database gets its schema.
+    let out = mcbot(dir.path(), &["jobs"], &[("DATABASE_URL", "sqlite://new.db")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("new.db").exists());
+    let out = mcbot(dir.path(), &["run-once", "--output", "json"], &[("DATABASE_URL", "sqlite::memory:")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // An unknown scheme is a usage error that shows the scheme only.
+    let out = mcbot(dir.path(), &["status"], &[("DATABASE_URL", "mysql://admin:hunter2@db/x")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("\"mysql\"") && !stderr(&out).contains("hunter2"), "{}", stderr(&out));
+}
+
+#[test]
+fn live_mode_refuses_before_creating_a_database() {
+    let dir = workdir();
+    let out = mcbot(dir.path(), &["--mode", "live", "run-once"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!dir.path().join("data").exists(), "no database created or migrated");
+    assert!(!stderr(&out).contains("issue"), "{}", stderr(&out));
+}
