@@ -1,6 +1,6 @@
 //! `mcbot validate`: is the edge of a parameter grid real? Backtests every combination once (the sweep engine),
 //! then runs IS/OOS, walk-forward and/or CPCV over their per-bar returns, with PBO and the deflated Sharpe
-//! ratio, and prints a pass / caution / fail verdict per threshold (defaults from the issue; each configurable).
+//! ratio, and prints a pass / caution / fail verdict per threshold (conventional defaults; each configurable).
 
 use std::path::PathBuf;
 

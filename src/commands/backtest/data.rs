@@ -1,4 +1,4 @@
-//! Candle files for backtests, read with polars: CSV in the ../shared/data format
+//! Candle files for backtests, read with polars: candle CSV
 //! (`timestamp,open,high,low,close,volume`, ISO-8601 UTC open times) and Parquet with the same columns (float,
 //! decimal-text or integer prices; datetime, epoch-integer or text times).
 //!
