@@ -97,6 +97,22 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         commands::migrate::run(&url, cli.output).await?;
         return Ok(0);
     }
+    // `status` looks; it never creates a database where nothing has run.
+    if let Command::Status = cli.command
+        && let Some(db) = SqlStore::sqlite_file(&url)
+        && !db.exists()
+    {
+        let note = format!(
+            "no database at {} yet: nothing has run here (mcbot run-once or scheduler creates it)",
+            db.display()
+        );
+        if json {
+            println!("{}", serde_json::json!({ "database": db, "exists": false, "note": note }));
+        } else {
+            println!("{note}");
+        }
+        return Ok(0);
+    }
     // Held until the process ends: the OS releases it even after a crash.
     let _owner = match cli.command {
         Command::Scheduler => app::own_database(&url)?,

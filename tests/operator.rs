@@ -329,3 +329,51 @@ fn live_mode_refuses_before_creating_a_database() {
     assert!(!dir.path().join("data").exists(), "no database created or migrated");
     assert!(!stderr(&out).contains("issue"), "{}", stderr(&out));
 }
+
+#[test]
+fn bad_candle_files_exit_2_naming_file_and_row_in_backtest_and_import_alike() {
+    let dir = workdir();
+    let header_only = dir.path().join("empty.csv");
+    std::fs::write(&header_only, "timestamp,open,high,low,close,volume\n").unwrap();
+    let bad_row = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad_row,
+        "timestamp,open,high,low,close,volume\n2026-01-01T00:00:00Z,1,2,0.5,1.5,10\n2026-01-01T01:00:00Z,1,x,0.5,1.5,10\n",
+    )
+    .unwrap();
+    for (file, says) in [(&header_only, "no candles"), (&bad_row, "3")] {
+        let f = file.display().to_string();
+        let backtest = mcbot(dir.path(), &["backtest", "--data", &f, "--strategy", "sma-cross"], &[]);
+        let import = mcbot(dir.path(), &["data", "import", &f, "--symbol", "BTCUSDT", "--timeframe", "1h"], &[]);
+        for (what, out) in [("backtest", backtest), ("import", import)] {
+            assert_eq!(out.status.code(), Some(2), "{what} {f}: {}", stderr(&out));
+            assert!(stderr(&out).contains(file.file_name().unwrap().to_str().unwrap()), "{what}: {}", stderr(&out));
+            assert!(stderr(&out).contains(says), "{what} {f}: {}", stderr(&out));
+        }
+    }
+}
+
+#[test]
+fn a_backtest_shorter_than_the_warm_up_is_refused_not_reported_as_zero() {
+    let dir = workdir();
+    let short = dir.path().join("short.csv");
+    let mut text = String::from("timestamp,open,high,low,close,volume\n");
+    for h in 0..20 {
+        text.push_str(&format!("2026-01-01T{h:02}:00:00Z,100,101,99,100.5,10\n"));
+    }
+    std::fs::write(&short, text).unwrap();
+    let f = short.display().to_string();
+    let args = ["backtest", "--data", &f, "--strategy", "sma-cross", "--param", "fast=10", "--param", "slow=30"];
+    let out = mcbot(dir.path(), &args, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("20 bars") && stderr(&out).contains("warm-up"), "{}", stderr(&out));
+}
+
+#[test]
+fn status_in_an_empty_directory_creates_no_database() {
+    let dir = workdir();
+    let out = mcbot(dir.path(), &["status"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no database"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!dir.path().join("data/mcbot.db").exists());
+}

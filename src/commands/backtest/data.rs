@@ -60,6 +60,9 @@ pub fn load(path: &Path) -> Result<Series, DataError> {
         }
     }
     let n = df.height();
+    if n == 0 {
+        return Err(err("no candles after the header".into()));
+    }
     let time = times(df.column("timestamp").map_err(|e| err(e.to_string()))?).map_err(&err)?;
     let mut cols: Vec<Vec<f64>> = Vec::with_capacity(5);
     for c in &COLUMNS[1..] {

@@ -31,7 +31,8 @@ pub enum CommandError {
     /// The arguments are wrong (unknown strategy or parameter, out-of-range setting): exit 2.
     #[error("{0}")]
     Usage(String),
-    /// An input file cannot be read or is malformed: exit 1.
+    /// An input file cannot be read or is malformed: exit 2, like every bad input (the message names the file and
+    /// the row).
     #[error(transparent)]
     Data(#[from] data::DataError),
     /// An output file cannot be written: exit 1.
@@ -48,8 +49,8 @@ impl CommandError {
     /// Process exit code: 2 for usage errors, 1 for runtime failures.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage(_) => 2,
-            Self::Data(_) | Self::Output { .. } => 1,
+            Self::Usage(_) | Self::Data(_) => 2,
+            Self::Output { .. } => 1,
         }
     }
 }
@@ -310,6 +311,16 @@ pub fn backtest_series(series: &[Series], sim: &SimArgs, engine: Engine) -> Resu
     let tf = sim.timeframe(series)?;
     let params = sim.param_map();
     let rule = registry::build_rule(&sim.strategy, &params, tf)?;
+    // Fewer bars than the warm-up would never produce a signal: an all-zero report that looks like a result.
+    let warmup = rule.warmup();
+    if let Some(short) = series.iter().find(|s| s.bars.time.len() <= warmup) {
+        return Err(CommandError::Usage(format!(
+            "{}: {} bars, but {} needs more than {warmup} bars of warm-up before its first signal",
+            short.name,
+            short.bars.time.len(),
+            sim.strategy
+        )));
+    }
     let bpy = tf.bars_per_year();
     let started = Instant::now();
     let (metrics, trade_rows, equity, equity_time) = match (series, engine) {
