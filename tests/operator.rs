@@ -132,9 +132,10 @@ fn scheduler_logs_are_plain_text_without_the_cron_library_chatter() {
     let dir = workdir();
     let mut child = crate::support::cli::command(dir.path(), &["scheduler"], &[("RUST_LOG", "info")])
         .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = Vec::new();
     for line in lines.by_ref() {
@@ -153,6 +154,17 @@ fn scheduler_logs_are_plain_text_without_the_cron_library_chatter() {
     assert!(all.contains("report-monthly"), "{all}");
     assert!(!all.contains('\u{1b}'), "colour codes in a log that is not a terminal: {all:?}");
     assert!(!all.contains("Job creator created") && !all.contains("Uninited"), "{all}");
+    assert!(!all.contains("Some("), "times are printed as times: {all}");
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut printed).unwrap();
+    for part in [
+        "mcbot scheduler: mode mock, simulated exchange, 1h on BTCUSDT ETHUSDT",
+        "database sqlite data/mcbot.db",
+        "next trading cycle ",
+        "Ctrl-C or SIGTERM stops it",
+    ] {
+        assert!(printed.contains(part), "{part:?} not in the start-up line: {printed}");
+    }
 }
 
 #[test]
