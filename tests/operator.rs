@@ -59,7 +59,8 @@ fn an_out_of_range_setting_stops_the_bot_at_start_with_file_and_line() {
     std::fs::write(&path, text.replace("stop_loss_pct = \"-8\"", "stop_loss_pct = \"8\"")).unwrap();
     let out = mcbot(dir.path(), &["jobs"], &[("MCBOT_STRATEGY__PARAMS__LOOKBACK", "0")]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("strategy"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("strategy") && stderr(&out).contains("lookback"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("LOOKBACK"), "the parameter is named as the strategy knows it: {}", stderr(&out));
 }
 
 #[test]

@@ -33,7 +33,7 @@ pub(crate) fn apply_env(
         };
         let mut path: Vec<String> = name[PREFIX.len()..].split("__").map(str::to_lowercase).collect();
         let spec = keys::spec(&path.join("."));
-        if spec.is_some_and(|s| s.key.ends_with(".*"))
+        if spec.is_some_and(|s| keys::SYMBOL_MAPS.contains(&s.key))
             && let (Some(last), Some(original)) = (path.last_mut(), name.rsplit("__").next())
         {
             *last = original.to_owned();

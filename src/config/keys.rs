@@ -410,6 +410,10 @@ pub const KEYS: &[KeySpec] = &[
     key("log.level", Kind::Text, Range::LogFilter, "log filter; `RUST_LOG` overrides"),
 ];
 
+/// Maps whose names are symbols: an environment override keeps the name's case
+/// (`MCBOT_SIM__START_PRICES__BTCUSDT`), where every other name is lower-cased.
+pub const SYMBOL_MAPS: [&str; 2] = ["sim.replay.*", "sim.start_prices.*"];
+
 /// The row for `key` (a `*` row for names under a map).
 pub fn spec(key: &str) -> Option<&'static KeySpec> {
     KEYS.iter().find(|s| s.matches(key))

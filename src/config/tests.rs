@@ -46,6 +46,7 @@ fn layers_merge_and_env_overrides() {
         ("MCBOT_RISK__MAX_DRAWDOWN_PCT".to_string(), "15".to_string()),
         ("MCBOT_SHARED_DIR".to_string(), "../shared".to_string()),
         ("MCBOT_SIM__START_PRICES__BTCUSDT".to_string(), "0.5".to_string()),
+        ("MCBOT_STRATEGY__PARAMS__LOOKBACK".to_string(), "12".to_string()),
     ];
     let c = Config::load(d.path(), &["paper".into()], vars).unwrap();
     assert_eq!(c.risk.max_drawdown_pct, Decimal::from(15));
@@ -53,6 +54,7 @@ fn layers_merge_and_env_overrides() {
     assert_eq!(c.market.symbols.len(), 1);
     let btc = Symbol::new("BTCUSDT").unwrap();
     assert_eq!(c.sim.start_prices.get(&btc), Some(&Decimal::new(5, 1)), "the symbol under a map keeps its case");
+    assert_eq!(c.strategy.params_as_strings().get("lookback").map(String::as_str), Some("12"), "{:?}", c.strategy);
 }
 
 #[test]
