@@ -380,6 +380,14 @@ fn a_backtest_shorter_than_the_warm_up_is_refused_not_reported_as_zero() {
     let out = mcbot(dir.path(), &args, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("20 bars") && stderr(&out).contains("warm-up"), "{}", stderr(&out));
+    let sweep = ["backtest", "--data", &f, "--strategy", "sma-cross", "--param", "fast=10", "--sweep", "slow=25,30,35"];
+    let out = mcbot(dir.path(), &sweep, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let validate =
+        ["validate", "--data", &f, "--strategy", "sma-cross", "--method", "is-oos", "--sweep", "slow=25,30,35"];
+    let out = mcbot(dir.path(), &validate, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warm-up"), "{}", stderr(&out));
 }
 
 #[test]

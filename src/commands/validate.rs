@@ -98,6 +98,7 @@ pub fn execute(args: &ValidateArgs) -> Result<ValidateOutput, CommandError> {
     let method: Method = args.method.parse()?;
     let ranges: Vec<ParamRange> = args.sweep.iter().map(|r| r.parse()).collect::<Result<_, _>>()?;
     let combos = sweep::grid(&args.sim.param_map(), &ranges);
+    crate::commands::backtest::check_warmup(one, &args.sim.strategy, &combos, tf)?;
     let results =
         sweep::evaluate(&one.bars, &args.sim.strategy, &combos, &cfg, tf, |s| metrics::returns(&s.equity, s.init_cash));
     let (mut trial_params, mut returns, mut skipped, mut first_err) = (Vec::new(), Vec::new(), 0, None);

@@ -366,6 +366,35 @@ pub fn backtest_series(series: &[Series], sim: &SimArgs, engine: Engine) -> Resu
     })
 }
 
+/// Refuses a series too short for every combination's warm-up (each would report zero trades and zero return,
+/// which reads like a result), and warns on stderr when only some combinations are too long for it.
+pub fn check_warmup(
+    series: &Series,
+    strategy: &str,
+    combos: &[BTreeMap<String, String>],
+    tf: Timeframe,
+) -> Result<(), CommandError> {
+    let bars = series.bars.time.len();
+    let warmups: Vec<usize> =
+        combos.iter().filter_map(|p| registry::build_rule(strategy, p, tf).ok()).map(|r| r.warmup()).collect();
+    let too_long = warmups.iter().filter(|w| **w >= bars).count();
+    match warmups.iter().min() {
+        Some(&least) if least >= bars => Err(CommandError::Usage(format!(
+            "{}: {bars} bars, but {strategy} needs more than {least} bars of warm-up before its first signal",
+            series.name
+        ))),
+        _ if too_long > 0 => {
+            eprintln!(
+                "warning: {}: {too_long} of {} combinations need more warm-up than the {bars} bars hold and trade nothing",
+                series.name,
+                warmups.len()
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Runs a sweep over one loaded series.
 pub fn sweep_series(
     series: &Series,
@@ -378,6 +407,7 @@ pub fn sweep_series(
     let ranges: Vec<ParamRange> = ranges.iter().map(|r| r.parse()).collect::<Result<_, _>>()?;
     let shard: Shard = shard.parse()?;
     let combos = sweep::grid(&sim.param_map(), &ranges);
+    check_warmup(series, &sim.strategy, &combos, tf)?;
     let result = sweep::sweep(&series.bars, &sim.strategy, &combos, shard, &cfg, tf)?;
     let best =
         result.rows.iter().max_by(|a, b| a.metrics.total_return_pct.total_cmp(&b.metrics.total_return_pct)).cloned();
