@@ -68,7 +68,10 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             return Ok(finish(json, commands::backtest::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
         }
         Command::Validate(args) => {
-            return Ok(finish(json, commands::validate::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
+            return Ok(match commands::validate::run(args, json) {
+                Ok(code) => code,
+                Err(e) => finish(json, Err((e.exit_code(), e.to_string()))),
+            });
         }
         Command::Config(mcbot::cli::ConfigCommand::Keys) => {
             print!("{}", Config::reference_markdown());

@@ -398,3 +398,50 @@ fn status_in_an_empty_directory_creates_no_database() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("no database"), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(!dir.path().join("data/mcbot.db").exists());
 }
+
+#[test]
+fn validate_exits_1_when_its_verdict_is_fail() {
+    let dir = workdir();
+    let csv = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backtest/BTC_USD-1h.csv");
+    let csv = csv.display().to_string();
+    let base =
+        ["validate", "--data", &csv, "--sweep", "fast=5..25:10", "--sweep", "slow=40..120:40", "--method", "is-oos"];
+    let mut failing = base.to_vec();
+    failing.extend(["--min-dsr", "1000", "--output", "json"]);
+    let out = mcbot(dir.path(), &failing, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc = crate::support::cli::json(&out);
+    assert_eq!(doc["verdict"]["overall"], "fail", "one JSON document, the report: {doc}");
+    let mut lenient = base.to_vec();
+    lenient.extend([
+        "--min-dsr=-1000",
+        "--max-degradation=1000",
+        "--max-pbo=1",
+        "--min-oos-sharpe=-1000",
+        "--min-consistency=0",
+        "--output=json",
+    ]);
+    let out = mcbot(dir.path(), &lenient, &[]);
+    let doc = crate::support::cli::json(&out);
+    assert_ne!(doc["verdict"]["overall"], "fail", "every threshold loosened: {doc}");
+    assert_eq!(out.status.code(), Some(0), "{doc}");
+}
+
+#[test]
+fn status_shows_quote_totals_to_the_cent_and_breakers_by_name() {
+    let dir = workdir();
+    assert!(mcbot(dir.path(), &["run-once"], &[]).status.success());
+    let out = mcbot(dir.path(), &["status"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let value_of = |label: &str| -> String {
+        let line = text.lines().find(|l| l.contains(label)).unwrap_or_else(|| panic!("{label} missing: {text}"));
+        line.split('┆').nth(1).unwrap().trim().trim_end_matches('│').trim().to_owned()
+    };
+    for label in ["equity ", "cash ", "peak equity"] {
+        let v = value_of(label);
+        let decimals = v.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(decimals <= 2, "{label}: {v}");
+    }
+    assert_eq!(value_of("breakers tripped"), "none", "{text}");
+}

@@ -155,11 +155,14 @@ fn params(p: &std::collections::BTreeMap<String, String>) -> String {
     p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
-/// Runs `mcbot validate` and prints the verdict: one JSON document when `json`, else tables.
-pub fn run(args: &ValidateArgs, json: bool) -> Result<(), CommandError> {
+/// Runs `mcbot validate` and prints the verdict: one JSON document when `json`, else tables. The exit code is
+/// the verdict, so a script can gate on it: 0 for PASS or CAUTION, 1 for FAIL.
+pub fn run(args: &ValidateArgs, json: bool) -> Result<u8, CommandError> {
     let out = execute(args)?;
+    let code = u8::from(out.report.verdict.overall == Status::Fail);
     if json {
-        return print_json(&out).map_err(|message| CommandError::Output { path: "stdout".into(), message });
+        print_json(&out).map_err(|message| CommandError::Output { path: "stdout".into(), message })?;
+        return Ok(code);
     }
     let r = &out.report;
     println!("{}: {} over {} trials x {} bars ({} skipped)", out.file, out.strategy, r.trials, r.bars, out.skipped);
@@ -206,5 +209,5 @@ pub fn run(args: &ValidateArgs, json: bool) -> Result<(), CommandError> {
         Status::Fail => "FAIL",
     };
     println!("verdict: {overall}");
-    Ok(())
+    Ok(code)
 }
