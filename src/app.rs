@@ -29,7 +29,7 @@ pub enum AppError {
     Config(#[from] ConfigError),
     /// The mode is not available (exit 2).
     #[error(
-        "mode {0} refuses to start: real orders need the live guards, which this build does not have yet; use paper or shadow"
+        "mode {0} refuses to start: real orders need the live guards, which this build does not have; use paper or shadow"
     )]
     ModeUnavailable(&'static str),
     /// An exchange adapter could not be built from its settings (exit 2).
@@ -47,13 +47,16 @@ pub enum AppError {
     /// The database failed (exit 1).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another process owns the database, or its lock file is unusable (exit 2: nothing was started).
+    #[error(transparent)]
+    DatabaseLock(#[from] crate::db_lock::LockError),
     /// `mcbot data` failed at run time (exit 1).
     #[error(transparent)]
     Data(crate::commands::data::DataError),
     /// Anything that failed while running (exit 1).
     #[error("{0}")]
     Runtime(String),
-    /// A command-line value is wrong (exit 2).
+    /// A command was asked for something it cannot do with these arguments (exit 2).
     #[error("{0}")]
     Usage(String),
 }
@@ -91,16 +94,37 @@ pub struct App {
 /// The database URL: `--database-url`/`DATABASE_URL` (or `DATABASE_URL_FILE`), else config, else the embedded
 /// SQLite file under the data directory.
 pub fn database_url(cfg: &Config, cli: Option<String>) -> Result<String, ConfigError> {
-    if let Some(url) = cli.filter(|u| !u.is_empty()) {
-        return Ok(url);
-    }
-    if let Some(url) = crate::config::secret_from_env("DATABASE_URL")?.filter(|u| !u.is_empty()) {
+    let given = match cli.filter(|u| !u.is_empty()) {
+        Some(url) => Some(url),
+        None => crate::config::secret_from_env("DATABASE_URL")?.filter(|u| !u.is_empty()),
+    };
+    if let Some(url) = given {
+        // A URL of an unknown kind is a usage error (exit 2); only its scheme is shown, it may hold a password.
+        if crate::store::Backend::from_url(&url).is_none() {
+            let scheme = url.split_once(':').map_or("none", |(s, _)| s);
+            return Err(ConfigError::Invalid {
+                key: "database.url".into(),
+                message: format!(
+                    "unsupported scheme {scheme:?}: expected sqlite:<path>, postgres://... or postgresql://..."
+                ),
+                origin: " (--database-url or DATABASE_URL)".into(),
+            });
+        }
         return Ok(url);
     }
     if let Some(url) = cfg.database.url.clone().filter(|u| !u.is_empty()) {
         return Ok(url);
     }
     Ok(SqlStore::embedded_url(&cfg.database.data_dir))
+}
+
+/// For a scheduler on an SQLite file: takes the file for this process, so a second scheduler on it exits 2
+/// instead of reconciling against this one's positions. PostgreSQL needs no owner (replicas share the ledger).
+pub fn own_database(url: &str) -> Result<Option<crate::db_lock::FileLock>, AppError> {
+    match SqlStore::sqlite_file(url) {
+        Some(db) => Ok(Some(crate::db_lock::scheduler_lock(&db)?)),
+        None => Ok(None),
+    }
 }
 
 /// Connects and migrates.

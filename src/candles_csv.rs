@@ -17,6 +17,12 @@ pub enum CandleCsvError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The file has a header and no candles.
+    #[error("{path}: no candles after the header")]
+    Empty {
+        /// File.
+        path: String,
+    },
     /// A line is malformed.
     #[error("{path} line {line}: {message}")]
     Line {
@@ -70,6 +76,9 @@ pub fn read_candles(path: &Path) -> Result<Vec<Candle>, CandleCsvError> {
             return Err(err(n, "timestamps must be strictly ascending".into()));
         }
         out.push(c);
+    }
+    if out.is_empty() {
+        return Err(CandleCsvError::Empty { path: p });
     }
     Ok(out)
 }

@@ -24,7 +24,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Output: tables for people or one JSON document for scripts.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    #[arg(long, global = true, env = "MCBOT_OUTPUT", value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// Log format; overrides the config.
     #[arg(long, global = true, value_enum)]
@@ -74,6 +74,11 @@ pub enum Command {
     ResetBreaker(ResetBreakerArgs),
     /// Read the event log: every fact the bot recorded, in order.
     Events(EventsArgs),
+    /// Copy the embedded SQLite database to FILE while the bot may be running (for PostgreSQL: use pg_dump).
+    Backup(BackupArgs),
+    /// Configuration: `mcbot config keys` lists every key with its type, valid range and default.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
 /// Why an operator issues a command; recorded with it.
@@ -131,6 +136,22 @@ pub struct EventsArgs {
     /// Keep printing new events as they are recorded, like `tail -f`.
     #[arg(long)]
     pub follow: bool,
+}
+
+/// `mcbot config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Every configuration key with its type, valid range, default and purpose (the README's list).
+    Keys,
+    /// Load and validate the configuration (files, profiles, environment) and exit: 0 when it is valid.
+    Check,
+}
+
+/// `backup` arguments.
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// Where to write the copy; must not exist yet.
+    pub file: PathBuf,
 }
 
 /// `run-once` arguments.

@@ -5,6 +5,7 @@ pub mod candles_csv;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod db_lock;
 pub mod exchange;
 pub mod liveness;
 pub mod logging;

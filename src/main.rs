@@ -9,11 +9,14 @@ use mcbot::app::{self, App, AppError};
 use mcbot::cli::{Cli, Command};
 use mcbot::commands;
 use mcbot::config::Config;
+use mcbot::store::SqlStore;
 use mcbot_stages::SystemClock;
 use mcbot_stages::control::Command as Control;
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
+    let json = cli.output == mcbot::cli::Output::Json;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -24,9 +27,38 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            report(json, e.exit_code(), &e.to_string());
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// `mcbot ... | head -1`: once the reader has gone, printing fails with a broken pipe and `println!` panics.
+/// The output is no longer wanted, so the process ends quietly with exit 0, as `yes | head` does; every
+/// other panic keeps the default report.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Prints an error once: `error: ...` on stderr, or with `--output json` also one JSON document on stdout, so a
+/// script reading stdout learns why there is no result.
+fn report(json: bool, code: u8, message: &str) {
+    eprintln!("error: {message}");
+    if json {
+        let doc = serde_json::json!({ "error": message, "exit_code": code });
+        println!("{doc}");
     }
 }
 
@@ -34,10 +66,17 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
     let json = cli.output == mcbot::cli::Output::Json;
     match &cli.command {
         Command::Backtest(args) => {
-            return Ok(finish(commands::backtest::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
+            return Ok(finish(json, commands::backtest::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
         }
         Command::Validate(args) => {
-            return Ok(finish(commands::validate::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
+            return Ok(match commands::validate::run(args, json) {
+                Ok(code) => code,
+                Err(e) => finish(json, Err((e.exit_code(), e.to_string()))),
+            });
+        }
+        Command::Config(mcbot::cli::ConfigCommand::Keys) => {
+            print!("{}", Config::reference_markdown());
+            return Ok(0);
         }
         _ => {}
     }
@@ -47,17 +86,54 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         profiles.push(mode.as_str().to_owned());
     }
     profiles.extend(cli.profile.iter().cloned());
-    let mut cfg = Config::load(&cli.config, &profiles, std::env::vars())?;
-    if let Some(mode) = cli.mode {
-        cfg.mode = mode;
-    }
+    let cfg = Config::load_as(&cli.config, &profiles, std::env::vars(), cli.mode)?;
     mcbot::logging::init(cli.log_format.unwrap_or(cfg.log.format), &cfg.log.level);
+    if let Command::Config(_) = cli.command {
+        println!("configuration valid (mode {})", cfg.mode.as_str());
+        return Ok(0);
+    }
+    if cfg.mode == mcbot::config::Mode::Live {
+        // Refused before any database is created or migrated.
+        return Err(AppError::ModeUnavailable("live"));
+    }
     let url = app::database_url(&cfg, cli.database_url.clone())?;
     if let Command::Migrate = cli.command {
         commands::migrate::run(&url, cli.output).await?;
         return Ok(0);
     }
+    // `status` looks; it never creates a database where nothing has run.
+    if let Command::Status = cli.command
+        && let Some(db) = SqlStore::sqlite_file(&url)
+        && !db.exists()
+    {
+        let note = format!(
+            "no database at {} yet: nothing has run here (mcbot run-once or scheduler creates it)",
+            db.display()
+        );
+        if json {
+            println!("{}", serde_json::json!({ "database": db, "exists": false, "note": note }));
+        } else {
+            println!("{note}");
+        }
+        return Ok(0);
+    }
+    // Held until the process ends: the OS releases it even after a crash.
+    let _owner = match cli.command {
+        Command::Scheduler => app::own_database(&url)?,
+        _ => None,
+    };
     let store = app::open_store(&url).await?;
+    let result = serve(&cli, cfg, store.clone(), json).await;
+    // Closing the pool lets SQLite checkpoint its write-ahead log into the database file, so the file alone
+    // holds everything once the command has ended.
+    store.close().await;
+    result
+}
+
+async fn serve(cli: &Cli, cfg: Config, store: SqlStore, json: bool) -> Result<u8, AppError> {
+    if let Command::Backup(args) = &cli.command {
+        return commands::backup::run(&store, &args.file, cli.output).await.map(|()| 0);
+    }
     let clock = SystemClock;
     let (command, reason) = match &cli.command {
         Command::Pause(a) => (Some(Control::Pause), a.reason.as_str()),
@@ -90,7 +166,7 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         return match commands::data::run(args, exchange, json).await {
             Ok(()) => Ok(0),
             Err(e) if e.exit_code() == 2 => {
-                eprintln!("error: {e}");
+                report(json, 2, &e.to_string());
                 Ok(2)
             }
             Err(e) => Err(AppError::Data(e)),
@@ -111,15 +187,17 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         | Command::Kill(_)
         | Command::ResetSafeMode(_)
         | Command::ResetBreaker(_)
-        | Command::Events(_) => Ok(0),
+        | Command::Events(_)
+        | Command::Config(_)
+        | Command::Backup(_) => Ok(0),
     }
 }
 
-fn finish(result: Result<(), (u8, String)>) -> u8 {
+fn finish(json: bool, result: Result<(), (u8, String)>) -> u8 {
     match result {
         Ok(()) => 0,
         Err((code, message)) => {
-            eprintln!("error: {message}");
+            report(json, code, &message);
             code
         }
     }

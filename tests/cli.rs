@@ -91,7 +91,7 @@ fn usage_errors_and_unavailable_modes_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refuses to start"));
     let out = mcbot(dir.path(), &["status"], Some("mysql://nope"));
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

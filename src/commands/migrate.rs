@@ -8,6 +8,7 @@ use crate::output::print_json;
 pub async fn run(url: &str, output: Output) -> Result<(), AppError> {
     let store = open_store(url).await?;
     let backend = store.kind().name();
+    store.close().await;
     match output {
         Output::Json => {
             print_json(&serde_json::json!({"migrated": true, "backend": backend})).map_err(AppError::Runtime)

@@ -2,6 +2,7 @@
 //! text tables for people or one JSON document for scripts.
 
 pub mod backtest;
+pub mod backup;
 pub mod control;
 pub mod data;
 pub mod events;

@@ -16,19 +16,25 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     let alerts = tokio::spawn(app.alert_consumer().run(stop_rx, std::time::Duration::from_secs(5)));
     match app.reconcile.reconcile(None).await {
         Ok(r) if r.is_clean() => tracing::info!("start-up reconciliation: in sync"),
-        Ok(r) => {
-            tracing::error!(report = ?r, "start-up reconciliation is not clean; the reconcile job acts on it")
-        }
+        Ok(r) => tracing::error!(
+            drifts = r.drifts.len(),
+            unknown_open_orders = r.unknown_open_orders.len(),
+            awaiting_orders = r.awaiting_orders.len(),
+            "start-up reconciliation is not clean; the reconcile job acts on it"
+        ),
         Err(e) => tracing::error!("start-up reconciliation failed: {e}"),
     }
     // Start-up order: state is loaded (App::build), reconciled above; now the stream backfills missed bars over
     // REST and follows new ones over the WebSocket (each complete bar starts the cycle); then the schedule
     // resumes with its catch-up.
     let stream = MarketStream::start(app);
-    for v in app.runtime.views() {
-        tracing::info!(job = %v.name, schedule = %v.schedule, next = ?v.next_fire, "scheduled");
+    let views = app.runtime.views();
+    for v in &views {
+        let next = v.next_fire.map_or_else(|| "never".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+        tracing::info!(job = %v.name, schedule = %v.schedule, next = %next, "scheduled");
     }
     let grace = std::time::Duration::from_secs(app.cfg.schedule.shutdown_grace_secs);
+    println!("{}", startup_line(app, views.iter().find(|v| v.name == "trading-cycle").and_then(|v| v.next_fire)));
     let result =
         driver::run_until(app.runtime.clone(), shutdown, grace).await.map_err(|e| AppError::Runtime(e.to_string()));
     if let Some(s) = stream {
@@ -64,6 +70,35 @@ async fn lifecycle_started(app: &App) -> Result<(), AppError> {
     events.push(NewEvent::new(now, EventKind::Started, Severity::Info, who));
     app.store.append_events(events).await?;
     Ok(())
+}
+
+/// One plain line for the person who started the scheduler: what it trades, where it keeps its books, when the
+/// first cycle comes and how to stop it (with an hourly timeframe it may otherwise look idle for up to an hour).
+fn startup_line(app: &App, next: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    let cfg = &app.cfg;
+    let venue = match cfg.mode {
+        crate::config::Mode::Mock => "simulated exchange".to_owned(),
+        _ => format!("{:?}", cfg.exchange.venue).to_lowercase(),
+    };
+    let url = app.store.pool.connect_options().database_url.to_string();
+    let database = match crate::store::SqlStore::sqlite_file(&url) {
+        Some(file) => format!("sqlite {}", file.display()),
+        None => app.store.kind().name().to_owned(),
+    };
+    let symbols: Vec<&str> = cfg.market.symbols.iter().map(|s| s.as_str()).collect();
+    let next = match next {
+        Some(t) => {
+            let wait = (t - app.clock.now()).num_seconds().max(0);
+            format!("next trading cycle {} (in {}m {:02}s)", t.format("%H:%M:%S UTC"), wait / 60, wait % 60)
+        }
+        None => "no trading cycle scheduled".to_owned(),
+    };
+    format!(
+        "mcbot scheduler: mode {}, {venue}, {} on {}, database {database}; {next}; Ctrl-C or SIGTERM stops it",
+        cfg.mode.as_str(),
+        cfg.market.timeframe,
+        symbols.join(" "),
+    )
 }
 
 /// Registers SIGINT and SIGTERM now and returns a future that resolves on either.

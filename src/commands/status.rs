@@ -49,21 +49,34 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
         serde_json::Value::Null => "-".into(),
         o => o.to_string(),
     };
+    // People read quote totals to the cent; the JSON document keeps every digit for scripts.
+    let cents = |v: &serde_json::Value| match v.as_str().and_then(|s| s.parse::<rust_decimal::Decimal>().ok()) {
+        Some(d) => d.round_dp(2).to_string(),
+        None => show(v),
+    };
+    let names = |v: &serde_json::Value| match v {
+        serde_json::Value::Object(m) if m.is_empty() => "none".to_owned(),
+        serde_json::Value::Object(m) => m.keys().cloned().collect::<Vec<_>>().join(", "),
+        serde_json::Value::Array(a) if a.is_empty() => "none".to_owned(),
+        serde_json::Value::Array(a) => a.iter().map(show).collect::<Vec<_>>().join(", "),
+        other => show(other),
+    };
     let summary = [
-        ("mode", &doc["mode"]),
-        ("store", &doc["backend"]),
-        ("trading", &doc["trading"]),
-        ("equity", &doc["equity"]),
-        ("cash", &doc["cash"]),
-        ("peak equity", &doc["peak_equity"]),
-        ("safe mode", &doc["safe_mode"]),
-        ("safe mode reason", &doc["safe_mode_reason"]),
-        ("breakers tripped", &doc["breakers_tripped"]),
-        ("last bar processed", &doc["last_bar"]),
+        ("mode", show(&doc["mode"])),
+        ("store", show(&doc["backend"])),
+        ("trading", show(&doc["trading"])),
+        ("equity", cents(&doc["equity"])),
+        ("cash", cents(&doc["cash"])),
+        ("peak equity", cents(&doc["peak_equity"])),
+        ("safe mode", show(&doc["safe_mode"])),
+        ("safe mode reason", show(&doc["safe_mode_reason"])),
+        ("breakers tripped", names(&doc["breakers_tripped"])),
+        ("last bar processed", show(&doc["last_bar"])),
     ];
-    println!("{}", table(&["", ""], summary.iter().map(|(k, v)| vec![(*k).to_owned(), show(v)])));
+    println!("{}", table(&["", ""], summary.into_iter().map(|(k, v)| vec![k.to_owned(), v])));
     let rows = positions.iter().map(|p| {
-        ["symbol", "qty", "avg_price", "mark", "value", "realized_pnl"].iter().map(|k| show(&p[*k])).collect()
+        let cell = |k: &str| if k == "realized_pnl" { cents(&p[k]) } else { show(&p[k]) };
+        ["symbol", "qty", "avg_price", "mark", "value", "realized_pnl"].iter().map(|k| cell(k)).collect()
     });
     println!("{}", table(&["symbol", "qty", "avg price", "mark", "value", "realized P&L"], rows));
     let rows = runs.iter().map(|r| {

@@ -1,6 +1,6 @@
 //! `mcbot validate`: is the edge of a parameter grid real? Backtests every combination once (the sweep engine),
 //! then runs IS/OOS, walk-forward and/or CPCV over their per-bar returns, with PBO and the deflated Sharpe
-//! ratio, and prints a pass / caution / fail verdict per threshold (defaults from the issue; each configurable).
+//! ratio, and prints a pass / caution / fail verdict per threshold (conventional defaults; each configurable).
 
 use std::path::PathBuf;
 
@@ -98,6 +98,7 @@ pub fn execute(args: &ValidateArgs) -> Result<ValidateOutput, CommandError> {
     let method: Method = args.method.parse()?;
     let ranges: Vec<ParamRange> = args.sweep.iter().map(|r| r.parse()).collect::<Result<_, _>>()?;
     let combos = sweep::grid(&args.sim.param_map(), &ranges);
+    crate::commands::backtest::check_warmup(one, &args.sim.strategy, &combos, tf)?;
     let results =
         sweep::evaluate(&one.bars, &args.sim.strategy, &combos, &cfg, tf, |s| metrics::returns(&s.equity, s.init_cash));
     let (mut trial_params, mut returns, mut skipped, mut first_err) = (Vec::new(), Vec::new(), 0, None);
@@ -154,11 +155,14 @@ fn params(p: &std::collections::BTreeMap<String, String>) -> String {
     p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
-/// Runs `mcbot validate` and prints the verdict: one JSON document when `json`, else tables.
-pub fn run(args: &ValidateArgs, json: bool) -> Result<(), CommandError> {
+/// Runs `mcbot validate` and prints the verdict: one JSON document when `json`, else tables. The exit code is
+/// the verdict, so a script can gate on it: 0 for PASS or CAUTION, 1 for FAIL.
+pub fn run(args: &ValidateArgs, json: bool) -> Result<u8, CommandError> {
     let out = execute(args)?;
+    let code = u8::from(out.report.verdict.overall == Status::Fail);
     if json {
-        return print_json(&out).map_err(|message| CommandError::Output { path: "stdout".into(), message });
+        print_json(&out).map_err(|message| CommandError::Output { path: "stdout".into(), message })?;
+        return Ok(code);
     }
     let r = &out.report;
     println!("{}: {} over {} trials x {} bars ({} skipped)", out.file, out.strategy, r.trials, r.bars, out.skipped);
@@ -205,5 +209,5 @@ pub fn run(args: &ValidateArgs, json: bool) -> Result<(), CommandError> {
         Status::Fail => "FAIL",
     };
     println!("verdict: {overall}");
-    Ok(())
+    Ok(code)
 }

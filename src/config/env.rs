@@ -1,16 +1,24 @@
 //! Environment overrides (`MCBOT_SECTION__KEY=value`) and secrets from `NAME` or `NAME_FILE`.
 
-use super::ConfigError;
+use super::{ConfigError, Origins, keys};
 
 const PREFIX: &str = "MCBOT_";
 /// Variables with the prefix that are CLI, chart or test settings, not config keys.
 const NOT_CONFIG: [&str; 6] =
     ["MCBOT_CONFIG", "MCBOT_PROFILE", "MCBOT_OUTPUT", "MCBOT_CHART_FONT", "MCBOT_SHARED_DIR", "MCBOT_TEST_PG_URL"];
 
-/// Applies `MCBOT_SECTION__KEY=value` overrides: `__` separates levels, names are lower-cased, the value is read
-/// as a TOML scalar (number, boolean, quoted or bare string). `MCBOT_X_FILE=path` reads the value from a file, for
-/// secrets mounted by Docker or Kubernetes. An override of a key that does not exist is an error naming it.
-pub fn apply_env(root: &mut toml::Value, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+/// Applies `MCBOT_SECTION__KEY=value` overrides: `__` separates levels, names are lower-cased (the name under a
+/// map such as `sim.start_prices` keeps its case). The key table decides how the value is read: secrets, money,
+/// text and paths are taken as the raw string whatever they look like (a secret of digits stays a string);
+/// numbers and booleans as a TOML scalar. `MCBOT_X_FILE=path` reads the value from a file, for secrets mounted by
+/// Docker or Kubernetes. Each value is checked against its range, and an override of a key that does not exist is
+/// an error naming the variable.
+pub(crate) fn apply_env(
+    root: &mut toml::Value,
+    vars: impl IntoIterator<Item = (String, String)>,
+    origins: &mut Origins,
+    secrets: &mut Vec<String>,
+) -> Result<(), ConfigError> {
     let mut vars: Vec<(String, String)> =
         vars.into_iter().filter(|(k, _)| k.starts_with(PREFIX) && !NOT_CONFIG.contains(&k.as_str())).collect();
     vars.sort();
@@ -23,9 +31,32 @@ pub fn apply_env(root: &mut toml::Value, vars: impl IntoIterator<Item = (String,
             }
             None => (var.clone(), raw),
         };
-        let path: Vec<String> = name[PREFIX.len()..].split("__").map(str::to_lowercase).collect();
-        let value = parse_scalar(&raw);
+        let mut path: Vec<String> = name[PREFIX.len()..].split("__").map(str::to_lowercase).collect();
+        let spec = keys::spec(&path.join("."));
+        if spec.is_some_and(|s| keys::SYMBOL_MAPS.contains(&s.key))
+            && let (Some(last), Some(original)) = (path.last_mut(), name.rsplit("__").next())
+        {
+            *last = original.to_owned();
+        }
+        let key = path.join(".");
+        let value = match spec {
+            Some(s) if s.kind == keys::Kind::Secret => {
+                secrets.push(raw.clone());
+                toml::Value::String(raw)
+            }
+            Some(s) if s.kind.is_raw_string() => toml::Value::String(raw),
+            _ => parse_scalar(&raw),
+        };
+        let origin = format!("environment variable {var}");
+        if let Some(s) = spec {
+            s.check(&value).map_err(|message| ConfigError::Invalid {
+                key: key.clone(),
+                message,
+                origin: format!(" ({origin})"),
+            })?;
+        }
         set(root, &path, value).map_err(|message| ConfigError::Env { var: var.clone(), message })?;
+        origins.insert(key, origin);
     }
     Ok(())
 }

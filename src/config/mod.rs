@@ -3,12 +3,12 @@
 //! is reported with the file, line and key at start-up, never at the first trade.
 
 mod env;
+pub mod keys;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use mcbot_schedules::Schedule;
 use mcbot_stages::domain::{Decimal, Symbol, Timeframe};
 use mcbot_stages::pipeline::execution::SizingParams;
 use mcbot_stages::pipeline::gate::QuickFilter;
@@ -16,18 +16,22 @@ use mcbot_stages::pipeline::pretrade::PreTradeLimits;
 use mcbot_stages::pipeline::risk::RiskLimits;
 use serde::{Deserialize, Serialize};
 
-pub use env::{apply_env, secret_from_env};
+use self::keys::Kind;
+use env::apply_env;
+pub use env::secret_from_env;
 
 /// A configuration problem; always exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {source}{hint}")]
     Read {
         /// File.
         path: PathBuf,
         /// Cause.
         source: std::io::Error,
+        /// How to point at the right directory, when the file is missing.
+        hint: &'static str,
     },
     /// A file is not valid TOML or has an unknown or mistyped key (the message names line and key).
     #[error("config file {path}: {message}")]
@@ -45,14 +49,48 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-    /// A value parsed but is not acceptable.
-    #[error("config key {key}: {message}")]
+    /// A value parsed but is outside its range, or contradicts another key.
+    #[error("config key {key}: {message}{origin}")]
     Invalid {
         /// Dotted key.
         key: String,
         /// What is wrong.
         message: String,
+        /// Where the value was set (` (config/paper.toml, line 5)`), or empty when it is a built-in default.
+        origin: String,
     },
+}
+
+impl ConfigError {
+    /// Replaces every secret value in the message with `[redacted]`: a last line of defence, so that no message
+    /// (whatever produced it) shows a credential. Values shorter than 4 characters are left, since replacing
+    /// them would garble ordinary words and numbers of the message.
+    fn redacted(self, secrets: &[String]) -> Self {
+        let scrub = |mut text: String| {
+            for s in secrets.iter().filter(|s| s.len() >= 4) {
+                text = text.replace(s.as_str(), "[redacted]");
+            }
+            text
+        };
+        match self {
+            ConfigError::Read { path, source, hint } => {
+                let message = scrub(source.to_string());
+                ConfigError::Read { path, source: std::io::Error::new(source.kind(), message), hint }
+            }
+            ConfigError::Parse { path, message } => ConfigError::Parse { path, message: scrub(message) },
+            ConfigError::Env { var, message } => ConfigError::Env { var, message: scrub(message) },
+            ConfigError::Invalid { key, message, origin } => {
+                ConfigError::Invalid { key, message: scrub(message), origin }
+            }
+        }
+    }
+}
+
+/// Where each key got its value, for messages: `config/paper.toml, line 5` or `environment variable MCBOT_X`.
+pub(crate) type Origins = BTreeMap<String, String>;
+
+fn origin_of(origins: &Origins, key: &str) -> String {
+    origins.get(key).map(|o| format!(" ({o})")).unwrap_or_default()
 }
 
 /// Where the bot trades.
@@ -402,16 +440,35 @@ impl Config {
         profiles: &[String],
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut merged = read_layer(&dir.join("default.toml"))?;
-        for p in profiles {
-            let path = dir.join(format!("{p}.toml"));
-            merge(&mut merged, read_layer(&path)?);
-        }
-        apply_env(&mut merged, vars)?;
-        let cfg: Config = Config::deserialize(merged.clone())
-            .map_err(|e| ConfigError::Env { var: "MCBOT_*".into(), message: e.to_string() })?;
-        cfg.validate()?;
-        Ok(cfg)
+        Self::load_as(dir, profiles, vars, None)
+    }
+
+    /// [`Config::load`] with the mode of `--mode` applied before validation, since some rules depend on the
+    /// mode (a simulated symbol needs a start price only in mode mock).
+    pub fn load_as(
+        dir: &Path,
+        profiles: &[String],
+        vars: impl IntoIterator<Item = (String, String)>,
+        mode: Option<Mode>,
+    ) -> Result<Self, ConfigError> {
+        let mut origins = Origins::new();
+        let mut secrets = Vec::new();
+        let result = (|| {
+            let mut merged = read_layer(&dir.join("default.toml"), &mut origins, &mut secrets)?;
+            for p in profiles {
+                let path = dir.join(format!("{p}.toml"));
+                merge(&mut merged, read_layer(&path, &mut origins, &mut secrets)?);
+            }
+            apply_env(&mut merged, vars, &mut origins, &mut secrets)?;
+            let mut cfg: Config = Config::deserialize(merged)
+                .map_err(|e| ConfigError::Env { var: "MCBOT_*".into(), message: e.to_string() })?;
+            if let Some(mode) = mode {
+                cfg.mode = mode;
+            }
+            cfg.validate(&origins)?;
+            Ok(cfg)
+        })();
+        result.map_err(|e: ConfigError| e.redacted(&secrets))
     }
 
     /// Checks a merged document deserialises; used after each environment override to name the variable.
@@ -419,73 +476,314 @@ impl Config {
         Config::deserialize(v.clone()).map(|_| ()).map_err(|e| e.to_string().trim_end().to_owned())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: String| Err(ConfigError::Invalid { key: key.into(), message });
-        if self.market.symbols.is_empty() {
-            return invalid("market.symbols", "at least one symbol is required".into());
+    /// The rules that involve more than one key (each key's own range was checked as its layer was read).
+    fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
+        for rule in RULES {
+            (rule.check)(self).map_err(|message| ConfigError::Invalid {
+                key: rule.key.into(),
+                message,
+                origin: origin_of(origins, rule.key),
+            })?;
         }
-        if self.pipeline.lookback_bars < 2 {
-            return invalid("pipeline.lookback_bars", "must be at least 2".into());
+        Ok(())
+    }
+
+    /// The configuration shipped in the repository: built-in defaults with `config/default.toml` over them.
+    /// The README's key list shows these values.
+    pub fn shipped_defaults() -> toml::Value {
+        let mut base =
+            toml::Value::try_from(Config::default()).unwrap_or_else(|_| toml::Value::Table(toml::Table::new()));
+        if let Ok(file) = toml::from_str::<toml::Value>(include_str!("../../config/default.toml")) {
+            merge(&mut base, file);
         }
-        for (key, expr) in [
-            ("schedule.health", &self.schedule.health),
-            ("schedule.reconcile", &self.schedule.reconcile),
-            ("schedule.report_daily", &self.schedule.report_daily),
-            ("schedule.report_weekly", &self.schedule.report_weekly),
-            ("schedule.report_monthly", &self.schedule.report_monthly),
-        ] {
-            if let Err(e) = Schedule::parse(expr) {
-                return invalid(key, e.to_string());
+        base
+    }
+
+    /// The README's `Configuration` key list, generated from the key table and the rules.
+    pub fn reference_markdown() -> String {
+        let rules: Vec<(&str, &str)> = RULES.iter().map(|r| (r.key, r.doc)).collect();
+        keys::reference_markdown(&Self::shipped_defaults(), &rules)
+    }
+}
+
+/// A rule across keys: the key it is reported under, what it says (for the README), and its check.
+pub struct Rule {
+    /// The key named in the message.
+    pub key: &'static str,
+    /// The rule in words.
+    pub doc: &'static str,
+    /// Returns what is wrong.
+    pub check: fn(&Config) -> Result<(), String>,
+}
+
+/// Every rule that relates keys to each other.
+pub const RULES: &[Rule] = &[
+    Rule { key: "market.symbols", doc: "no symbol twice (a duplicate would change the weights)", check: no_duplicates },
+    Rule {
+        key: "market.symbols",
+        doc: "every symbol trades against `market.quote` (`BTCUSDT` or `KRW-BTC` style)",
+        check: symbols_match_quote,
+    },
+    Rule {
+        key: "sim.start_prices",
+        doc: "in mode mock without `sim.replay`, every symbol has a start price",
+        check: start_prices_cover_symbols,
+    },
+    Rule {
+        key: "sim.replay",
+        doc: "when set, names every symbol and no other, in mode mock",
+        check: replay_covers_symbols,
+    },
+    Rule {
+        key: "schedule.bar_delay_secs",
+        doc: "shorter than one bar of `market.timeframe`",
+        check: bar_delay_within_bar,
+    },
+    Rule {
+        key: "schedule.stale_run_secs",
+        doc: "longer than a whole cycle may run (`pipeline.retry_attempts` x 4 stages x `pipeline.stage_timeout_secs`)",
+        check: stale_after_longest_cycle,
+    },
+    Rule {
+        key: "pretrade.allow_list",
+        doc: "names only symbols of `market.symbols`",
+        check: allow_list_within_symbols,
+    },
+    Rule {
+        key: "market.quote",
+        doc: "equals `exchange.upbit.quote` when Upbit is the venue of a real-market mode",
+        check: quote_matches_upbit,
+    },
+    Rule {
+        key: "exchange.upbit.tick_table",
+        doc: "every band has a positive tick that divides its start",
+        check: |c| c.exchange.upbit.tick_table.validate().map_err(|e| e.to_string()),
+    },
+    Rule {
+        key: "exchange.binance.stream.reconnect_max_ms",
+        doc: "at least `exchange.binance.stream.reconnect_base_ms`",
+        check: |c| {
+            let s = &c.exchange.binance.stream;
+            if s.reconnect_max_ms >= s.reconnect_base_ms {
+                Ok(())
+            } else {
+                Err(format!("must be at least reconnect_base_ms ({}), got {}", s.reconnect_base_ms, s.reconnect_max_ms))
             }
-        }
-        if !(60..=86_400).contains(&self.schedule.stale_run_secs) {
-            let got = self.schedule.stale_run_secs;
-            return invalid("schedule.stale_run_secs", format!("must be in [60, 86400], got {got}"));
-        }
-        if !(1..=600).contains(&self.schedule.shutdown_grace_secs) {
-            let got = self.schedule.shutdown_grace_secs;
-            return invalid("schedule.shutdown_grace_secs", format!("must be in [1, 600], got {got}"));
-        }
-        let tol = self.reconcile.drift_tolerance_pct;
-        if tol <= Decimal::ZERO || tol > Decimal::from(50) {
-            return invalid("reconcile.drift_tolerance_pct", format!("must be in (0, 50], got {tol}"));
-        }
-        if !(1..=36_500).contains(&self.events.retention_days) {
-            let got = self.events.retention_days;
-            return invalid("events.retention_days", format!("must be in [1, 36500], got {got}"));
-        }
-        if self.schedule.unplaced_order_secs < 10 {
-            // An exchange may take a few seconds to show an accepted order to a lookup.
-            return invalid("schedule.unplaced_order_secs", "must be at least 10".into());
-        }
-        for (key, v) in [
-            ("risk.max_daily_loss_pct", self.risk.max_daily_loss_pct),
-            ("risk.max_weekly_loss_pct", self.risk.max_weekly_loss_pct),
-            ("risk.max_drawdown_pct", self.risk.max_drawdown_pct),
-            ("sim.initial_cash", self.sim.initial_cash),
-            ("sim.tick_size", self.sim.tick_size),
-            ("sim.step_size", self.sim.step_size),
-        ] {
-            if v <= Decimal::ZERO {
-                return invalid(key, format!("must be positive, got {v}"));
+        },
+    },
+    Rule {
+        key: "exchange.binance.stream.idle_timeout_ms",
+        doc: "longer than `exchange.binance.stream.ping_interval_ms`",
+        check: |c| {
+            let s = &c.exchange.binance.stream;
+            if s.idle_timeout_ms > s.ping_interval_ms {
+                Ok(())
+            } else {
+                Err(format!("must be longer than ping_interval_ms ({}), got {}", s.ping_interval_ms, s.idle_timeout_ms))
             }
-        }
-        if self.sim.fee_rate < Decimal::ZERO || self.sim.fee_rate >= Decimal::ONE {
-            return invalid("sim.fee_rate", format!("must be in [0, 1), got {}", self.sim.fee_rate));
-        }
-        if !(0.0..1.0).contains(&self.sim.bar_vol) {
-            return invalid("sim.bar_vol", format!("must be in [0, 1), got {}", self.sim.bar_vol));
+        },
+    },
+    Rule {
+        key: "exchange.binance.stream.cache_bars",
+        doc: "at least `exchange.binance.stream.warmup_bars`",
+        check: |c| {
+            let s = &c.exchange.binance.stream;
+            if s.cache_bars >= s.warmup_bars {
+                Ok(())
+            } else {
+                Err(format!("must be at least warmup_bars ({}), got {}", s.warmup_bars, s.cache_bars))
+            }
+        },
+    },
+];
+
+fn no_duplicates(c: &Config) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    match c.market.symbols.iter().find(|s| !seen.insert(s.as_str())) {
+        Some(dup) => Err(format!("lists {dup} twice")),
+        None => Ok(()),
+    }
+}
+
+fn symbols_match_quote(c: &Config) -> Result<(), String> {
+    let q = &c.market.quote;
+    let bad = c.market.symbols.iter().find(|s| {
+        let s = s.as_str();
+        let base = s.strip_prefix(&format!("{q}-")).or_else(|| s.strip_suffix(q.as_str()));
+        base.map(|b| b.trim_end_matches(['-', '_'])).is_none_or(str::is_empty)
+    });
+    match bad {
+        Some(s) => Err(format!("{s} does not trade against the quote {q} (market.quote)")),
+        None => Ok(()),
+    }
+}
+
+fn start_prices_cover_symbols(c: &Config) -> Result<(), String> {
+    if c.mode != Mode::Mock || !c.sim.replay.is_empty() {
+        return Ok(());
+    }
+    match c.market.symbols.iter().find(|s| !c.sim.start_prices.contains_key(*s)) {
+        Some(s) => Err(format!("{s} has no start price (add {s} = \"<price>\" under [sim.start_prices])")),
+        None => Ok(()),
+    }
+}
+
+fn replay_covers_symbols(c: &Config) -> Result<(), String> {
+    if c.mode != Mode::Mock || c.sim.replay.is_empty() {
+        return Ok(());
+    }
+    if let Some(s) = c.market.symbols.iter().find(|s| !c.sim.replay.contains_key(*s)) {
+        return Err(format!("{s} has no replay file"));
+    }
+    match c.sim.replay.keys().find(|s| !c.market.symbols.contains(s)) {
+        Some(s) => Err(format!("{s} is not in market.symbols")),
+        None => Ok(()),
+    }
+}
+
+fn bar_delay_within_bar(c: &Config) -> Result<(), String> {
+    let bar = u64::from(c.market.timeframe.minutes()) * 60;
+    let delay = u64::from(c.schedule.bar_delay_secs);
+    if delay < bar {
+        Ok(())
+    } else {
+        Err(format!("must be shorter than one {} bar ({bar} s), got {delay}", c.market.timeframe))
+    }
+}
+
+fn stale_after_longest_cycle(c: &Config) -> Result<(), String> {
+    let longest =
+        u64::from(c.pipeline.retry_attempts.max(1)).saturating_mul(4).saturating_mul(c.pipeline.stage_timeout_secs);
+    let stale = u64::try_from(c.schedule.stale_run_secs).unwrap_or(0);
+    if stale > longest {
+        Ok(())
+    } else {
+        Err(format!("must be longer than the longest cycle ({longest} s, from the pipeline settings), got {stale}"))
+    }
+}
+
+fn allow_list_within_symbols(c: &Config) -> Result<(), String> {
+    match c.pretrade.allow_list.iter().find(|s| !c.market.symbols.contains(s)) {
+        Some(s) => Err(format!("{s} is not in market.symbols")),
+        None => Ok(()),
+    }
+}
+
+fn quote_matches_upbit(c: &Config) -> Result<(), String> {
+    if c.mode == Mode::Mock || c.exchange.venue != Venue::Upbit || c.market.quote == c.exchange.upbit.quote {
+        return Ok(());
+    }
+    Err(format!("must be {} for venue upbit (exchange.upbit.quote), got {}", c.exchange.upbit.quote, c.market.quote))
+}
+
+/// Reads one layer. The TOML is parsed with positions, so every value's origin (file and line) is known;
+/// secrets are taken as the text they are written as (`0x1F` stays `0x1F`, digits stay a string); a float where
+/// an exact decimal belongs is refused; every value is checked against its range; then the layer on its own is
+/// deserialised strictly, so unknown or mistyped keys are reported with this file's line.
+fn read_layer(path: &Path, origins: &mut Origins, secrets: &mut Vec<String>) -> Result<toml::Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        let hint = if source.kind() == std::io::ErrorKind::NotFound {
+            " (mcbot reads config/ under the current directory: run it from the directory holding config/, or \
+             point at one with --config DIR or MCBOT_CONFIG=DIR)"
+        } else {
+            ""
+        };
+        ConfigError::Read { path: path.into(), source, hint }
+    })?;
+    let parse =
+        |message: String| ConfigError::Parse { path: path.into(), message: scrub_secret_lines(&message, &text) };
+    let mut root = toml::de::DeTable::parse(&text).map_err(|e| parse(e.to_string().trim_end().to_owned()))?;
+    let mut layer = Layer { path, text: &text, origins, secrets };
+    layer.walk(root.get_mut(), "")?;
+    let value = toml::Value::deserialize(toml::de::Deserializer::from(root.clone()))
+        .map_err(|e| parse(e.to_string().trim_end().to_owned()))?;
+    check_ranges(&value, "", &mut |key| origin_of(layer.origins, key))?;
+    Config::deserialize(toml::de::Deserializer::from(root)).map_err(|mut e| {
+        e.set_input(Some(&text));
+        parse(e.to_string().trim_end().to_owned())
+    })?;
+    Ok(value)
+}
+
+/// The state of reading one file.
+struct Layer<'a> {
+    path: &'a Path,
+    text: &'a str,
+    origins: &'a mut Origins,
+    secrets: &'a mut Vec<String>,
+}
+
+impl Layer<'_> {
+    fn walk(&mut self, table: &mut toml::de::DeTable<'_>, prefix: &str) -> Result<(), ConfigError> {
+        for (k, v) in table.iter_mut() {
+            let key = if prefix.is_empty() { k.get_ref().to_string() } else { format!("{prefix}.{}", k.get_ref()) };
+            let span = v.span();
+            let line = self.text.get(..span.start).map_or(0, |t| t.matches('\n').count()) + 1;
+            let origin = format!("{}, line {line}", self.path.display());
+            if let toml::de::DeValue::Table(t) = v.get_mut() {
+                self.origins.insert(key.clone(), origin);
+                self.walk(t, &key)?;
+                continue;
+            }
+            self.origins.insert(key.clone(), origin.clone());
+            let Some(spec) = keys::spec(&key) else { continue };
+            let raw = self.text.get(span.clone()).unwrap_or_default().trim();
+            match (spec.kind, v.get_ref()) {
+                (Kind::Secret, toml::de::DeValue::String(s)) => self.secrets.push(s.to_string()),
+                (
+                    Kind::Secret,
+                    toml::de::DeValue::Integer(_)
+                    | toml::de::DeValue::Float(_)
+                    | toml::de::DeValue::Boolean(_)
+                    | toml::de::DeValue::Datetime(_),
+                ) => {
+                    self.secrets.push(raw.to_owned());
+                    *v.get_mut() = toml::de::DeValue::String(raw.to_owned().into());
+                }
+                (Kind::Decimal, toml::de::DeValue::Float(_)) => {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        message: format!("exact decimals are quoted strings: write \"{raw}\", not {raw}"),
+                        origin: format!(" ({origin})"),
+                    });
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
 }
 
-fn read_layer(path: &Path) -> Result<toml::Value, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    let parse = |message: String| ConfigError::Parse { path: path.into(), message };
-    // Deserialising the layer on its own into the strict type pins errors to this file's lines and keys.
-    toml::from_str::<Config>(&text).map_err(|e| parse(e.to_string().trim_end().to_owned()))?;
-    toml::from_str::<toml::Value>(&text).map_err(|e| parse(e.to_string()))
+/// Checks every leaf of `value` that has a row in the key table against its range.
+fn check_ranges(value: &toml::Value, prefix: &str, origin: &mut dyn FnMut(&str) -> String) -> Result<(), ConfigError> {
+    let Some(table) = value.as_table() else { return Ok(()) };
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match keys::spec(&key) {
+            Some(spec) => spec.check(v).map_err(|message| ConfigError::Invalid {
+                key: key.clone(),
+                message,
+                origin: origin(&key),
+            })?,
+            None => check_ranges(v, &key, origin)?,
+        }
+    }
+    Ok(())
+}
+
+/// Removes from a parser message the values of lines that set a secret (parser messages quote the offending
+/// line, and a secret with a typo in it must not be printed).
+fn scrub_secret_lines(message: &str, text: &str) -> String {
+    let mut out = message.to_owned();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else { continue };
+        let k = k.trim().trim_matches(['"', '\'']);
+        let v = v.trim();
+        if !v.is_empty() && keys::secret_leaf_names().any(|s| k == s || k.ends_with(&format!(".{s}"))) {
+            out = out.replace(v, "[redacted]");
+        }
+    }
+    out
 }
 
 /// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
@@ -506,53 +804,4 @@ fn merge(base: &mut toml::Value, over: toml::Value) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-
-    #[test]
-    fn layers_merge_and_env_overrides() {
-        let d = tempfile::tempdir().unwrap();
-        write(
-            d.path(),
-            "default.toml",
-            "[market]\nsymbols = [\"BTCUSDT\"]\ntimeframe = \"1h\"\n[risk]\nmax_drawdown_pct = \"20\"\n",
-        );
-        write(d.path(), "paper.toml", "[risk]\nmax_daily_loss_pct = \"3\"\n");
-        let vars = [
-            ("MCBOT_RISK__MAX_DRAWDOWN_PCT".to_string(), "15".to_string()),
-            ("MCBOT_SHARED_DIR".to_string(), "../shared".to_string()),
-        ];
-        let c = Config::load(d.path(), &["paper".into()], vars).unwrap();
-        assert_eq!(c.risk.max_drawdown_pct, Decimal::from(15));
-        assert_eq!(c.risk.max_daily_loss_pct, Decimal::from(3));
-        assert_eq!(c.market.symbols.len(), 1);
-    }
-
-    #[test]
-    fn unknown_key_names_file_line_and_key() {
-        let d = tempfile::tempdir().unwrap();
-        write(d.path(), "default.toml", "mode = \"mock\"\n\n[risk]\nmax_drawdwn_pct = \"20\"\n");
-        let e = Config::load(d.path(), &[], []).unwrap_err().to_string();
-        assert!(e.contains("default.toml"), "{e}");
-        assert!(e.contains("max_drawdwn_pct"), "{e}");
-        assert!(e.contains("line 4"), "{e}");
-    }
-
-    #[test]
-    fn invalid_values_name_the_key() {
-        let d = tempfile::tempdir().unwrap();
-        write(d.path(), "default.toml", "[schedule]\nhealth = \"every minute\"\n");
-        let e = Config::load(d.path(), &[], []).unwrap_err().to_string();
-        assert!(e.contains("schedule.health"), "{e}");
-        write(d.path(), "default.toml", "[market]\ntimeframe = \"7m\"\n");
-        let e = Config::load(d.path(), &[], []).unwrap_err().to_string();
-        assert!(e.contains("7m") && e.contains("line 2"), "{e}");
-        write(d.path(), "default.toml", "[schedule]\nunplaced_order_secs = 0\n");
-        let e = Config::load(d.path(), &[], []).unwrap_err().to_string();
-        assert!(e.contains("schedule.unplaced_order_secs"), "{e}");
-    }
-}
+mod tests;

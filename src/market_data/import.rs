@@ -1,4 +1,4 @@
-//! `mcbot data import`: a CSV in the `../shared/data` format (`timestamp,open,high,low,close,volume`, open
+//! `mcbot data import`: a candle CSV (`timestamp,open,high,low,close,volume`, open
 //! times ISO-8601 UTC, exact decimals) into the same Parquet store as downloads, checked the same way.
 
 use std::collections::BTreeSet;

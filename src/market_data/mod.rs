@@ -1,6 +1,7 @@
 //! Historical candles on disk: a Parquet store with one file per (exchange, symbol, timeframe), filled by
-//! `mcbot data download` from any [`Exchange`](mcbot_stages::ports::Exchange) and by `mcbot data import` from the
-//! `../shared/data` CSV format, with every series checked for gaps, duplicates and OHLC sanity.
+//! `mcbot data download` from any [`Exchange`](mcbot_stages::ports::Exchange) and by `mcbot data import` from
+//! candle CSVs (`timestamp,open,high,low,close,volume`), with every series checked for gaps, duplicates and
+//! OHLC sanity.
 //!
 //! # File layout and schema (read by the backtest loader too)
 //!

@@ -51,10 +51,57 @@ pub struct SqlStore {
     pub(crate) wake: tokio::sync::broadcast::Sender<i64>,
 }
 
+/// The first bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Makes an SQLite file ready to open: its directory exists; a missing file is created, readable by its owner
+/// only (trading records are nobody else's business), unless the URL opens read-only; an existing file must be
+/// an SQLite database (else sqlx would fail each connection and the pool would only report a time-out).
+fn prepare_sqlite_file(file: &Path, url: &str) -> Result<(), StoreError> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create database directory {}: {e}", dir.display())))?;
+    }
+    let read_only = url.split_once('?').is_some_and(|(_, q)| q.split('&').any(|kv| kv == "mode=ro"));
+    match std::fs::File::open(file) {
+        Ok(mut f) => {
+            let mut head = [0u8; 16];
+            let n = std::io::Read::read(&mut f, &mut head).unwrap_or(0);
+            if n > 0 && (n < head.len() || &head != SQLITE_HEADER) {
+                return Err(StoreError::Corrupt(format!("{} is not an SQLite database", file.display())));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !read_only => {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options
+                .open(file)
+                .map(drop)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create database file {}: {e}", file.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(StoreError::Unavailable(format!("database file {} does not exist (mode=ro)", file.display())))
+        }
+        Err(e) => Err(StoreError::Unavailable(format!("cannot open database file {}: {e}", file.display()))),
+    }
+}
+
 impl SqlStore {
     /// The default embedded database, `sqlite://<data_dir>/mcbot.db?mode=rwc`: works with no setup at all.
     pub fn embedded_url(data_dir: &Path) -> String {
         dialect::embedded_url(data_dir)
+    }
+
+    /// The database file an `sqlite:` URL names; `None` for other backends and in-memory databases. Locks and
+    /// backups of the embedded database need the file itself.
+    pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+        match Backend::from_url(url) {
+            Some(Backend::Sqlite) => dialect::sqlite_file(url),
+            _ => None,
+        }
     }
 
     /// Connects with default pool settings. See [`SqlStore::connect_with`].
@@ -75,19 +122,22 @@ impl SqlStore {
                 "unsupported database URL {shown:?}: expected sqlite:<path>, postgres://... or postgresql://..."
             ))
         })?;
-        if backend == Backend::Sqlite
-            && let Some(dir) = dialect::sqlite_file(url).as_deref().and_then(Path::parent)
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create database directory {}: {e}", dir.display()))
-            })?;
+        let file = if backend == Backend::Sqlite { dialect::sqlite_file(url) } else { None };
+        if let Some(file) = &file {
+            prepare_sqlite_file(file, url)?;
         }
+        // An in-memory SQLite database lives and dies with its one connection: a second connection would see
+        // an empty database without the schema.
+        let in_memory = backend == Backend::Sqlite && file.is_none();
+        let max_connections = if in_memory { 1 } else { settings.max_connections.max(1) };
         let mut options = AnyPoolOptions::new()
-            .max_connections(settings.max_connections.max(1))
+            .max_connections(max_connections)
             .acquire_timeout(settings.acquire_timeout)
             // A SQLite connection is a file handle in-process and cannot go stale; a PostgreSQL one can.
             .test_before_acquire(backend == Backend::Postgres);
+        if in_memory {
+            options = options.min_connections(1).idle_timeout(None).max_lifetime(None);
+        }
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -131,6 +181,22 @@ impl SqlStore {
         let migrator = match self.backend {
             Backend::Postgres => &PG_MIGRATIONS,
             Backend::Sqlite => &SQLITE_MIGRATIONS,
+        };
+        // Several processes starting on a fresh SQLite file would each find no schema and each create it; the
+        // losers fail with "table already exists". The migration lock makes them take turns, so every one sees
+        // the finished schema. (PostgreSQL migrations take an advisory lock of their own.)
+        let file = match self.backend {
+            Backend::Sqlite => dialect::sqlite_file(self.pool.connect_options().database_url.as_str()),
+            Backend::Postgres => None,
+        };
+        let _turn = match file {
+            Some(db) => Some(
+                tokio::task::spawn_blocking(move || crate::db_lock::migration_lock(&db))
+                    .await
+                    .map_err(|e| StoreError::Schema(format!("migration lock: {e}")))?
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            ),
+            None => None,
         };
         migrator
             .run(&self.pool)

@@ -1,4 +1,4 @@
-//! Candle files for backtests, read with polars: CSV in the ../shared/data format
+//! Candle files for backtests, read with polars: candle CSV
 //! (`timestamp,open,high,low,close,volume`, ISO-8601 UTC open times) and Parquet with the same columns (float,
 //! decimal-text or integer prices; datetime, epoch-integer or text times).
 //!
@@ -60,6 +60,9 @@ pub fn load(path: &Path) -> Result<Series, DataError> {
         }
     }
     let n = df.height();
+    if n == 0 {
+        return Err(err("no candles after the header".into()));
+    }
     let time = times(df.column("timestamp").map_err(|e| err(e.to_string()))?).map_err(&err)?;
     let mut cols: Vec<Vec<f64>> = Vec::with_capacity(5);
     for c in &COLUMNS[1..] {

@@ -31,7 +31,8 @@ pub enum CommandError {
     /// The arguments are wrong (unknown strategy or parameter, out-of-range setting): exit 2.
     #[error("{0}")]
     Usage(String),
-    /// An input file cannot be read or is malformed: exit 1.
+    /// An input file cannot be read or is malformed: exit 2, like every bad input (the message names the file and
+    /// the row).
     #[error(transparent)]
     Data(#[from] data::DataError),
     /// An output file cannot be written: exit 1.
@@ -48,8 +49,8 @@ impl CommandError {
     /// Process exit code: 2 for usage errors, 1 for runtime failures.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage(_) => 2,
-            Self::Data(_) | Self::Output { .. } => 1,
+            Self::Usage(_) | Self::Data(_) => 2,
+            Self::Output { .. } => 1,
         }
     }
 }
@@ -310,6 +311,16 @@ pub fn backtest_series(series: &[Series], sim: &SimArgs, engine: Engine) -> Resu
     let tf = sim.timeframe(series)?;
     let params = sim.param_map();
     let rule = registry::build_rule(&sim.strategy, &params, tf)?;
+    // Fewer bars than the warm-up would never produce a signal: an all-zero report that looks like a result.
+    let warmup = rule.warmup();
+    if let Some(short) = series.iter().find(|s| s.bars.time.len() <= warmup) {
+        return Err(CommandError::Usage(format!(
+            "{}: {} bars, but {} needs more than {warmup} bars of warm-up before its first signal",
+            short.name,
+            short.bars.time.len(),
+            sim.strategy
+        )));
+    }
     let bpy = tf.bars_per_year();
     let started = Instant::now();
     let (metrics, trade_rows, equity, equity_time) = match (series, engine) {
@@ -355,6 +366,35 @@ pub fn backtest_series(series: &[Series], sim: &SimArgs, engine: Engine) -> Resu
     })
 }
 
+/// Refuses a series too short for every combination's warm-up (each would report zero trades and zero return,
+/// which reads like a result), and warns on stderr when only some combinations are too long for it.
+pub fn check_warmup(
+    series: &Series,
+    strategy: &str,
+    combos: &[BTreeMap<String, String>],
+    tf: Timeframe,
+) -> Result<(), CommandError> {
+    let bars = series.bars.time.len();
+    let warmups: Vec<usize> =
+        combos.iter().filter_map(|p| registry::build_rule(strategy, p, tf).ok()).map(|r| r.warmup()).collect();
+    let too_long = warmups.iter().filter(|w| **w >= bars).count();
+    match warmups.iter().min() {
+        Some(&least) if least >= bars => Err(CommandError::Usage(format!(
+            "{}: {bars} bars, but {strategy} needs more than {least} bars of warm-up before its first signal",
+            series.name
+        ))),
+        _ if too_long > 0 => {
+            eprintln!(
+                "warning: {}: {too_long} of {} combinations need more warm-up than the {bars} bars hold and trade nothing",
+                series.name,
+                warmups.len()
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Runs a sweep over one loaded series.
 pub fn sweep_series(
     series: &Series,
@@ -367,6 +407,7 @@ pub fn sweep_series(
     let ranges: Vec<ParamRange> = ranges.iter().map(|r| r.parse()).collect::<Result<_, _>>()?;
     let shard: Shard = shard.parse()?;
     let combos = sweep::grid(&sim.param_map(), &ranges);
+    check_warmup(series, &sim.strategy, &combos, tf)?;
     let result = sweep::sweep(&series.bars, &sim.strategy, &combos, shard, &cfg, tf)?;
     let best =
         result.rows.iter().max_by(|a, b| a.metrics.total_return_pct.total_cmp(&b.metrics.total_return_pct)).cloned();

@@ -1,5 +1,5 @@
 //! The verdict table: each statistic against its threshold, pass / caution / fail. The defaults are the
-//! issue's (IS->OOS degradation < 30 %, WFA OOS Sharpe > 1.0, WFA consistency > 70 %, PBO < 0.3, DSR > 1.0);
+//! usual bars (IS->OOS degradation < 30 %, WFA OOS Sharpe > 1.0, WFA consistency > 70 %, PBO < 0.3, DSR > 1.0);
 //! every one is configurable, as is the caution band.
 
 use serde::{Deserialize, Serialize};
