@@ -59,7 +59,7 @@ pub async fn cancel_open_orders(app: &crate::app::App, output: Output) -> Result
         match app.exchange.cancel_order(&order.symbol, &order.client_order_id).await {
             Ok(Some(ack)) => {
                 let now = app.clock.now();
-                booking::record_ack(store, None, &ack, now).await?;
+                booking::record_ack(store, None, &ack, order.status, now).await?;
                 let msg = format!("order {} canceled by kill ({} filled)", order.client_order_id, ack.order.filled_qty);
                 let mut event = booking::order_event(now, EventKind::OrderCanceled, Severity::Warning, &ack.order, msg);
                 event.run_id = Some(order.run_id.clone());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Duration;
 use mcbot_stages::Clock;
-use mcbot_stages::control::{mutate_state, mutate_state_with};
+use mcbot_stages::control::{StateWrite, mutate_state, mutate_state_with};
 use mcbot_stages::domain::{Decimal, OrderStatus, Position, Symbol};
 use mcbot_stages::pipeline::booking::{close_unplaced, record_ack};
 use mcbot_stages::pipeline::execution::UNKNOWN_BREAKER;
@@ -128,7 +128,7 @@ impl ReconcileJob {
         for order in self.store.open_orders().await? {
             match self.exchange.order(&order.symbol, &order.client_order_id).await.map_err(ex)? {
                 Some(ack) => {
-                    record_ack(store, fence, &ack, now).await?;
+                    record_ack(store, fence, &ack, order.status, now).await?;
                     report.resolved_orders += 1;
                 }
                 None if now - order.created_at >= self.unplaced_after => {
@@ -232,7 +232,8 @@ impl ReconcileJob {
         let policy = self.unmanaged;
         let found = report.unmanaged_recorded.clone();
         let recorded = baseline.clone();
-        mutate_state_with(self.store.as_ref(), fence, &adopted, move |st| {
+        let writes: Vec<StateWrite<'_>> = adopted.iter().map(StateWrite::Position).collect();
+        mutate_state_with(self.store.as_ref(), fence, &writes, move |st| {
             if st.unmanaged.is_some() {
                 return Vec::new();
             }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::domain::Position;
-use crate::ports::{BotState, EventKind, NewEvent, RunFence, Severity, Store, StoreError, TradingMode};
+use crate::ports::{BotState, EquitySnapshot, EventKind, NewEvent, RunFence, Severity, Store, StoreError, TradingMode};
 
 /// How often a state change is re-applied after losing a race before giving up: writers are few (a cycle, a
 /// reconcile, an operator), so a handful of tries always suffices in practice.
@@ -189,12 +189,21 @@ where
     mutate_state_with(store, fence, &[], change).await
 }
 
-/// [`mutate_state`] that also saves `positions` in the same unit of work, so positions taken over with a state
-/// change (holdings adopted at the first reconcile) are never stored without it, or it without them.
+/// A write that belongs with a state change.
+#[derive(Debug, Clone, Copy)]
+pub enum StateWrite<'a> {
+    /// A position taken over with the change (holdings adopted at the first reconcile).
+    Position(&'a Position),
+    /// The equity the change's figures come from (a cycle's closing snapshot).
+    Equity(&'a EquitySnapshot),
+}
+
+/// [`mutate_state`] that also makes `writes` in the same unit of work, so they are never stored without the
+/// state change, or it without them.
 pub async fn mutate_state_with<F>(
     store: &dyn Store,
     fence: Option<&RunFence>,
-    positions: &[Position],
+    writes: &[StateWrite<'_>],
     mut change: F,
 ) -> Result<(BotState, Vec<i64>), StoreError>
 where
@@ -211,15 +220,18 @@ where
         let read = store.load_state_versioned().await?;
         let mut state = read.value.clone();
         let events = change(&mut state);
-        if events.is_empty() && state == read.value {
+        if events.is_empty() && state == read.value && writes.is_empty() {
             return Ok((state, Vec::new()));
         }
         let mut uow = store.begin().await?;
         if let Some(f) = fence {
             uow.fence(f).await?;
         }
-        for p in positions {
-            uow.save_position(p).await?;
+        for w in writes {
+            match w {
+                StateWrite::Position(p) => uow.save_position(p).await?,
+                StateWrite::Equity(e) => uow.insert_equity(e).await?,
+            }
         }
         match uow.save_state(&state, read.version).await {
             Ok(_) => {}

@@ -74,20 +74,21 @@ pub async fn reopen(store: &dyn Store, fence: Option<&RunFence>, order: &Order) 
 
 /// Stores the exchange's view of an order and folds fills not seen before into the stored positions, all in one
 /// unit of work with one `order_filled` event per new fill and the position's opened/changed/closed event.
+/// `before` is the order's stored status (the caller read or wrote it), so an acknowledgement is reported once.
 pub async fn record_ack(
     store: &dyn Store,
     fence: Option<&RunFence>,
     ack: &OrderAck,
+    before: OrderStatus,
     now: DateTime<Utc>,
 ) -> Result<Booked, StoreError> {
-    let before = store.order(&ack.order.client_order_id).await?;
     let mut uow = store.begin().await?;
     if let Some(f) = fence {
         uow.fence(f).await?;
     }
     uow.update_order(&ack.order).await?;
     let o = &ack.order;
-    if before.as_ref().is_some_and(|b| b.status == OrderStatus::PendingNew) && o.status != OrderStatus::PendingNew {
+    if before == OrderStatus::PendingNew && o.status != OrderStatus::PendingNew {
         let msg = format!("{} acknowledged: {}", o.client_order_id, o.status.as_str());
         uow.append(order_event(now, EventKind::OrderAcknowledged, Severity::Info, o, msg));
     }

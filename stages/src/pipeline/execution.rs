@@ -14,7 +14,7 @@ use super::liquidity;
 use super::pretrade::{Approved, PreTradeContext, PreTradeLimits, approve};
 use super::risk::RiskVerdict;
 use super::stage::{CycleContext, Stage, StageError, StageName};
-use crate::control::mutate_state;
+use crate::control::{StateWrite, mutate_state_with};
 use crate::domain::{ClientOrderId, Instrument, Order, OrderIntent, OrderStatus, Side, Symbol};
 use crate::ports::{
     BotState, EquitySnapshot, EventKind, Exchange, ExchangeError, FailureKind, NewEvent, OrderAck, Severity, Store,
@@ -139,7 +139,12 @@ impl Execution {
     }
 
     /// Submits one approved order exactly once: an id already in the store is looked up, never re-sent blindly.
-    async fn submit(&self, cx: &CycleContext, approved: Approved<OrderIntent>) -> Result<Option<OrderAck>, StageError> {
+    /// Returns the exchange's answer with the order's stored status before it.
+    async fn submit(
+        &self,
+        cx: &CycleContext,
+        approved: Approved<OrderIntent>,
+    ) -> Result<Option<(OrderAck, OrderStatus)>, StageError> {
         let intent = approved.get();
         let fence = cx.fence.as_ref();
         let store = self.store.as_ref();
@@ -149,10 +154,11 @@ impl Execution {
             // that one is placed now, under the same id.
             let never_placed = existing.status == OrderStatus::Canceled && existing.filled_qty.is_zero();
             if existing.status.is_final() && !never_placed {
-                return Ok(Some(OrderAck { order: existing, fills: Vec::new() }));
+                let status = existing.status;
+                return Ok(Some((OrderAck { order: existing, fills: Vec::new() }, status)));
             }
             if let Some(ack) = self.exchange.order(&intent.symbol, &id).await.map_err(exchange_err)? {
-                return Ok(Some(ack));
+                return Ok(Some((ack, existing.status)));
             }
             if never_placed {
                 booking::reopen(store, fence, &existing).await?;
@@ -174,7 +180,7 @@ impl Execution {
             booking::record_pending(store, fence, &pending).await?;
         }
         match self.exchange.place_market_order(&id, cx.run_id.as_str(), &approved).await {
-            Ok(ack) => Ok(Some(ack)),
+            Ok(ack) => Ok(Some((ack, OrderStatus::PendingNew))),
             Err(ExchangeError::Rejected(why)) => {
                 let why = format!("rejected: {why}");
                 self.close_unplaced(cx, &id, OrderStatus::Rejected, &why, EventKind::OrderRejected).await?;
@@ -196,7 +202,7 @@ impl Execution {
             }
             // The request may have reached the venue: look it up before calling it unknown.
             Err(e) => match self.exchange.order(&intent.symbol, &id).await {
-                Ok(Some(ack)) => Ok(Some(ack)),
+                Ok(Some(ack)) => Ok(Some((ack, OrderStatus::PendingNew))),
                 _ => {
                     Err(StageError::halt(FailureKind::OrderOutcomeUnknown, format!("order {id} outcome unknown: {e}")))
                 }
@@ -326,8 +332,9 @@ impl Stage for Execution {
                 }
             };
             match self.submit(cx, approved).await {
-                Ok(Some(ack)) => {
-                    let booked = booking::record_ack(self.store.as_ref(), cx.fence.as_ref(), &ack, cx.now).await?;
+                Ok(Some((ack, before))) => {
+                    let store = self.store.as_ref();
+                    let booked = booking::record_ack(store, cx.fence.as_ref(), &ack, before, cx.now).await?;
                     for p in booked.positions {
                         book.positions.insert(p.symbol.clone(), p);
                     }
@@ -343,10 +350,11 @@ impl Stage for Execution {
             }
         }
         let equity = book.equity();
-        self.store.insert_equity(&EquitySnapshot { ts: cx.bar_close, equity, cash: book.cash }).await?;
+        let snapshot = EquitySnapshot { ts: cx.bar_close, equity, cash: book.cash };
         let run_id = cx.run_id.to_string();
         let complete = unknown.is_none() && input.complete;
-        let (state, _) = mutate_state(self.store.as_ref(), cx.fence.as_ref(), |st| {
+        let writes = [StateWrite::Equity(&snapshot)];
+        let (state, _) = mutate_state_with(self.store.as_ref(), cx.fence.as_ref(), &writes, |st| {
             st.cash = Some(book.cash);
             st.peak_equity = Some(st.peak_equity.map_or(equity, |p| p.max(equity)));
             if complete && st.last_bar.is_none_or(|b| b < cx.bar_close) {
