@@ -86,15 +86,10 @@ impl Consumer {
                     None => std::future::pending::<()>().await,
                 }
             };
-            let stopped = async {
-                if stop.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
             tokio::select! {
                 () = woken => {}
                 () = tokio::time::sleep(poll) => {}
-                () = stopped => {}
+                () = crate::runtime::stop_requested(&mut stop) => {}
             }
         }
     }

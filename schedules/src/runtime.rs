@@ -101,6 +101,13 @@ impl JobError {
     }
 }
 
+/// Resolves once `stop` turns true; never, if its sender is gone (nobody can stop the holder then).
+pub(crate) async fn stop_requested(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Who this process is, and whether the process behind another claim is gone: a claim of a dead process on
 /// this host is taken over at once instead of after `stale_after`.
 pub trait Liveness: Send + Sync {

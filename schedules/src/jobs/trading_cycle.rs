@@ -87,15 +87,9 @@ impl Job for TradingCycleJob {
                 break result.map_err(|e| JobError::failed(e.kind(), format!("cycle not run (fail closed): {e}")))?;
             }
             tracing::warn!(attempt = tries, "transient failure, running the cycle again in {delay:?}");
-            // A dropped sender means nobody will ever stop this job: wait for the delay only.
-            let stopped = async {
-                if stop.wait_for(|s| *s).await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = stopped => {
+                () = crate::runtime::stop_requested(&mut stop) => {
                     tracing::warn!("stopping: no further attempt of this cycle; the next start retries the bar");
                     break result.map_err(|e| JobError::failed(FailureKind::Shutdown, format!("cycle not run: {e}")))?;
                 }

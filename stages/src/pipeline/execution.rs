@@ -18,7 +18,6 @@ use crate::control::{StateWrite, mutate_state_with};
 use crate::domain::{ClientOrderId, Instrument, Order, OrderIntent, OrderStatus, Side, Symbol};
 use crate::ports::{
     BotState, EquitySnapshot, EventKind, Exchange, ExchangeError, FailureKind, NewEvent, OrderAck, Severity, Store,
-    TradingMode,
 };
 use crate::strategy::Target;
 
@@ -261,16 +260,7 @@ impl Execution {
     /// as stored now, re-read before every order so a pause or kill issued mid-cycle applies to the next order.
     async fn entries_blocked(&self, verdict: &RiskVerdict) -> Result<Option<String>, StageError> {
         let mut why = verdict.blocked_by.clone();
-        let now = self.store.load_state().await?;
-        match now.trading {
-            TradingMode::Active => {}
-            TradingMode::EntriesPaused => why.push("entries paused by an operator".into()),
-            TradingMode::Halted => why.push("halted (killed) by an operator".into()),
-        }
-        if now.safe_mode {
-            why.push(format!("safe mode: {}", now.safe_mode_reason.as_deref().unwrap_or("set by operator")));
-        }
-        why.extend(now.tripped.into_values());
+        why.extend(super::risk::blocked_by(&self.store.load_state().await?));
         why.sort();
         why.dedup();
         Ok((!why.is_empty()).then(|| why.join("; ")))

@@ -206,20 +206,28 @@ pub fn evaluate(
         st.flatten = false;
     }
 
-    let mut blocked_by: Vec<String> = st.tripped.values().cloned().collect();
-    match st.trading {
-        TradingMode::Active => {}
-        TradingMode::EntriesPaused => blocked_by.insert(0, "entries paused by an operator".into()),
-        TradingMode::Halted => blocked_by.insert(0, "halted (killed) by an operator".into()),
-    }
-    if st.safe_mode {
-        blocked_by.insert(0, format!("safe mode: {}", st.safe_mode_reason.as_deref().unwrap_or("set by operator")));
-    }
+    let blocked_by = blocked_by(&st);
     RiskOutcome {
         verdict: RiskVerdict { equity, entries_allowed: blocked_by.is_empty(), blocked_by, exits },
         state: st,
         events,
     }
+}
+
+/// Why `state` blocks entries: safe mode, a pause or kill, then every tripped breaker; empty when entries are
+/// allowed. RiskCheck decides on it at the start of a cycle and Execution again before every order.
+pub fn blocked_by(state: &BotState) -> Vec<String> {
+    let mut why = Vec::new();
+    if state.safe_mode {
+        why.push(format!("safe mode: {}", state.safe_mode_reason.as_deref().unwrap_or("set by operator")));
+    }
+    match state.trading {
+        TradingMode::Active => {}
+        TradingMode::EntriesPaused => why.push("entries paused by an operator".into()),
+        TradingMode::Halted => why.push("halted (killed) by an operator".into()),
+    }
+    why.extend(state.tripped.values().cloned());
+    why
 }
 
 /// What RiskCheck needs: the book at the start of the cycle and the persisted state.
