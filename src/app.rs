@@ -59,6 +59,9 @@ pub enum AppError {
     /// A command was asked for something it cannot do with these arguments (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// A notification channel cannot be set up from its settings (exit 2).
+    #[error("notifications: {0}")]
+    Notify(#[from] crate::notify::setup::SetupError),
 }
 
 impl AppError {
@@ -89,6 +92,19 @@ pub struct App {
     pub reconcile: Arc<ReconcileJob>,
     /// The Binance adapter when it is the venue, so the scheduler can run its kline stream.
     pub binance: Option<Arc<BinanceExchange>>,
+}
+
+/// The cursor name of the notification consumer.
+pub const NOTIFY_CONSUMER: &str = "notifications";
+
+/// The notification pipeline's running parts.
+pub struct Notifications {
+    /// Records deliveries from the event log.
+    pub consumer: mcbot_schedules::Consumer,
+    /// Sends them.
+    pub worker: crate::notify::DeliveryWorker,
+    /// Woken by the consumer after it recorded deliveries.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// The database URL: `--database-url`/`DATABASE_URL` (or `DATABASE_URL_FILE`), else config, else the embedded
@@ -236,12 +252,71 @@ impl App {
         Ok(Self { cfg, store, exchange, clock, pipeline, runtime, reconcile, binance })
     }
 
-    /// The consumer that turns warnings and reports from the event log into alerts (to the log until the chat
-    /// and email channels exist), leased by this process.
-    pub fn alert_consumer(&self) -> mcbot_schedules::Consumer {
-        let handler = crate::notify::AlertConsumer::new("alerts-log", Arc::new(crate::notify::LogNotifier));
+    /// The notification pipeline of this process: the consumer that records deliveries from the event log
+    /// (leased, so of several replicas one records), and the worker that sends them through the configured
+    /// channels.
+    pub fn notifications(&self) -> Result<Notifications, AppError> {
+        use crate::notify::{DeliveryWorker, NotificationConsumer, setup};
+        let n = &self.cfg.notify;
+        let outbox: Arc<dyn mcbot_stages::ports::DeliveryStore> = self.store.clone();
+        let state: Arc<dyn Store> = self.store.clone();
+        let handler = Arc::new(NotificationConsumer::new(
+            NOTIFY_CONSUMER,
+            outbox.clone(),
+            Some(state),
+            setup::routing(n),
+            setup::channel_rules(n),
+            setup::fatigue(n),
+        ));
+        let wake = handler.waker();
         let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
-        mcbot_schedules::Consumer::new(self.store.clone(), self.clock.clone(), Arc::new(handler), holder)
+        let consumer = mcbot_schedules::Consumer::new(self.store.clone(), self.clock.clone(), handler, holder);
+        let notifiers = setup::notifiers(n, self.clock.clone(), None)?;
+        let worker = DeliveryWorker::new(outbox, self.clock.clone(), notifiers, setup::policy(n));
+        Ok(Notifications { consumer, worker, wake })
+    }
+
+    /// The Telegram command poller, when Telegram is configured: one per bot token across replicas (a lease).
+    pub fn chat_poller(&self) -> Result<Option<crate::notify::chat::Poller>, AppError> {
+        use crate::notify::chat::{ChatControl, Poller};
+        use crate::notify::setup;
+        let Some(s) = setup::telegram_settings(&self.cfg.notify) else { return Ok(None) };
+        let store: Arc<dyn Store> = self.store.clone();
+        let control = Arc::new(ChatControl::new(
+            s.chat_ids.clone(),
+            store,
+            self.exchange.clone(),
+            self.clock.clone(),
+            Some(self.runtime.clone()),
+            self.cfg.mode.as_str(),
+        ));
+        let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
+        let scrub = Arc::new(setup::scrubber(&self.cfg.notify));
+        let poller = Poller::new(&s, control, self.store.clone(), self.clock.clone(), holder, 25, scrub)
+            .map_err(crate::notify::setup::SetupError::from)?;
+        Ok(Some(poller))
+    }
+
+    /// On a database whose log predates the notification consumer, starts its cursor at the events of the last
+    /// hour: older ones are history, not news, and would flood the chat at the first start.
+    pub async fn prime_notifications(&self) -> Result<(), AppError> {
+        let holder = format!("prime:{}", std::process::id());
+        let now = self.clock.now();
+        let ttl = Duration::seconds(5);
+        let Some(cursor) = self.store.claim_consumer(NOTIFY_CONSUMER, &holder, now, ttl).await? else {
+            return Ok(());
+        };
+        if cursor == 0 {
+            let since = now - Duration::hours(1);
+            let q = mcbot_stages::ports::EventQuery { after: 0, limit: 0, ..Default::default() };
+            let old = self.store.read_events(&q).await?.into_iter().take_while(|e| e.event.ts < since).last();
+            if let Some(last_old) = old {
+                self.store.advance_consumer(NOTIFY_CONSUMER, &holder, last_old.id, now).await?;
+            }
+        }
+        // Hand the cursor straight back: the running consumer takes it without waiting for the lease to expire.
+        self.store.claim_consumer(NOTIFY_CONSUMER, &holder, now, Duration::zero()).await?;
+        Ok(())
     }
 
     /// The close of the newest bar at the clock's now: what `run-once` acts on.

@@ -79,6 +79,28 @@ pub enum Command {
     /// Configuration: `mcbot config keys` lists every key with its type, valid range and default.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Notifications: send a test message, show the outbox, re-queue failed deliveries.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+}
+
+/// `mcbot notify` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test message through each configured channel (or one) now and print the outcome of each.
+    Test {
+        /// Only this channel.
+        #[arg(long, value_parser = ["telegram", "discord", "email", "log"])]
+        channel: Option<String>,
+    },
+    /// Pending, sent, failed and suppressed deliveries per channel.
+    Status,
+    /// Re-queue failed deliveries (of one channel, or all) for the next attempt.
+    Retry {
+        /// Only this channel.
+        #[arg(long, value_parser = ["telegram", "discord", "email", "log"])]
+        channel: Option<String>,
+    },
 }
 
 /// Why an operator issues a command; recorded with it.

@@ -158,6 +158,9 @@ async fn serve(cli: &Cli, cfg: Config, store: SqlStore, json: bool) -> Result<u8
         commands::events::run(&store, args, cli.output).await?;
         return Ok(0);
     }
+    if let Command::Notify(sub) = &cli.command {
+        return commands::notify::run(&cfg, &store, sub, cli.output).await;
+    }
     if let Command::Data(args) = &cli.command {
         let exchange = match args.exchange_wanted() {
             None => None,
@@ -189,6 +192,7 @@ async fn serve(cli: &Cli, cfg: Config, store: SqlStore, json: bool) -> Result<u8
         | Command::ResetBreaker(_)
         | Command::Events(_)
         | Command::Config(_)
+        | Command::Notify(_)
         | Command::Backup(_) => Ok(0),
     }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use mcbot::notify::AlertConsumer;
 use mcbot_schedules::{Consumer, Pumped};
 use mcbot_stages::ManualClock;
-use mcbot_stages::ports::{Alert, EventKind, NewEvent, Notifier, NotifyError, NotifyErrorKind, Severity, Store};
+use mcbot_stages::ports::{Alert, EventKind, NewEvent, Notifier, NotifyError, Severity, Store};
 
 use mcbot::store::Backend;
 
@@ -25,7 +25,7 @@ struct Recorder {
 impl Notifier for Recorder {
     async fn notify(&self, alert: &Alert) -> Result<(), NotifyError> {
         if *self.down.lock().unwrap() {
-            return Err(NotifyError { kind: NotifyErrorKind::Transient, message: "channel down".into() });
+            return Err(NotifyError::transient("channel down"));
         }
         self.sent.lock().unwrap().push(alert.body.clone());
         Ok(())

@@ -12,6 +12,7 @@ mod execution_guards;
 mod health_events;
 mod live_path;
 mod market_data;
+mod notifications;
 mod operator;
 mod paper_mode;
 mod pipeline_e2e;

@@ -50,15 +50,33 @@ pub async fn run(
 /// venue does not know is left to reconciliation (it may still show up), and a cancel that fails is reported;
 /// entries stay blocked either way, because the bot is halted.
 pub async fn cancel_open_orders(app: &crate::app::App, output: Output) -> Result<u8, AppError> {
+    let (canceled, failed) = cancel_all(app.store.as_ref(), app.exchange.as_ref(), app.clock.as_ref()).await?;
+    if output == Output::Json {
+        print_json(&json!({"canceled": canceled, "not_canceled": failed})).map_err(AppError::Runtime)?;
+    } else {
+        println!("open orders canceled: {}", if canceled.is_empty() { "none".into() } else { canceled.join(", ") });
+        for f in &failed {
+            eprintln!("not canceled: {f}");
+        }
+    }
+    Ok(u8::from(!failed.is_empty()))
+}
+
+/// Cancels every open order of the bot at the venue, booking each cancellation with its event: the ids
+/// canceled, and the ones that were not with why. Shared by `mcbot kill` and the chat's `/kill`.
+pub async fn cancel_all(
+    store: &dyn Store,
+    exchange: &dyn mcbot_stages::ports::Exchange,
+    clock: &dyn Clock,
+) -> Result<(Vec<String>, Vec<String>), mcbot_stages::ports::StoreError> {
     use mcbot_stages::pipeline::booking;
     use mcbot_stages::ports::{EventKind, Severity};
-    let store = app.store.as_ref();
     let mut canceled = Vec::new();
     let mut failed = Vec::new();
     for order in store.open_orders().await? {
-        match app.exchange.cancel_order(&order.symbol, &order.client_order_id).await {
+        match exchange.cancel_order(&order.symbol, &order.client_order_id).await {
             Ok(Some(ack)) => {
-                let now = app.clock.now();
+                let now = clock.now();
                 booking::record_ack(store, None, &ack, order.status, now).await?;
                 let msg = format!("order {} canceled by kill ({} filled)", order.client_order_id, ack.order.filled_qty);
                 let mut event = booking::order_event(now, EventKind::OrderCanceled, Severity::Warning, &ack.order, msg);
@@ -72,13 +90,5 @@ pub async fn cancel_open_orders(app: &crate::app::App, output: Output) -> Result
             Err(e) => failed.push(format!("{}: {e}", order.client_order_id)),
         }
     }
-    if output == Output::Json {
-        print_json(&json!({"canceled": canceled, "not_canceled": failed})).map_err(AppError::Runtime)?;
-    } else {
-        println!("open orders canceled: {}", if canceled.is_empty() { "none".into() } else { canceled.join(", ") });
-        for f in &failed {
-            eprintln!("not canceled: {f}");
-        }
-    }
-    Ok(u8::from(!failed.is_empty()))
+    Ok((canceled, failed))
 }

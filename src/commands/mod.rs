@@ -8,6 +8,7 @@ pub mod data;
 pub mod events;
 pub mod jobs;
 pub mod migrate;
+pub mod notify;
 pub mod run_once;
 pub mod scheduler;
 pub mod status;

@@ -64,11 +64,28 @@ pub async fn run(app: &App, args: &RunOnceArgs, output: Output) -> Result<bool, 
         Output::Json => print_json(&doc).map_err(AppError::Runtime)?,
         Output::Text => print_text(&doc),
     }
-    // Alerts of this cycle reach their channel before the process exits (a later start resumes the rest).
-    if let Err(e) = app.alert_consumer().pump().await {
-        tracing::warn!("alerts not delivered now, left for the next process: {e}");
-    }
+    deliver_before_exit(app).await?;
     Ok(failed)
+}
+
+/// The messages of this cycle are recorded and sent before the process exits, waiting at most
+/// `notify.flush_timeout_secs`; what could not be sent stays pending for the next process.
+pub async fn deliver_before_exit(app: &App) -> Result<(), AppError> {
+    app.prime_notifications().await?;
+    let n = app.notifications()?;
+    if let Err(e) = n.consumer.pump().await {
+        tracing::warn!("notifications not recorded now, left for the next process: {e}");
+        return Ok(());
+    }
+    let timeout = std::time::Duration::from_secs(app.cfg.notify.flush_timeout_secs);
+    match tokio::time::timeout(timeout + std::time::Duration::from_secs(1), n.worker.flush(timeout)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("notifications not sent now, left pending for the next process: {e}"),
+        Err(_) => {
+            tracing::warn!("notifications still pending after {} s: the next process sends them", timeout.as_secs())
+        }
+    }
+    Ok(())
 }
 
 fn s(v: &Value) -> String {

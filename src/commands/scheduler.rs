@@ -13,7 +13,13 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     let shutdown = shutdown_signal()?;
     lifecycle_started(app).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let alerts = tokio::spawn(app.alert_consumer().run(stop_rx, std::time::Duration::from_secs(5)));
+    let (worker_stop_tx, worker_stop_rx) = tokio::sync::watch::channel(false);
+    app.prime_notifications().await?;
+    let notify = app.notifications()?;
+    let poll = std::time::Duration::from_secs(5);
+    let recorder = tokio::spawn(notify.consumer.run(stop_rx, poll));
+    let sender = tokio::spawn(notify.worker.run(notify.wake.clone(), worker_stop_rx.clone(), poll));
+    let chat = app.chat_poller()?.map(|p| tokio::spawn(p.run(worker_stop_rx)));
     match app.reconcile.reconcile(None).await {
         Ok(r) if r.is_clean() => tracing::info!("start-up reconciliation: in sync"),
         Ok(r) => tracing::error!(
@@ -44,9 +50,23 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     if let Err(e) = app.store.append_events(vec![stopped]).await {
         tracing::error!("stop not recorded: {e}");
     }
+    // The stop is recorded, then sent: the consumer's last pass records it, the worker sends what is due within
+    // the flush time; anything else stays pending for the next start.
     stop_tx.send_replace(true);
-    if let Err(e) = alerts.await {
-        tracing::warn!("alert consumer ended abnormally: {e}");
+    if let Err(e) = recorder.await {
+        tracing::warn!("notification consumer ended abnormally: {e}");
+    }
+    worker_stop_tx.send_replace(true);
+    if let Err(e) = sender.await {
+        tracing::warn!("delivery worker ended abnormally: {e}");
+    }
+    if let Some(chat) = chat {
+        chat.abort();
+    }
+    let timeout = std::time::Duration::from_secs(app.cfg.notify.flush_timeout_secs);
+    let last = app.notifications()?;
+    if tokio::time::timeout(timeout + std::time::Duration::from_secs(1), last.worker.flush(timeout)).await.is_err() {
+        tracing::warn!("notifications still pending at exit: the next start sends them");
     }
     result
 }

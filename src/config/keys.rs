@@ -264,6 +264,7 @@ const NON_NEGATIVE: Range = Range::Num(n(0), Bound::None);
 const FRACTION: Range = Range::Num(n(0), Bound::Excl(1, 0));
 const MS_TIMEOUT: Range = Range::Num(n(100), n(600_000));
 const HTTP: Range = Range::Url(&["http", "https"]);
+const SEVERITIES: Range = Range::OneOf(&["info", "warning", "critical", "emergency"]);
 const fn key(key: &'static str, kind: Kind, range: Range, doc: &'static str) -> KeySpec {
     KeySpec { key, kind, range, doc }
 }
@@ -425,6 +426,64 @@ pub const KEYS: &[KeySpec] = &[
         "holdings found at the first reconcile: ignore or adopt",
     ),
     key("events.retention_days", Kind::Int, Range::Num(n(1), n(36_500)), "events older than this are pruned"),
+    key(
+        "notify.alert_min_severity",
+        Kind::Text,
+        SEVERITIES,
+        "events at or above this go to the alert route (lifecycle always does)",
+    ),
+    key(
+        "notify.routes.*",
+        Kind::Text,
+        Range::OneOf(&["trades", "alerts", "reports", "none"]),
+        "route of that event kind, over the defaults (fills: trades, reports: reports)",
+    ),
+    key(
+        "notify.cooldown_secs",
+        Kind::Int,
+        Range::Num(n(0), n(86_400)),
+        "the same condition again within this time is suppressed and counted",
+    ),
+    key("notify.retry_base_ms", Kind::Int, Range::Num(n(100), n(600_000)), "first retry delay, doubled each time"),
+    key("notify.retry_max_secs", Kind::Int, Range::Num(n(1), n(86_400)), "longest retry delay"),
+    key("notify.max_attempts", Kind::Int, Range::Num(n(1), n(1000)), "attempts before a delivery goes to the fallback"),
+    key(
+        "notify.fallback",
+        Kind::Text,
+        Range::OneOf(&["log", "telegram", "discord", "email", "none"]),
+        "channel of what another channel gave up on",
+    ),
+    key(
+        "notify.flush_timeout_secs",
+        Kind::Int,
+        Range::Num(n(0), n(600)),
+        "`run-once` waits this long for its messages; the rest stays pending",
+    ),
+    key("notify.request_timeout_ms", Kind::Int, MS_TIMEOUT, "time-out of one channel request"),
+    key("notify.telegram.token", Kind::Secret, Range::Any, "bot token; from env or `_FILE`"),
+    key("notify.telegram.chat_ids", Kind::List, Range::NonEmpty, "chats that receive messages and may command the bot"),
+    key("notify.telegram.api_url", Kind::Text, HTTP, "Bot API base URL (tests point it at a fake)"),
+    key("notify.discord.webhooks.trades", Kind::Secret, HTTP, "webhook URL for fills; unset = the alerts one"),
+    key("notify.discord.webhooks.alerts", Kind::Secret, HTTP, "webhook URL for alerts (and fallback)"),
+    key("notify.discord.webhooks.reports", Kind::Secret, HTTP, "webhook URL for reports; unset = the alerts one"),
+    key(
+        "notify.discord.critical_role_id",
+        Kind::Text,
+        Range::Any,
+        "role mentioned by critical messages; unset = nobody",
+    ),
+    key("notify.email.smtp_url", Kind::Secret, Range::Url(&["smtp", "smtps"]), "SMTP server; may carry user:password"),
+    key(
+        "notify.email.tls",
+        Kind::Text,
+        Range::OneOf(&["opportunistic", "required"]),
+        "STARTTLS on `smtp://`: when offered, or insist",
+    ),
+    key("notify.email.user", Kind::Text, Range::Any, "SMTP login when not in the URL"),
+    key("notify.email.password", Kind::Secret, Range::Any, "SMTP password; from env or `_FILE`"),
+    key("notify.email.from", Kind::Text, Range::Any, "sender address"),
+    key("notify.email.to", Kind::List, Range::NonEmpty, "recipients"),
+    key("notify.email.alert_min_severity", Kind::Text, SEVERITIES, "alerts at or above this are mailed too"),
     key("log.format", Kind::Text, Range::OneOf(&["pretty", "json"]), "log line format"),
     key("log.level", Kind::Text, Range::LogFilter, "log filter; `RUST_LOG` overrides"),
 ];

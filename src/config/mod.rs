@@ -150,8 +150,160 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// The event log.
     pub events: EventsConfig,
+    /// Notifications: routing, fatigue, retries and the channels.
+    pub notify: NotifyConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Notifications: which events reach people, through which channels, how repeats are held back and how failed
+/// deliveries are retried. A channel whose section is absent is off; the log always carries alerts and reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Events at or above this severity go to the alert route.
+    pub alert_min_severity: mcbot_stages::ports::Severity,
+    /// Per event kind: `trades`, `alerts`, `reports` or `none`, over the defaults.
+    pub routes: BTreeMap<String, String>,
+    /// The same condition again within this many seconds of its last message is suppressed and counted.
+    pub cooldown_secs: u64,
+    /// First retry delay of a failed delivery, doubled each time.
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_secs: u64,
+    /// Attempts before a delivery is given up and handed to `fallback`.
+    pub max_attempts: u32,
+    /// The channel that gets what another channel gave up on: `log`, `telegram`, `discord`, `email` or `none`.
+    pub fallback: String,
+    /// How long `mcbot run-once` waits for its cycle's messages to go out before it exits.
+    pub flush_timeout_secs: u64,
+    /// Whole-request time-out of a channel call.
+    pub request_timeout_ms: u64,
+    /// Telegram.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telegram: Option<TelegramConfig>,
+    /// Discord webhooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discord: Option<DiscordConfig>,
+    /// Email.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            alert_min_severity: mcbot_stages::ports::Severity::Warning,
+            routes: BTreeMap::new(),
+            cooldown_secs: 600,
+            retry_base_ms: 1000,
+            retry_max_secs: 300,
+            max_attempts: 20,
+            fallback: "log".into(),
+            flush_timeout_secs: 10,
+            request_timeout_ms: 10_000,
+            telegram: None,
+            discord: None,
+            email: None,
+        }
+    }
+}
+
+/// `[notify.telegram]`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// Bot token (secret: env `MCBOT_NOTIFY__TELEGRAM__TOKEN` or `..._FILE`).
+    pub token: Option<String>,
+    /// Chats that receive messages and may command the bot.
+    pub chat_ids: Vec<i64>,
+    /// Bot API base URL.
+    pub api_url: String,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        Self { token: None, chat_ids: Vec::new(), api_url: "https://api.telegram.org".into() }
+    }
+}
+
+impl std::fmt::Debug for TelegramConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramConfig").field("chat_ids", &self.chat_ids).field("api_url", &self.api_url).finish()
+    }
+}
+
+/// `[notify.discord]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscordConfig {
+    /// One webhook per route; a missing route falls back to `alerts`.
+    pub webhooks: DiscordWebhooks,
+    /// A role mentioned by critical and emergency messages (nobody is pinged otherwise).
+    pub critical_role_id: Option<String>,
+}
+
+/// `[notify.discord.webhooks]`: the URLs carry the webhook's token, so they are secrets.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscordWebhooks {
+    /// Fills and closed trades.
+    pub trades: Option<String>,
+    /// Warnings and worse, lifecycle; the fallback of the others.
+    pub alerts: Option<String>,
+    /// Period reports.
+    pub reports: Option<String>,
+}
+
+impl std::fmt::Debug for DiscordWebhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |o: &Option<String>| if o.is_some() { "[redacted]" } else { "unset" };
+        f.debug_struct("DiscordWebhooks")
+            .field("trades", &set(&self.trades))
+            .field("alerts", &set(&self.alerts))
+            .field("reports", &set(&self.reports))
+            .finish()
+    }
+}
+
+/// `[notify.email]`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `smtp://host:port` (STARTTLS when offered) or `smtps://host:port` (secret: it may carry a password).
+    pub smtp_url: Option<String>,
+    /// `opportunistic` or `required` (STARTTLS for `smtp://`).
+    pub tls: String,
+    /// SMTP login, when not in the URL.
+    pub user: Option<String>,
+    /// SMTP password (secret).
+    pub password: Option<String>,
+    /// Sender address.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Alerts at or above this severity are mailed too (reports always are).
+    pub alert_min_severity: mcbot_stages::ports::Severity,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            tls: "opportunistic".into(),
+            user: None,
+            password: None,
+            from: String::new(),
+            to: Vec::new(),
+            alert_min_severity: mcbot_stages::ports::Severity::Critical,
+        }
+    }
+}
+
+impl std::fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailConfig").field("from", &self.from).field("to", &self.to).field("tls", &self.tls).finish()
+    }
 }
 
 /// Reconciliation with the exchange.
@@ -593,6 +745,46 @@ pub const RULES: &[Rule] = &[
             } else {
                 Err(format!("must be at least warmup_bars ({}), got {}", s.warmup_bars, s.cache_bars))
             }
+        },
+    },
+    Rule {
+        key: "notify.routes",
+        doc: "names only event kinds (`mcbot events --kind` lists them)",
+        check: |c| match c.notify.routes.keys().find(|k| mcbot_stages::ports::EventKind::parse(k).is_none()) {
+            Some(k) => Err(format!("{k} is not an event kind")),
+            None => Ok(()),
+        },
+    },
+    Rule {
+        key: "notify.telegram",
+        doc: "when the section is present, `token` (from env or `_FILE`) and at least one of `chat_ids` are set",
+        check: |c| match &c.notify.telegram {
+            Some(t) if t.token.as_deref().is_none_or(str::is_empty) => {
+                Err("has no token: set MCBOT_NOTIFY__TELEGRAM__TOKEN or MCBOT_NOTIFY__TELEGRAM__TOKEN_FILE".into())
+            }
+            Some(t) if t.chat_ids.is_empty() => {
+                Err("has no chat_ids: list the chats that may hear and command the bot".into())
+            }
+            _ => Ok(()),
+        },
+    },
+    Rule {
+        key: "notify.discord.webhooks",
+        doc: "when `[notify.discord]` is present, `alerts` (the fallback of the others) is set",
+        check: |c| match &c.notify.discord {
+            Some(d) if d.webhooks.alerts.as_deref().is_none_or(str::is_empty) => {
+                Err("has no alerts webhook (MCBOT_NOTIFY__DISCORD__WEBHOOKS__ALERTS)".into())
+            }
+            _ => Ok(()),
+        },
+    },
+    Rule {
+        key: "notify.email",
+        doc: "when the section is present, `smtp_url`, `from` and at least one of `to` are set",
+        check: |c| match &c.notify.email {
+            Some(e) if e.smtp_url.as_deref().is_none_or(str::is_empty) => Err("has no smtp_url".into()),
+            Some(e) if e.from.is_empty() || e.to.is_empty() => Err("needs from and at least one to".into()),
+            _ => Ok(()),
         },
     },
 ];

@@ -214,6 +214,29 @@ const BAD: &[(&str, &str, &str)] = &[
     ("schedule.report_monthly", "\"0 15 0 32 * *\"", "config key schedule.report_monthly:"),
     ("database.url", "\"mysql://db\"", "must start with sqlite:// or postgres:// or postgresql://, got [redacted]"),
     ("database.data_dir", "[]", "invalid type: sequence"),
+    ("notify.alert_min_severity", "\"loud\"", "must be one of info, warning, critical, emergency, got loud"),
+    ("notify.routes.order_filled", "\"phone\"", "must be one of trades, alerts, reports, none, got phone"),
+    ("notify.cooldown_secs", "-1", "must be in [0, 86400], got -1"),
+    ("notify.retry_base_ms", "5", "must be in [100, 600000], got 5"),
+    ("notify.retry_max_secs", "0", "must be in [1, 86400], got 0"),
+    ("notify.max_attempts", "0", "must be in [1, 1000], got 0"),
+    ("notify.fallback", "\"pager\"", "must be one of log, telegram, discord, email, none, got pager"),
+    ("notify.flush_timeout_secs", "601", "must be in [0, 600], got 601"),
+    ("notify.request_timeout_ms", "1", "must be in [100, 600000], got 1"),
+    ("notify.telegram.token", "{ a = 1 }", "invalid type: map, expected a string"),
+    ("notify.telegram.chat_ids", "[]", "must list at least one"),
+    ("notify.telegram.api_url", "\"api.telegram.org\"", "must start with http:// or https://, got api.telegram.org"),
+    ("notify.discord.webhooks.trades", "\"discord.com/x\"", "must start with http:// or https://, got [redacted]"),
+    ("notify.discord.webhooks.alerts", "\"ftp://x\"", "must start with http:// or https://, got [redacted]"),
+    ("notify.discord.webhooks.reports", "5", "must start with http:// or https://, got [redacted]"),
+    ("notify.discord.critical_role_id", "5", "invalid type: integer `5`, expected a string"),
+    ("notify.email.smtp_url", "\"http://mail\"", "must start with smtp:// or smtps://, got [redacted]"),
+    ("notify.email.tls", "\"never\"", "must be one of opportunistic, required, got never"),
+    ("notify.email.user", "5", "invalid type: integer `5`, expected a string"),
+    ("notify.email.password", "{ a = 1 }", "invalid type: map, expected a string"),
+    ("notify.email.from", "[]", "invalid type: sequence, expected a string"),
+    ("notify.email.to", "[]", "must list at least one"),
+    ("notify.email.alert_min_severity", "\"all\"", "must be one of info, warning, critical, emergency, got all"),
     ("log.format", "\"xml\"", "must be one of pretty, json, got xml"),
     ("log.level", "\"verbose\"", "must be a level (trace, debug, info, warn, error, off) or target=level directives"),
 ];
@@ -312,6 +335,14 @@ const CROSS: &[(&str, &str, &str)] = &[
         "[exchange.binance.stream]\nwarmup_bars = 500\ncache_bars = 100\n",
         "must be at least warmup_bars (500), got 100",
     ),
+    ("notify.routes", "[notify.routes]\norder_filed = \"trades\"\n", "order_filed is not an event kind"),
+    ("notify.telegram", "[notify.telegram]\nchat_ids = [111]\n", "has no token"),
+    (
+        "notify.discord.webhooks",
+        "[notify.discord.webhooks]\ntrades = \"http://127.0.0.1:9/api/webhooks/1/t\"\n",
+        "has no alerts webhook",
+    ),
+    ("notify.email", "[notify.email]\nsmtp_url = \"smtp://127.0.0.1:2525\"\n", "needs from and at least one to"),
 ];
 
 #[test]
@@ -340,7 +371,18 @@ fn secret_of(c: &Config, key: &str) -> Option<String> {
         "exchange.upbit.access_key" => c.exchange.upbit.access_key.as_ref().map(|s| s.expose().to_owned()),
         "exchange.upbit.secret_key" => c.exchange.upbit.secret_key.as_ref().map(|s| s.expose().to_owned()),
         "database.url" => c.database.url.clone(),
+        "notify.telegram.token" => c.notify.telegram.as_ref().and_then(|t| t.token.clone()),
+        "notify.email.password" => c.notify.email.as_ref().and_then(|e| e.password.clone()),
         other => panic!("a secret key without a reader in this test: {other}"),
+    }
+}
+
+/// What a secret's section needs besides the secret to be complete (the rules across keys ask for it).
+fn companion(key: &str) -> &'static str {
+    match key {
+        "notify.telegram.token" => "chat_ids = [1]\n",
+        "notify.email.password" => "smtp_url = \"smtp://127.0.0.1:2525\"\nfrom = \"a@b.example\"\nto = [\"c@d.example\"]\n",
+        _ => "",
     }
 }
 
@@ -359,17 +401,20 @@ fn secrets_are_raw_strings_and_never_appear_in_a_message() {
             std::fs::write(&file, format!("{value}\n")).unwrap();
             let file_var = format!("{var}_FILE");
             let file_path = file.display().to_string();
+            let extra = companion(key);
+            let section = key.rsplit_once('.').map_or("", |(s, _)| s);
+            let alone = if extra.is_empty() { String::new() } else { format!("[{section}]\n{extra}") };
             let ways: [Way<'_>; 3] = [
-                ("file", body(key, value), vec![]),
-                ("env", String::new(), vec![(var.as_str(), value)]),
-                ("_FILE", String::new(), vec![(file_var.as_str(), file_path.as_str())]),
+                ("file", format!("{}{extra}", body(key, value)), vec![]),
+                ("env", alone.clone(), vec![(var.as_str(), value)]),
+                ("_FILE", alone, vec![(file_var.as_str(), file_path.as_str())]),
             ];
             for (way, text, vars) in ways {
                 let loaded = load_with(d.path(), &text, &vars);
-                if *key == "database.url" {
+                if keys::spec(key).is_some_and(|s| matches!(s.range, keys::Range::Url(_))) {
                     // Not a URL: refused, without showing it.
                     let e = loaded.map(|_| ()).unwrap_err().to_string();
-                    assert!(e.contains("database.url") && !e.contains(value), "{way} {value}: {e}");
+                    assert!(e.contains(key) && !e.contains(value), "{way} {value}: {e}");
                 } else {
                     let c = loaded.unwrap_or_else(|e| panic!("{key} via {way} = {value}: {e}"));
                     assert_eq!(secret_of(&c, key).as_deref(), Some(value), "{key} via {way}");

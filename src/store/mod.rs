@@ -5,11 +5,12 @@
 //! - `dialect`: which backend a URL names; statements are written once in PostgreSQL syntax and rewritten for
 //!   SQLite by dropping the `::type` casts.
 //! - `codec`: decimals as exact text, times as epoch milliseconds, rows back to domain values.
-//! - `job_ledger`, `market_data`, `trading`, `records`, `leases`, `events`: the statements, by what they record.
+//! - `job_ledger`, `market_data`, `trading`, `records`, `leases`, `events`, `deliveries`: the statements, by what they record.
 //! - `unit_of_work`: one transaction holding writes that belong together, with their events appended at commit.
 //! - `port`: the `Store` trait implementation, delegating to the above.
 
 mod codec;
+mod deliveries;
 mod dialect;
 mod errors;
 mod events;

@@ -109,6 +109,10 @@ event_kinds! {
     Crashed => "crashed",
     /// A period report was produced.
     ReportProduced => "report_produced",
+    /// A chat that is not configured tried to command the bot (it was told nothing).
+    UnauthorizedChat => "unauthorized_chat",
+    /// A notification channel cannot work as configured (another process polls the same chat bot).
+    ChannelFailed => "channel_failed",
 }
 
 impl std::fmt::Display for EventKind {

@@ -1,15 +1,17 @@
 //! The ports: what the core needs from the outside world, as traits the adapters in `src/` implement.
 
+mod deliveries;
 mod events;
 mod exchange;
 mod failure;
 mod notifier;
 mod store;
 
+pub use deliveries::{Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, Message, NewDelivery, Route};
 pub use events::{Event, EventKind, EventQuery, NewEvent};
 pub use exchange::{Exchange, ExchangeError, OrderAck};
 pub use failure::FailureKind;
-pub use notifier::{Alert, Notifier, NotifyError, NotifyErrorKind, Severity};
+pub use notifier::{Alert, ChannelNotifier, Notifier, NotifyError, NotifyErrorKind, Severity};
 pub use store::{
     BotState, Claimant, EquitySnapshot, JobClaim, JobRunRecord, JobStatus, ReportRecord, RunFence, RunHolder,
     SignalRecord, Store, StoreError, TradingMode, UnitOfWork, Versioned,

@@ -65,20 +65,53 @@ pub enum NotifyErrorKind {
 pub struct NotifyError {
     /// What failed and whether a retry may help.
     pub kind: NotifyErrorKind,
-    /// Details.
+    /// Details, already free of secrets (channel adapters strip tokens and URLs before building it).
     pub message: String,
+    /// How long the channel asked the sender to wait (Telegram `retry_after`, Discord `Retry-After` or an
+    /// exhausted bucket's reset): the worker never tries earlier.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl NotifyError {
+    /// A failure that may pass on a later try.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self { kind: NotifyErrorKind::Transient, message: message.into(), retry_after: None }
+    }
+
+    /// The channel asked to wait `after` before the next request.
+    pub fn rate_limited(message: impl Into<String>, after: std::time::Duration) -> Self {
+        Self { kind: NotifyErrorKind::RateLimited, message: message.into(), retry_after: Some(after) }
+    }
+
+    /// The channel refused the message or the credentials: retrying the same will not help.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self { kind: NotifyErrorKind::Rejected, message: message.into(), retry_after: None }
+    }
+
     /// True when the same delivery may succeed later.
     pub fn retryable(&self) -> bool {
         self.kind != NotifyErrorKind::Rejected
     }
 }
 
-/// A channel to people (Telegram, Discord, email, the log). Kept off the trading path by an outbox.
+/// A sink for plain alerts (the log). Kept off the trading path by the event log's consumers.
 #[async_trait]
 pub trait Notifier: Send + Sync {
     /// Delivers one alert.
     async fn notify(&self, alert: &Alert) -> Result<(), NotifyError>;
+}
+
+/// A channel adapter (Telegram, Discord, email, the log) that the delivery worker calls with one stored
+/// message. Retries, back-off and fatigue live in the worker, not in each channel; an adapter only sends once
+/// and says, through the error's kind and `retry_after`, what the worker should do next.
+#[async_trait]
+pub trait ChannelNotifier: Send + Sync {
+    /// Which channel it is (the deliveries it works off).
+    fn channel(&self) -> super::deliveries::Channel;
+    /// Sends `message` to the destination of `route` on this channel.
+    async fn deliver(
+        &self,
+        route: super::deliveries::Route,
+        message: &super::deliveries::Message,
+    ) -> Result<(), NotifyError>;
 }

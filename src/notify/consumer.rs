@@ -1,0 +1,306 @@
+//! The notification consumer: reads the event log by its cursor and records one delivery per (event, channel)
+//! in the outbox, applying the fatigue rules as it goes. It sends nothing itself, so handling a batch costs a few
+//! inserts and a slow channel never holds the log back; the delivery worker sends.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use mcbot_schedules::EventHandler;
+use mcbot_stages::ports::{
+    BotState, DeliveryStatus, DeliveryStore, Event, EventKind, Message, NewDelivery, Route, Severity, Store,
+    StoreError, TradingMode,
+};
+
+use super::route::{ChannelRule, Routing, clears, fatigue_key, render};
+
+/// Per-order warnings that are held back while safe mode or a kill is on, so the one critical message stands out.
+const PER_ORDER: [EventKind; 3] = [EventKind::OrderRejected, EventKind::OrderNotPlaced, EventKind::OrderCanceled];
+
+/// The fatigue rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fatigue {
+    /// A repeat of the same condition within this time of the last message about it is suppressed and counted.
+    pub cooldown: Duration,
+}
+
+impl Default for Fatigue {
+    fn default() -> Self {
+        Self { cooldown: Duration::minutes(10) }
+    }
+}
+
+/// Turns events into delivery rows.
+pub struct NotificationConsumer {
+    name: String,
+    outbox: Arc<dyn DeliveryStore>,
+    state: Option<Arc<dyn Store>>,
+    routing: Routing,
+    channels: Vec<ChannelRule>,
+    fatigue: Fatigue,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl NotificationConsumer {
+    /// A consumer named `name` (its cursor) writing to `outbox` for `channels`. With `state`, per-order warnings
+    /// are inhibited while safe mode or a kill is on.
+    pub fn new(
+        name: impl Into<String>,
+        outbox: Arc<dyn DeliveryStore>,
+        state: Option<Arc<dyn Store>>,
+        routing: Routing,
+        channels: Vec<ChannelRule>,
+        fatigue: Fatigue,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            outbox,
+            state,
+            routing,
+            channels,
+            fatigue,
+            wake: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Notified after rows were recorded, so a worker in the same process sends at once instead of polling.
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
+    }
+
+    /// Records the deliveries of `events` (oldest first).
+    pub async fn record(&self, events: &[Event]) -> Result<usize, StoreError> {
+        let state = match &self.state {
+            Some(s) => Some(s.load_state().await?),
+            None => None,
+        };
+        let mut added = 0;
+        for e in events {
+            added += self.record_one(e, events, state.as_ref()).await?;
+        }
+        if added > 0 {
+            self.wake.notify_waiters();
+            self.wake.notify_one();
+        }
+        Ok(added)
+    }
+
+    async fn record_one(&self, e: &Event, batch: &[Event], state: Option<&BotState>) -> Result<usize, StoreError> {
+        let ev = &e.event;
+        let routed = self.routing.route(ev.kind, ev.severity);
+        let clearing = clears(ev.kind).is_some();
+        if routed.is_none() && !clearing {
+            return Ok(0);
+        }
+        let key = fatigue_key(e);
+        let inhibited = state.is_some_and(|s| s.safe_mode || s.trading == TradingMode::Halted)
+            && PER_ORDER.contains(&ev.kind)
+            && ev.severity <= Severity::Warning;
+        let mut rows = Vec::new();
+        let chart = match (&self.state, ev.kind) {
+            (Some(store), EventKind::ReportProduced) => report_chart(store.as_ref(), e).await,
+            _ => None,
+        };
+        for rule in &self.channels {
+            let mut message = render(e, batch);
+            message.image_png = chart.clone();
+            let mut status = DeliveryStatus::Pending;
+            let mut note = None;
+            let mut resolves = false;
+            let mut route = routed;
+            if clearing {
+                // A cleared condition is news only where its raise was reported: "resolved after 12 min".
+                match self.outbox.active_since(rule.channel, &key).await? {
+                    Some(since) => {
+                        resolves = true;
+                        route = Some(route.unwrap_or(Route::Alerts));
+                        message.body.push_str(&format!("\nresolved after {}", span(ev.ts - since)));
+                        message.title = format!("resolved: {}", message.title);
+                    }
+                    None if route.is_none() => continue,
+                    None => {}
+                }
+            }
+            let Some(route) = route else { continue };
+            if !resolves && !rule.carries(route, ev.severity) {
+                continue;
+            }
+            let fatigued = route == Route::Alerts && ev.severity >= Severity::Warning && !resolves;
+            if inhibited {
+                status = DeliveryStatus::Suppressed;
+                note = Some("held back while safe mode or a kill is on".to_owned());
+            } else if fatigued {
+                if let Some(last) = self.outbox.last_unsuppressed(rule.channel, &key).await? {
+                    if !last.new.resolves && ev.ts - last.new.created_at < self.fatigue.cooldown {
+                        status = DeliveryStatus::Suppressed;
+                        note = Some(format!("repeat within the cooldown of delivery {}", last.id));
+                    } else {
+                        let (n, first) = self.outbox.suppressed_after(rule.channel, &key, last.id).await?;
+                        if let (true, Some(first)) = (n > 0, first) {
+                            append_count(&mut message, n, first);
+                        }
+                    }
+                }
+            }
+            rows.push(NewDelivery {
+                event_id: e.id,
+                occurrence: 0,
+                channel: rule.channel,
+                route,
+                status,
+                fatigue_key: Some(key.clone()),
+                resolves,
+                note,
+                message,
+                created_at: ev.ts,
+            });
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        self.outbox.enqueue(rows).await
+    }
+}
+
+/// The equity and drawdown chart of a report's period, as PNG bytes; `None` when there is nothing to draw or the
+/// chart cannot be made (the report is still sent, as text).
+async fn report_chart(store: &dyn Store, e: &Event) -> Option<Vec<u8>> {
+    let p = &e.event.payload;
+    let time = |k: &str| p.get(k).and_then(|v| serde_json::from_value::<DateTime<Utc>>(v.clone()).ok());
+    let (start, end) = (time("start")?, time("end")?);
+    let snaps = store.equity_between(start, end).await.ok()?;
+    if snaps.len() < 2 {
+        return None;
+    }
+    let t: Vec<i64> = snaps.iter().map(|s| s.ts.timestamp()).collect();
+    let eq: Vec<f64> =
+        snaps.iter().map(|s| rust_decimal::prelude::ToPrimitive::to_f64(&s.equity).unwrap_or(0.0)).collect();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let path = std::env::temp_dir().join(format!("mcbot-report-{}-{}-{nanos}.png", std::process::id(), e.id));
+    let title = format!("equity {} – {}", start.format("%Y-%m-%d"), end.format("%Y-%m-%d"));
+    let drawn = crate::commands::backtest::chart::equity_drawdown(&path, &t, &eq, &title);
+    let bytes = drawn.ok().and_then(|()| std::fs::read(&path).ok());
+    let _ = std::fs::remove_file(&path);
+    bytes
+}
+
+/// "×37 since 12:05": how often the condition repeated unreported since the last message about it.
+fn append_count(m: &mut Message, n: i64, first: DateTime<Utc>) {
+    let text = format!("×{n} since {}", first.format("%H:%M"));
+    m.body.push_str(&format!("\n{text}"));
+    m.fields.push(("repeats".to_owned(), text));
+}
+
+/// "12 min", "2 h 5 min", "40 s".
+fn span(d: Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[async_trait]
+impl EventHandler for NotificationConsumer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn handle(&self, events: &[Event]) -> Result<(), String> {
+        self.record(events).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+    use mcbot_stages::domain::Symbol;
+    use mcbot_stages::ports::{Channel, NewEvent};
+
+    use super::*;
+    use crate::notify::memory::MemoryOutbox;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-03-02T12:05:00Z").map(|t| t.to_utc()).unwrap_or_default()
+    }
+
+    fn all_routes(channel: Channel) -> ChannelRule {
+        ChannelRule { channel, routes: vec![Route::Trades, Route::Alerts, Route::Reports], alert_min: Severity::Info }
+    }
+
+    fn consumer(outbox: Arc<MemoryOutbox>) -> NotificationConsumer {
+        NotificationConsumer::new(
+            "notify",
+            outbox,
+            None,
+            Routing::default(),
+            vec![all_routes(Channel::Telegram), all_routes(Channel::Log)],
+            Fatigue::default(),
+        )
+    }
+
+    fn ev(id: i64, secs: i64, kind: EventKind, sev: Severity, key: &str) -> Event {
+        let e = NewEvent::new(t0() + Duration::seconds(secs), kind, sev, format!("{kind} {id}")).dedup(key);
+        Event { id, event: e }
+    }
+
+    #[tokio::test]
+    async fn one_row_per_event_and_channel_and_none_twice() {
+        let outbox = Arc::new(MemoryOutbox::new());
+        let c = consumer(outbox.clone());
+        let sym = Symbol::new("BTCUSDT").unwrap();
+        let fill =
+            Event { id: 1, event: NewEvent::new(t0(), EventKind::OrderFilled, Severity::Info, "filled").symbol(&sym) };
+        let signal = Event { id: 2, event: NewEvent::new(t0(), EventKind::Signal, Severity::Info, "signal") };
+        assert_eq!(c.record(&[fill.clone(), signal.clone()]).await.unwrap(), 2);
+        assert_eq!(c.record(&[fill, signal]).await.unwrap(), 0, "a batch handed over again records nothing new");
+        let rows = outbox.all();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.new.event_id == 1 && r.new.route == Route::Trades));
+    }
+
+    #[tokio::test]
+    async fn a_hundred_identical_alerts_are_one_message_and_the_next_carries_the_count() {
+        let outbox = Arc::new(MemoryOutbox::new());
+        let c = consumer(outbox.clone());
+        let burst: Vec<Event> =
+            (1..=100).map(|i| ev(i, i / 2, EventKind::StaleData, Severity::Warning, "stale:BTCUSDT")).collect();
+        c.record(&burst).await.unwrap();
+        let tg: Vec<_> = outbox.all().into_iter().filter(|d| d.new.channel == Channel::Telegram).collect();
+        let pending: Vec<_> = tg.iter().filter(|d| d.status() == DeliveryStatus::Pending).collect();
+        assert_eq!(pending.len(), 1, "one message for the burst");
+        assert_eq!(tg.iter().filter(|d| d.status() == DeliveryStatus::Suppressed).count(), 99);
+        // After the cooldown the same condition is reported again, with the count of what was held back.
+        let later = ev(101, 20 * 60, EventKind::StaleData, Severity::Warning, "stale:BTCUSDT");
+        c.record(&[later]).await.unwrap();
+        let last = outbox.all().into_iter().rfind(|d| d.new.channel == Channel::Telegram).unwrap();
+        assert_eq!(last.status(), DeliveryStatus::Pending);
+        assert!(last.new.message.body.ends_with("×99 since 12:05"), "{}", last.new.message.body);
+    }
+
+    #[tokio::test]
+    async fn a_cleared_condition_sends_one_resolved_message() {
+        let outbox = Arc::new(MemoryOutbox::new());
+        let c = consumer(outbox.clone());
+        c.record(&[ev(1, 0, EventKind::StaleData, Severity::Warning, "stale:ETHUSDT")]).await.unwrap();
+        c.record(&[ev(2, 12 * 60, EventKind::DataRecovered, Severity::Info, "stale:ETHUSDT")]).await.unwrap();
+        let resolved: Vec<_> =
+            outbox.all().into_iter().filter(|d| d.new.resolves && d.new.channel == Channel::Telegram).collect();
+        assert_eq!(resolved.len(), 1);
+        assert!(resolved[0].new.message.body.ends_with("resolved after 12 min"), "{:?}", resolved[0].new.message);
+        // A second recovery of a condition no longer active says nothing.
+        c.record(&[ev(3, 13 * 60, EventKind::DataRecovered, Severity::Info, "stale:ETHUSDT")]).await.unwrap();
+        assert_eq!(outbox.all().iter().filter(|d| d.new.resolves).count(), 2, "one per channel, not more");
+        // A recovery of something never reported is not news either.
+        c.record(&[ev(4, 14 * 60, EventKind::DataRecovered, Severity::Info, "stale:XRPUSDT")]).await.unwrap();
+        assert_eq!(outbox.all().len(), 4);
+    }
+
+    #[test]
+    fn spans_read_plainly() {
+        assert_eq!(span(Duration::seconds(40)), "40 s");
+        assert_eq!(span(Duration::minutes(12)), "12 min");
+        assert_eq!(span(Duration::minutes(125)), "2 h 5 min");
+    }
+}

@@ -1,0 +1,355 @@
+//! The delivery worker: sends the outbox's pending rows, channel by channel in id order, off the trading path.
+//! A failed attempt is retried with exponential back-off, never before the channel's own `retry_after`; the head
+//! of a channel waits for its retry and the rows behind it wait with it, so messages arrive in order. A row that
+//! keeps failing is given up after its attempts and handed to the fallback channel.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use mcbot_stages::Clock;
+use mcbot_stages::ports::{
+    Channel, ChannelNotifier, Delivery, DeliveryStatus, DeliveryStore, NewDelivery, NotifyErrorKind, StoreError,
+};
+
+/// How failed attempts are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Wait after the first failure; doubled after each further one.
+    pub base: Duration,
+    /// Longest wait between two attempts (a channel's own `retry_after` may be longer and wins).
+    pub max: Duration,
+    /// Attempts before a delivery is given up (failed) and handed to the fallback channel.
+    pub max_attempts: i32,
+    /// Where a given-up message goes instead.
+    pub fallback: Option<Channel>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { base: Duration::seconds(1), max: Duration::minutes(5), max_attempts: 20, fallback: Some(Channel::Log) }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after attempt `attempts` (1 = the first failed).
+    pub fn backoff(&self, attempts: i32) -> Duration {
+        let shift = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+        let ms = self.base.num_milliseconds().saturating_mul(1_i64 << shift);
+        Duration::milliseconds(ms).min(self.max)
+    }
+}
+
+/// What one pass over a channel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Deliveries sent.
+    pub sent: usize,
+    /// When the channel's head is next due, if something is still pending.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+/// How one attempt ended.
+enum Attempt {
+    Sent,
+    /// Failed for good (refused, or out of attempts): the channel goes on with the next row.
+    GivenUp,
+    /// Failed; the channel waits until then.
+    Later(DateTime<Utc>),
+}
+
+/// Sends pending deliveries through the channel adapters.
+pub struct DeliveryWorker {
+    outbox: Arc<dyn DeliveryStore>,
+    clock: Arc<dyn Clock>,
+    notifiers: Vec<Arc<dyn ChannelNotifier>>,
+    policy: RetryPolicy,
+}
+
+impl DeliveryWorker {
+    /// A worker over `outbox` for the channels of `notifiers` (rows of other channels stay pending).
+    pub fn new(
+        outbox: Arc<dyn DeliveryStore>,
+        clock: Arc<dyn Clock>,
+        notifiers: Vec<Arc<dyn ChannelNotifier>>,
+        policy: RetryPolicy,
+    ) -> Self {
+        Self { outbox, clock, notifiers, policy }
+    }
+
+    /// One pass over every channel; the earliest time something is due again.
+    pub async fn pass(&self) -> Result<Pass, StoreError> {
+        let mut total = Pass { sent: 0, next_due: None };
+        for n in &self.notifiers {
+            let p = self.pass_channel(n.as_ref()).await?;
+            total.sent += p.sent;
+            total.next_due = match (total.next_due, p.next_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(total)
+    }
+
+    /// Sends the due deliveries of one channel in id order, stopping at the first that is not due or fails.
+    pub async fn pass_channel(&self, n: &dyn ChannelNotifier) -> Result<Pass, StoreError> {
+        let mut sent = 0;
+        loop {
+            let batch = self.outbox.pending(n.channel(), 32).await?;
+            if batch.is_empty() {
+                return Ok(Pass { sent, next_due: None });
+            }
+            for d in batch {
+                let now = self.clock.now();
+                if d.next_attempt_at > now {
+                    return Ok(Pass { sent, next_due: Some(d.next_attempt_at) });
+                }
+                match self.attempt(n, &d).await? {
+                    Attempt::Sent => sent += 1,
+                    Attempt::GivenUp => {}
+                    Attempt::Later(next) => return Ok(Pass { sent, next_due: Some(next) }),
+                }
+            }
+        }
+    }
+
+    /// One attempt.
+    async fn attempt(&self, n: &dyn ChannelNotifier, d: &Delivery) -> Result<Attempt, StoreError> {
+        let attempts = d.attempts.saturating_add(1);
+        match n.deliver(d.new.route, &d.new.message).await {
+            Ok(()) => {
+                self.outbox.mark_sent(d.id, attempts, self.clock.now()).await?;
+                Ok(Attempt::Sent)
+            }
+            Err(e) => {
+                let now = self.clock.now();
+                let error = format!("{:?}: {}", e.kind, e.message);
+                let give_up = e.kind == NotifyErrorKind::Rejected || attempts >= self.policy.max_attempts;
+                if give_up {
+                    tracing::warn!(channel = %n.channel(), delivery = d.id, attempts, "delivery given up: {error}");
+                    self.outbox.mark_failed(d.id, attempts, &error).await?;
+                    self.hand_to_fallback(n.channel(), d, now).await?;
+                    // The channel goes on with the next row: a refused message must not block the rest.
+                    return Ok(Attempt::GivenUp);
+                }
+                let mut wait = self.policy.backoff(attempts);
+                if let Some(after) = e.retry_after.and_then(|a| Duration::from_std(a).ok()) {
+                    wait = wait.max(after);
+                }
+                tracing::info!(channel = %n.channel(), delivery = d.id, attempts, "delivery retried later: {error}");
+                self.outbox.mark_retry(d.id, attempts, &error, now + wait).await?;
+                Ok(Attempt::Later(now + wait))
+            }
+        }
+    }
+
+    async fn hand_to_fallback(&self, from: Channel, d: &Delivery, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some(fallback) = self.policy.fallback.filter(|f| *f != from) else { return Ok(()) };
+        let mut message = d.new.message.clone();
+        message.body.push_str(&format!("\n(not delivered by {from})"));
+        let row = NewDelivery {
+            channel: fallback,
+            status: DeliveryStatus::Pending,
+            message,
+            created_at: now,
+            note: Some(format!("fallback for delivery {} on {from}", d.id)),
+            ..d.new.clone()
+        };
+        self.outbox.enqueue(vec![row]).await?;
+        Ok(())
+    }
+
+    /// Sends until nothing is due or `timeout` (on the worker's clock) has passed, sleeping for retries that fall
+    /// inside it: what `run-once` does before it exits. What was not sent stays pending for the next process.
+    pub async fn flush(&self, timeout: std::time::Duration) -> Result<usize, StoreError> {
+        let deadline = self.clock.now() + Duration::from_std(timeout).unwrap_or(Duration::MAX);
+        let mut sent = 0;
+        loop {
+            let p = self.pass().await?;
+            sent += p.sent;
+            let Some(next) = p.next_due else { return Ok(sent) };
+            if next > deadline {
+                return Ok(sent);
+            }
+            let wait = (next - self.clock.now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait.max(std::time::Duration::from_millis(5))).await;
+        }
+    }
+
+    /// Sends on every wake-up, when a retry falls due, or every `poll`, until `stop` turns true; then one last
+    /// pass.
+    pub async fn run(
+        self,
+        wake: Arc<tokio::sync::Notify>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        poll: std::time::Duration,
+    ) {
+        loop {
+            let next = match self.pass().await {
+                Ok(p) => p.next_due,
+                Err(e) => {
+                    tracing::warn!("outbox unreadable, retried: {e}");
+                    None
+                }
+            };
+            if *stop.borrow() {
+                return;
+            }
+            let wait = next.and_then(|t| (t - self.clock.now()).to_std().ok()).map_or(poll, |w| w.min(poll));
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use mcbot_stages::ManualClock;
+    use mcbot_stages::ports::{EventKind, Message, NotifyError, Route, Severity};
+
+    use super::*;
+    use crate::notify::memory::MemoryOutbox;
+
+    /// Records what it sends and when; fails as told (a refusal once, other failures until cleared).
+    struct Fake {
+        clock: Arc<ManualClock>,
+        sent: Mutex<Vec<(String, DateTime<Utc>)>>,
+        calls: Mutex<Vec<DateTime<Utc>>>,
+        fail: Mutex<Option<NotifyError>>,
+    }
+
+    #[async_trait]
+    impl ChannelNotifier for Fake {
+        fn channel(&self) -> Channel {
+            Channel::Telegram
+        }
+        async fn deliver(&self, _route: Route, m: &Message) -> Result<(), NotifyError> {
+            let now = self.clock.now();
+            self.calls.lock().unwrap().push(now);
+            let mut fail = self.fail.lock().unwrap();
+            if let Some(e) = fail.as_ref() {
+                let err = NotifyError { kind: e.kind, message: e.message.clone(), retry_after: e.retry_after };
+                if e.kind == NotifyErrorKind::Rejected {
+                    *fail = None;
+                }
+                return Err(err);
+            }
+            drop(fail);
+            self.sent.lock().unwrap().push((m.title.clone(), now));
+            Ok(())
+        }
+    }
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
+    }
+
+    fn row(event_id: i64, at: DateTime<Utc>) -> NewDelivery {
+        NewDelivery {
+            event_id,
+            occurrence: 0,
+            channel: Channel::Telegram,
+            route: Route::Alerts,
+            status: DeliveryStatus::Pending,
+            fatigue_key: None,
+            resolves: false,
+            note: None,
+            message: Message {
+                kind: EventKind::StaleData,
+                severity: Severity::Warning,
+                title: format!("m{event_id}"),
+                body: String::new(),
+                fields: vec![],
+                ts: at,
+                image_png: None,
+            },
+            created_at: at,
+        }
+    }
+
+    fn setup() -> (Arc<ManualClock>, Arc<MemoryOutbox>, Arc<Fake>, DeliveryWorker) {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let outbox = Arc::new(MemoryOutbox::new());
+        let fake = Arc::new(Fake {
+            clock: clock.clone(),
+            sent: Mutex::default(),
+            calls: Mutex::default(),
+            fail: Mutex::default(),
+        });
+        let worker = DeliveryWorker::new(outbox.clone(), clock.clone(), vec![fake.clone()], RetryPolicy::default());
+        (clock, outbox, fake, worker)
+    }
+
+    #[tokio::test]
+    async fn a_five_minute_outage_delays_but_loses_nothing_and_keeps_order() {
+        let (clock, outbox, fake, worker) = setup();
+        *fake.fail.lock().unwrap() = Some(NotifyError::transient("connection refused"));
+        for i in 1..=20 {
+            outbox.enqueue(vec![row(i, clock.now())]).await.unwrap();
+            worker.pass().await.unwrap();
+            clock.advance(Duration::seconds(15));
+        }
+        assert!(fake.sent.lock().unwrap().is_empty());
+        // Only the head was tried while the channel was down: the rest wait behind it, in order.
+        assert!(outbox.all().iter().skip(1).all(|d| d.attempts == 0));
+        *fake.fail.lock().unwrap() = None;
+        for _ in 0..60 {
+            clock.advance(Duration::seconds(10));
+            worker.pass().await.unwrap();
+        }
+        let titles: Vec<String> = fake.sent.lock().unwrap().iter().map(|(t, _)| t.clone()).collect();
+        let want: Vec<String> = (1..=20).map(|i| format!("m{i}")).collect();
+        assert_eq!(titles, want, "every message, in order, none twice");
+        assert!(outbox.all().iter().all(|d| d.status() == DeliveryStatus::Sent));
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_honoured_to_the_second() {
+        let (clock, outbox, fake, worker) = setup();
+        outbox.enqueue(vec![row(1, clock.now())]).await.unwrap();
+        *fake.fail.lock().unwrap() = Some(NotifyError::rate_limited("429", std::time::Duration::from_secs(3)));
+        worker.pass().await.unwrap();
+        *fake.fail.lock().unwrap() = None;
+        for _ in 0..29 {
+            clock.advance(Duration::milliseconds(100));
+            worker.pass().await.unwrap();
+        }
+        assert_eq!(fake.calls.lock().unwrap().len(), 1, "no request before the 3 s are over");
+        clock.advance(Duration::milliseconds(100));
+        worker.pass().await.unwrap();
+        let calls = fake.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 2);
+        assert!(calls[1] - calls[0] >= Duration::seconds(3));
+    }
+
+    #[tokio::test]
+    async fn a_refused_message_fails_at_once_goes_to_the_fallback_and_does_not_block_the_rest() {
+        let (clock, outbox, fake, worker) = setup();
+        outbox.enqueue(vec![row(1, clock.now()), row(2, clock.now())]).await.unwrap();
+        *fake.fail.lock().unwrap() = Some(NotifyError::rejected("chat not found"));
+        worker.pass().await.unwrap();
+        let rows = outbox.all();
+        assert_eq!(rows[0].status(), DeliveryStatus::Failed);
+        assert_eq!(rows[0].attempts, 1);
+        assert_eq!(rows[1].status(), DeliveryStatus::Sent);
+        let fallback: Vec<_> = rows.iter().filter(|d| d.new.channel == Channel::Log).collect();
+        assert_eq!(fallback.len(), 1);
+        assert!(fallback[0].new.message.body.contains("not delivered by telegram"));
+        assert_eq!(outbox.requeue_failed(Some(Channel::Telegram), clock.now()).await.unwrap(), 1);
+        worker.pass().await.unwrap();
+        assert_eq!(fake.sent.lock().unwrap().len(), 2, "re-queued and sent");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.backoff(1), Duration::seconds(1));
+        assert_eq!(p.backoff(4), Duration::seconds(8));
+        assert_eq!(p.backoff(40), Duration::minutes(5));
+    }
+}

@@ -1,0 +1,215 @@
+//! The notification outbox's statements: the `DeliveryStore` port on both backends. Times are epoch
+//! milliseconds and the rendered message is JSON (JSONB on PostgreSQL), as in the event log.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mcbot_stages::ports::{
+    Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, Message, NewDelivery, Route, StoreError,
+};
+use sqlx::any::AnyRow;
+
+use super::SqlStore;
+use super::codec::{Cols, clean, millis};
+use super::dialect::Sql;
+
+static INSERT: Sql = Sql::new(
+    "INSERT INTO deliveries (event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, \
+     created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $10) \
+     ON CONFLICT (event_id, occurrence, channel) DO NOTHING",
+);
+static PENDING: Sql = Sql::new(
+    "SELECT id, event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message::text AS message, \
+     attempts, last_error, created_at, next_attempt_at, sent_at FROM deliveries \
+     WHERE channel = $1 AND status = 'pending' ORDER BY id LIMIT $2",
+);
+static SENT: Sql =
+    Sql::new("UPDATE deliveries SET status = 'sent', attempts = $2, sent_at = $3, last_error = NULL WHERE id = $1");
+static RETRY: Sql =
+    Sql::new("UPDATE deliveries SET attempts = $2, last_error = $3, next_attempt_at = $4 WHERE id = $1");
+static FAILED: Sql = Sql::new("UPDATE deliveries SET status = 'failed', attempts = $2, last_error = $3 WHERE id = $1");
+static REQUEUE_ALL: Sql =
+    Sql::new("UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1 WHERE status = 'failed'");
+static REQUEUE_ONE: Sql = Sql::new(
+    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1 \
+     WHERE status = 'failed' AND channel = $2",
+);
+static COUNTS: Sql =
+    Sql::new("SELECT channel, status, COUNT(*) AS n FROM deliveries GROUP BY channel, status ORDER BY channel, status");
+static LAST_UNSUPPRESSED: Sql = Sql::new(
+    "SELECT id, event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message::text AS message, \
+     attempts, last_error, created_at, next_attempt_at, sent_at FROM deliveries \
+     WHERE channel = $1 AND fatigue_key = $2 AND status <> 'suppressed' ORDER BY id DESC LIMIT 1",
+);
+static SUPPRESSED_AFTER: Sql = Sql::new(
+    "SELECT COUNT(*) AS n, MIN(created_at) AS first FROM deliveries \
+     WHERE channel = $1 AND fatigue_key = $2 AND status = 'suppressed' AND id > $3",
+);
+static ACTIVE_SINCE: Sql = Sql::new(
+    "SELECT MIN(created_at) AS since FROM deliveries WHERE channel = $1 AND fatigue_key = $2 AND id > \
+     COALESCE((SELECT MAX(id) FROM deliveries WHERE channel = $1 AND fatigue_key = $2 AND resolves = $3), 0)",
+);
+
+fn delivery_from_row(row: &AnyRow) -> Result<Delivery, StoreError> {
+    let c = Cols::new(row, "deliveries");
+    let message: Message = serde_json::from_value(c.json("message")?).map_err(|e| c.corrupt("message", e))?;
+    let small = |col: &str| -> Result<i32, StoreError> {
+        let v = c.int(col)?;
+        i32::try_from(v).map_err(|e| c.corrupt(col, e))
+    };
+    Ok(Delivery {
+        id: c.int("id")?,
+        new: NewDelivery {
+            event_id: c.int("event_id")?,
+            occurrence: small("occurrence")?,
+            channel: c.named("channel", Channel::parse)?,
+            route: c.named("route", Route::parse)?,
+            status: c.named("status", DeliveryStatus::parse)?,
+            fatigue_key: c.opt_text("fatigue_key")?,
+            resolves: c.flag("resolves")?,
+            note: c.opt_text("note")?,
+            message,
+            created_at: c.time("created_at")?,
+        },
+        attempts: small("attempts")?,
+        last_error: c.opt_text("last_error")?,
+        next_attempt_at: c.time("next_attempt_at")?,
+        sent_at: c.opt_time("sent_at")?,
+    })
+}
+
+#[async_trait]
+impl DeliveryStore for SqlStore {
+    async fn enqueue(&self, rows: Vec<NewDelivery>) -> Result<usize, StoreError> {
+        let mut added = 0;
+        for r in rows {
+            let message = serde_json::to_string(&r.message)
+                .map_err(|e| StoreError::Corrupt(format!("delivery message not serialisable: {e}")))?;
+            let done = self
+                .query(&INSERT)
+                .bind(r.event_id)
+                .bind(i64::from(r.occurrence))
+                .bind(r.channel.as_str())
+                .bind(r.route.as_str())
+                .bind(r.status.as_str())
+                .bind(r.fatigue_key.clone())
+                .bind(r.resolves)
+                .bind(r.note.as_deref().map(clean))
+                .bind(clean(&message))
+                .bind(millis(r.created_at))
+                .execute(&self.pool)
+                .await
+                .map_err(self.err("enqueue_deliveries"))?;
+            added += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        Ok(added)
+    }
+
+    async fn pending(&self, channel: Channel, limit: i64) -> Result<Vec<Delivery>, StoreError> {
+        let rows = self
+            .query(&PENDING)
+            .bind(channel.as_str())
+            .bind(limit.max(1))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("pending_deliveries"))?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn mark_sent(&self, id: i64, attempts: i32, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.query(&SENT)
+            .bind(id)
+            .bind(i64::from(attempts))
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("mark_sent"))?;
+        Ok(())
+    }
+
+    async fn mark_retry(&self, id: i64, attempts: i32, error: &str, next: DateTime<Utc>) -> Result<(), StoreError> {
+        self.query(&RETRY)
+            .bind(id)
+            .bind(i64::from(attempts))
+            .bind(clean(error))
+            .bind(millis(next))
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("mark_retry"))?;
+        Ok(())
+    }
+
+    async fn mark_failed(&self, id: i64, attempts: i32, error: &str) -> Result<(), StoreError> {
+        self.query(&FAILED)
+            .bind(id)
+            .bind(i64::from(attempts))
+            .bind(clean(error))
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("mark_failed"))?;
+        Ok(())
+    }
+
+    async fn requeue_failed(&self, channel: Option<Channel>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let q = match channel {
+            Some(c) => self.query(&REQUEUE_ONE).bind(millis(now)).bind(c.as_str()),
+            None => self.query(&REQUEUE_ALL).bind(millis(now)),
+        };
+        let done = q.execute(&self.pool).await.map_err(self.err("requeue_failed"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {
+        let rows = self.query(&COUNTS).fetch_all(&self.pool).await.map_err(self.err("delivery_counts"))?;
+        rows.iter()
+            .map(|r| {
+                let c = Cols::new(r, "deliveries");
+                Ok(DeliveryCount {
+                    channel: c.named("channel", Channel::parse)?,
+                    status: c.named("status", DeliveryStatus::parse)?,
+                    count: c.int("n")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_unsuppressed(&self, channel: Channel, key: &str) -> Result<Option<Delivery>, StoreError> {
+        let row = self
+            .query(&LAST_UNSUPPRESSED)
+            .bind(channel.as_str())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("last_unsuppressed"))?;
+        row.as_ref().map(delivery_from_row).transpose()
+    }
+
+    async fn suppressed_after(
+        &self,
+        channel: Channel,
+        key: &str,
+        after_id: i64,
+    ) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+        let row = self
+            .query(&SUPPRESSED_AFTER)
+            .bind(channel.as_str())
+            .bind(key)
+            .bind(after_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("suppressed_after"))?;
+        let c = Cols::new(&row, "deliveries");
+        Ok((c.int("n")?, c.opt_time("first")?))
+    }
+
+    async fn active_since(&self, channel: Channel, key: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = self
+            .query(&ACTIVE_SINCE)
+            .bind(channel.as_str())
+            .bind(key)
+            .bind(true)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("active_since"))?;
+        Cols::new(&row, "deliveries").opt_time("since")
+    }
+}

@@ -1,0 +1,558 @@
+//! Notifications end to end: events in the real store (SQLite file and PostgreSQL), the notification consumer and
+//! the delivery worker, and what arrives at loopback fakes of Telegram, Discord and an SMTP server. Time is a
+//! manual clock: retries fall due when the test moves it, nothing sleeps.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use mcbot::config::{DiscordConfig, DiscordWebhooks, EmailConfig, NotifyConfig, TelegramConfig};
+use mcbot::notify::{DeliveryWorker, NotificationConsumer, setup};
+use mcbot::store::{Backend, SqlStore};
+use mcbot_schedules::Consumer;
+use mcbot_stages::domain::Symbol;
+use mcbot_stages::ports::{
+    Channel, DeliveryStatus, DeliveryStore, EquitySnapshot, EventKind, NewEvent, Severity, Store,
+};
+use mcbot_stages::{Clock, ManualClock};
+use rust_decimal_macros::dec;
+use serde_json::json;
+
+use crate::support::db::test_store;
+use crate::support::fake_discord::FakeDiscord;
+use crate::support::fake_telegram::{FakeTelegram, Fault};
+use crate::support::multipart::is_png;
+use crate::support::smtp_sink::SmtpSink;
+
+const TOKEN: &str = "123456:AAH-secret-bot-token";
+const CHAT: i64 = 111;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-02T12:05:00Z").map(|t| t.to_utc()).unwrap_or_default()
+}
+
+fn telegram(url: &str) -> NotifyConfig {
+    NotifyConfig {
+        telegram: Some(TelegramConfig { token: Some(TOKEN.into()), chat_ids: vec![CHAT], api_url: url.into() }),
+        ..Default::default()
+    }
+}
+
+/// The consumer and the worker over `store`, as the scheduler assembles them.
+fn pipeline(store: &SqlStore, clock: Arc<ManualClock>, n: &NotifyConfig) -> (Consumer, DeliveryWorker) {
+    let outbox: Arc<dyn DeliveryStore> = Arc::new(store.clone());
+    let state: Arc<dyn Store> = Arc::new(store.clone());
+    let handler = NotificationConsumer::new(
+        "notifications",
+        outbox.clone(),
+        Some(state.clone()),
+        setup::routing(n),
+        setup::channel_rules(n),
+        setup::fatigue(n),
+    );
+    let consumer = Consumer::new(state, clock.clone(), Arc::new(handler), "test".into());
+    let notifiers = setup::notifiers(n, clock.clone(), None).expect("channels");
+    let worker = DeliveryWorker::new(outbox, clock, notifiers, setup::policy(n));
+    (consumer, worker)
+}
+
+fn fill_events(run: &str, ts: DateTime<Utc>) -> Vec<NewEvent> {
+    let sym = Symbol::new("BTCUSDT").expect("symbol");
+    vec![
+        NewEvent::new(ts, EventKind::OrderFilled, Severity::Info, "sold 0.01000 BTCUSDT at 65000.10")
+            .run(run)
+            .symbol(&sym)
+            .payload(json!({"side": "sell", "qty": "0.01000", "price": "65000.10", "fee": "0.65"})),
+        NewEvent::new(ts, EventKind::PositionClosed, Severity::Info, "BTCUSDT position closed")
+            .run(run)
+            .symbol(&sym)
+            .payload(json!({"qty": "0", "realized_pnl": "12.34"})),
+    ]
+}
+
+async fn a_fill_and_a_report_arrive_on_telegram(backend: Backend) {
+    let db = test_store(backend).await;
+    let fake = FakeTelegram::start(TOKEN).await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let (consumer, worker) = pipeline(&db.store, clock.clone(), &telegram(&fake.url));
+    db.store.append_events(fill_events("r1", t0())).await.expect("append");
+    for (i, eq) in [dec!(10000), dec!(10100), dec!(9950), dec!(10230)].into_iter().enumerate() {
+        let ts = t0() - Duration::hours(24) + Duration::hours(6 * i as i64);
+        db.store.insert_equity(&EquitySnapshot { ts, equity: eq, cash: eq }).await.expect("equity");
+    }
+    let report = NewEvent::new(t0(), EventKind::ReportProduced, Severity::Info, "daily report: +2.30 %").payload(
+        json!({"period": "daily", "start": t0() - Duration::hours(24), "end": t0(), "figures": {"return_pct": "2.30"}}),
+    );
+    db.store.append_events(vec![report]).await.expect("append");
+    consumer.pump().await.expect("pump");
+    let pass = worker.pass().await.expect("pass");
+    assert_eq!(pass.next_due, None, "everything sent");
+
+    let texts = fake.texts();
+    assert_eq!(texts.len(), 1, "one fill message: {texts:?}");
+    let fill = &texts[0];
+    for want in ["BTCUSDT", "sell", "0.01000", "65000.10", "0.65", "12.34"] {
+        assert!(fill.contains(want), "{want} missing from {fill}");
+    }
+    let call = &fake.calls_of("sendmessage")[0];
+    assert_eq!(call.params["parse_mode"], json!("HTML"));
+    assert_eq!(call.params["chat_id"], json!(CHAT));
+    let photos = fake.calls_of("sendphoto");
+    assert_eq!(photos.len(), 1, "the report comes as a chart");
+    assert!(photos[0].photo.as_deref().is_some_and(is_png), "a valid PNG arrives");
+    assert!(photos[0].params["caption"].as_str().is_some_and(|c| c.contains("daily report")));
+}
+
+#[tokio::test]
+async fn a_fill_and_a_report_arrive_on_telegram_sqlite() {
+    a_fill_and_a_report_arrive_on_telegram(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_fill_and_a_report_arrive_on_telegram_postgres() {
+    a_fill_and_a_report_arrive_on_telegram(Backend::Postgres).await;
+}
+
+/// A port nobody listens on: Telegram "down".
+async fn dead_url() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", l.local_addr().expect("addr"));
+    drop(l);
+    url
+}
+
+async fn an_outage_loses_nothing(backend: Backend) {
+    let db = test_store(backend).await;
+    let fake = FakeTelegram::start(TOKEN).await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let (consumer, down) = pipeline(&db.store, clock.clone(), &telegram(&dead_url().await));
+    // Five minutes of virtual time without Telegram: an alert every 15 s, the worker trying all along.
+    for i in 0..20 {
+        let e = NewEvent::new(clock.now(), EventKind::JobFailed, Severity::Warning, format!("alert {i:02}"))
+            .dedup(format!("job:{i}"));
+        db.store.append_events(vec![e]).await.expect("append");
+        consumer.pump().await.expect("pump");
+        down.pass().await.expect("pass");
+        clock.advance(Duration::seconds(15));
+    }
+    let pending = db.store.pending(Channel::Telegram, 100).await.expect("pending");
+    assert_eq!(pending.len(), 20, "nothing lost while down");
+    assert!(pending[0].attempts > 1 && pending[0].last_error.is_some());
+    // Telegram is back (a new process, a new worker): everything arrives, in order, once.
+    let (_, up) = pipeline(&db.store, clock.clone(), &telegram(&fake.url));
+    for _ in 0..40 {
+        clock.advance(Duration::seconds(10));
+        up.pass().await.expect("pass");
+    }
+    let texts: Vec<String> = fake.texts().iter().filter_map(|t| t.lines().nth(1).map(str::to_owned)).collect();
+    let want: Vec<String> = (0..20).map(|i| format!("alert {i:02}")).collect();
+    assert_eq!(texts, want);
+    let secret_free = db.store.pending(Channel::Telegram, 100).await.expect("pending");
+    assert!(secret_free.is_empty());
+}
+
+#[tokio::test]
+async fn telegram_down_for_five_minutes_then_every_message_arrives_in_order_once_sqlite() {
+    an_outage_loses_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn telegram_down_for_five_minutes_then_every_message_arrives_in_order_once_postgres() {
+    an_outage_loses_nothing(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn retry_after_three_seconds_means_no_request_before_they_are_over() {
+    let db = test_store(Backend::Sqlite).await;
+    let fake = FakeTelegram::start(TOKEN).await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let (consumer, worker) = pipeline(&db.store, clock.clone(), &telegram(&fake.url));
+    fake.fail_next("sendmessage", Fault::RetryAfter(3));
+    let e = NewEvent::new(t0(), EventKind::SafeModeOn, Severity::Critical, "drawdown 21 %");
+    db.store.append_events(vec![e]).await.expect("append");
+    consumer.pump().await.expect("pump");
+    worker.pass().await.expect("pass");
+    assert_eq!(fake.calls_of("sendmessage").len(), 1);
+    for _ in 0..29 {
+        clock.advance(Duration::milliseconds(100));
+        worker.pass().await.expect("pass");
+    }
+    assert_eq!(fake.calls_of("sendmessage").len(), 1, "no request before the 3 s are over");
+    clock.advance(Duration::milliseconds(100));
+    worker.pass().await.expect("pass");
+    assert_eq!(fake.calls_of("sendmessage").len(), 2, "sent once they are");
+    assert!(fake.texts()[0].contains("drawdown 21 %"));
+}
+
+#[tokio::test]
+async fn a_hundred_identical_alerts_become_one_message_and_a_count_and_a_cleared_one_says_resolved() {
+    let db = test_store(Backend::Postgres).await;
+    let fake = FakeTelegram::start(TOKEN).await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let (consumer, worker) = pipeline(&db.store, clock.clone(), &telegram(&fake.url));
+    let stale = |at: DateTime<Utc>| {
+        NewEvent::new(at, EventKind::StaleData, Severity::Warning, "ETHUSDT data is 3 bars old").dedup("stale:ETHUSDT")
+    };
+    let burst: Vec<NewEvent> = (0..100).map(|i| stale(t0() + Duration::milliseconds(i * 590))).collect();
+    db.store.append_events(burst).await.expect("append");
+    consumer.pump().await.expect("pump");
+    worker.pass().await.expect("pass");
+    assert_eq!(fake.texts().len(), 1, "one message for a hundred");
+    // Past the cooldown the condition is reported once more, with what was held back.
+    db.store.append_events(vec![stale(t0() + Duration::minutes(11))]).await.expect("append");
+    let recovered =
+        NewEvent::new(t0() + Duration::minutes(12), EventKind::DataRecovered, Severity::Info, "ETHUSDT fresh")
+            .dedup("stale:ETHUSDT");
+    db.store.append_events(vec![recovered]).await.expect("append");
+    consumer.pump().await.expect("pump");
+    worker.pass().await.expect("pass");
+    let texts = fake.texts();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(texts[1].contains("×99 since 12:05"), "{}", texts[1]);
+    assert!(texts[2].contains("resolved after 12 min"), "{}", texts[2]);
+    let counts = db.store.delivery_counts().await.expect("counts");
+    let suppressed = counts.iter().find(|c| c.channel == Channel::Telegram && c.status == DeliveryStatus::Suppressed);
+    assert_eq!(suppressed.map(|c| c.count), Some(99));
+}
+
+#[tokio::test]
+async fn discord_gets_coloured_embeds_on_the_right_webhook_and_waits_out_429s_and_empty_buckets() {
+    let db = test_store(Backend::Sqlite).await;
+    let fake = FakeDiscord::start().await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let n = NotifyConfig {
+        discord: Some(DiscordConfig {
+            webhooks: DiscordWebhooks {
+                trades: Some(fake.webhook(1, "trades-token-secret")),
+                alerts: Some(fake.webhook(2, "alerts-token-secret")),
+                reports: None,
+            },
+            critical_role_id: None,
+        }),
+        ..Default::default()
+    };
+    let (consumer, worker) = pipeline(&db.store, clock.clone(), &n);
+    db.store.append_events(fill_events("r1", t0())).await.expect("append");
+    fake.limit_next("2", 1.5);
+    consumer.pump().await.expect("pump");
+    worker.pass().await.expect("pass");
+    assert_eq!(fake.posts().len(), 1, "the 429");
+    clock.advance(Duration::milliseconds(1900));
+    worker.pass().await.expect("pass");
+    assert_eq!(fake.posts().len(), 1, "Retry-After 2 s (longer than the body's 1.5 s) is waited out");
+    clock.advance(Duration::milliseconds(100));
+    worker.pass().await.expect("pass");
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 2);
+    let fill = &posts[1];
+    assert_eq!(fill.status, 200);
+    assert_eq!(fill.token, "trades-token-secret", "fills go to the trades webhook");
+    assert_eq!(fill.payload["allowed_mentions"], json!({"parse": []}));
+    let embed = &fill.payload["embeds"][0];
+    assert_eq!(embed["color"], json!(0x2E_CC71));
+    assert_eq!(embed["timestamp"], json!("2026-03-02T12:05:00.000Z"));
+    assert!(embed["fields"].as_array().is_some_and(|f| f.iter().any(|f| f["value"] == json!("65000.10"))));
+
+    // An exhausted bucket holds the next request back until its reset, without a 429.
+    fake.bucket(2, 3.0);
+    let crit = NewEvent::new(clock.now(), EventKind::SafeModeOn, Severity::Critical, "drawdown 21 %");
+    let report = NewEvent::new(clock.now(), EventKind::ReportProduced, Severity::Info, "weekly report")
+        .payload(json!({"period": "weekly", "figures": {"return_pct": "1.10"}}));
+    db.store.append_events(vec![crit, report]).await.expect("append");
+    consumer.pump().await.expect("pump");
+    worker.pass().await.expect("pass");
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 3, "the critical one, then the bucket is empty");
+    assert_eq!(posts[2].token, "alerts-token-secret");
+    assert_eq!(posts[2].payload["embeds"][0]["color"], json!(0xE7_4C3C));
+    clock.advance(Duration::milliseconds(2900));
+    worker.pass().await.expect("pass");
+    assert_eq!(fake.posts().len(), 3, "held back until the bucket resets");
+    clock.advance(Duration::milliseconds(200));
+    worker.pass().await.expect("pass");
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 4);
+    assert_eq!(posts[3].token, "alerts-token-secret", "no reports webhook: the alerts one");
+    assert!(posts.iter().all(|p| p.status != 429 || p.at == posts[0].at), "no second 429");
+}
+
+#[tokio::test]
+async fn a_report_arrives_by_mail_as_html_with_a_plain_alternative_and_the_chart_inline() {
+    let sink = SmtpSink::start().await;
+    let n = NotifyConfig {
+        email: Some(EmailConfig {
+            smtp_url: Some(format!("smtp://mcbot:smtp-pass-secret@{}", sink.addr)),
+            from: "mcbot@example.org".into(),
+            to: vec!["owner@example.org".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let clock = Arc::new(ManualClock::new(t0()));
+    let notifiers = setup::notifiers(&n, clock.clone(), Some(Channel::Email)).expect("email");
+    let png = {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.png");
+        mcbot::commands::backtest::chart::equity_drawdown(&path, &[0, 3600, 7200], &[1.0, 1.1, 1.05], "equity")
+            .expect("chart");
+        std::fs::read(path).expect("png")
+    };
+    let message = mcbot_stages::ports::Message {
+        kind: EventKind::ReportProduced,
+        severity: Severity::Info,
+        title: "daily report".into(),
+        body: "P&L +23.00 <USDT>".into(),
+        fields: vec![("return_pct".into(), "2.30".into())],
+        ts: t0(),
+        image_png: Some(png),
+    };
+    notifiers[0].deliver(mcbot_stages::ports::Route::Reports, &message).await.expect("sent");
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 1);
+    let m = &mails[0];
+    assert_eq!(m.from, "mcbot@example.org");
+    assert_eq!(m.to, ["owner@example.org"]);
+    assert!(m.auth.is_some(), "logged in with the URL's credentials");
+    for want in ["multipart/alternative", "text/plain", "text/html", "multipart/related", "image/png", "cid:chart"] {
+        assert!(m.data.contains(want), "{want} missing");
+    }
+    assert!(m.data.contains("Content-ID: <chart>"));
+    assert!(m.data.contains("P&amp;L +23.00 &lt;USDT&gt;"), "HTML escaped");
+}
+
+/// Captures log lines written on this thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs_or_the_database() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let db = test_store(Backend::Sqlite).await;
+    let discord = FakeDiscord::start().await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let mut n = telegram(&dead_url().await);
+    n.max_attempts = 2;
+    n.discord = Some(DiscordConfig {
+        webhooks: DiscordWebhooks {
+            alerts: Some(format!("{}/api/webhooks/9/discord-webhook-secret", dead_url().await)),
+            ..Default::default()
+        },
+        critical_role_id: None,
+    });
+    n.email = Some(EmailConfig {
+        smtp_url: Some(format!("smtp://mcbot:smtp-pass-secret@{}", dead_url().await.trim_start_matches("http://"))),
+        from: "mcbot@example.org".into(),
+        to: vec!["owner@example.org".into()],
+        alert_min_severity: Severity::Warning,
+        ..Default::default()
+    });
+    drop(discord);
+    let (consumer, worker) = pipeline(&db.store, clock.clone(), &n);
+    let e = NewEvent::new(t0(), EventKind::Banned, Severity::Emergency, "the venue banned the IP");
+    db.store.append_events(vec![e]).await.expect("append");
+    consumer.pump().await.expect("pump");
+    for _ in 0..4 {
+        worker.pass().await.expect("pass");
+        clock.advance(Duration::minutes(1));
+    }
+    let counts = db.store.delivery_counts().await.expect("counts");
+    for c in [Channel::Telegram, Channel::Discord, Channel::Email] {
+        let failed = counts.iter().find(|x| x.channel == c && x.status == DeliveryStatus::Failed);
+        assert_eq!(failed.map(|x| x.count), Some(1), "{c} gave up after its attempts: {counts:?}");
+    }
+    let dump = raw_dump(&db.url).await;
+    assert!(dump.contains("network") || dump.contains("SMTP"), "errors were recorded: {dump}");
+    let logged = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|e| e.into_inner())).to_string();
+    assert!(logged.contains("delivery"), "the failures were logged: {logged}");
+    for secret in [TOKEN, "AAH-secret-bot-token", "discord-webhook-secret", "smtp-pass-secret"] {
+        assert!(!dump.contains(secret), "{secret} in the database:\n{dump}");
+        assert!(!logged.contains(secret), "{secret} in the logs:\n{logged}");
+    }
+}
+
+/// Every text column of the outbox and the event log, as one string.
+async fn raw_dump(url: &str) -> String {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::SqliteConnection::connect(url).await.expect("connect");
+    let mut out = String::new();
+    for sql in [
+        "SELECT COALESCE(last_error, '') || ' ' || COALESCE(note, '') || ' ' || message FROM deliveries",
+        "SELECT message || ' ' || payload FROM events",
+    ] {
+        for row in sqlx::query(sql).fetch_all(&mut conn).await.expect("dump") {
+            out.push_str(&row.get::<String, _>(0));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+mod chat {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Duration, Utc};
+    use mcbot::app::{App, open_store};
+    use mcbot::config::{Config, TelegramConfig};
+    use mcbot::notify::chat::{ChatControl, Polled, Poller};
+    use mcbot::notify::secrets::Scrubber;
+    use mcbot::notify::setup;
+    use mcbot::store::Backend;
+    use mcbot_schedules::FireOutcome;
+    use mcbot_schedules::jobs::TradingCycleJob;
+    use mcbot_stages::ManualClock;
+    use mcbot_stages::domain::Symbol;
+    use mcbot_stages::ports::{EventKind, EventQuery, Store, TradingMode};
+    use rust_decimal::Decimal;
+    use serde_json::json;
+
+    use super::{CHAT, TOKEN};
+    use crate::support::db::{fresh_sqlite_url, test_store};
+    use crate::support::fake_telegram::{FakeTelegram, Fault};
+
+    fn start() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").map(|t| t.to_utc()).unwrap_or_default()
+    }
+
+    async fn app(url: &str, fake: &FakeTelegram, dir: &std::path::Path) -> (App, Arc<ManualClock>) {
+        let mut cfg = Config::default();
+        cfg.market.symbols = ["BTCUSDT", "ETHUSDT"].iter().map(|s| Symbol::new(s).expect("symbol")).collect();
+        cfg.sim.start = start();
+        cfg.sim.tick_size = Decimal::new(1, 4);
+        cfg.risk.kill_switch_file = dir.join("KILL");
+        cfg.database.data_dir = dir.to_path_buf();
+        cfg.notify.telegram =
+            Some(TelegramConfig { token: Some(TOKEN.into()), chat_ids: vec![CHAT], api_url: fake.url.clone() });
+        let bar = start() + Duration::hours(30);
+        let clock = Arc::new(ManualClock::new(bar + Duration::seconds(7)));
+        let app = App::build(cfg, open_store(url).await.expect("store"), clock.clone()).await.expect("app");
+        (app, clock)
+    }
+
+    #[tokio::test]
+    async fn kill_from_the_owner_needs_a_confirmation_then_halts_and_the_next_cycle_places_nothing() {
+        let db = fresh_sqlite_url();
+        let fake = FakeTelegram::start(TOKEN).await;
+        let (app, _clock) = app(db.url(), &fake, db.dir()).await;
+        let poller = app.chat_poller().expect("poller").expect("telegram is configured");
+        poller.register_commands().await.expect("setMyCommands");
+        let cmds = &fake.calls_of("setmycommands")[0].params["commands"];
+        assert!(cmds.as_array().is_some_and(|c| c.iter().any(|c| c["command"] == json!("kill"))), "{cmds}");
+
+        fake.push_text(CHAT, "/kill");
+        assert_eq!(poller.poll_once().await.expect("poll"), Polled::Handled(1));
+        let ask = fake.calls_of("sendmessage").pop().expect("a question");
+        assert_eq!(ask.params["chat_id"], json!(CHAT));
+        assert!(ask.params["reply_markup"].to_string().contains("kill:halt"), "{}", ask.params);
+        assert_eq!(app.store.load_state().await.expect("state").trading, TradingMode::Active, "nothing yet");
+
+        fake.push_callback(CHAT, 1, "kill:halt");
+        assert_eq!(poller.poll_once().await.expect("poll"), Polled::Handled(1));
+        assert_eq!(fake.calls_of("answercallbackquery").len(), 1, "the button press is answered");
+        assert_eq!(app.store.load_state().await.expect("state").trading, TradingMode::Halted);
+        let done = fake.texts().pop().expect("an answer");
+        assert!(done.contains("halted") && done.contains("open orders cancelled: 0"), "{done}");
+        let q = EventQuery { kinds: vec![EventKind::TradingKilled], ..Default::default() };
+        let killed = app.store.read_events(&q).await.expect("events");
+        assert_eq!(killed.len(), 1);
+        assert_eq!(killed[0].event.payload["issuer"], json!("telegram"));
+        assert_eq!(killed[0].event.payload["reason"], json!(format!("telegram chat {CHAT}")));
+        assert!(app.store.open_orders().await.expect("orders").is_empty());
+
+        let bar = app.current_bar();
+        let Some(FireOutcome::Ran { detail, .. }) = app.runtime.fire_named(TradingCycleJob::NAME, bar).await else {
+            panic!("the cycle runs")
+        };
+        assert!(detail["orders"].as_array().is_none_or(Vec::is_empty), "a killed bot places nothing: {detail}");
+    }
+
+    #[tokio::test]
+    async fn a_chat_that_is_not_configured_hears_nothing_and_changes_nothing() {
+        let db = fresh_sqlite_url();
+        let fake = FakeTelegram::start(TOKEN).await;
+        let (app, _clock) = app(db.url(), &fake, db.dir()).await;
+        let poller = app.chat_poller().expect("poller").expect("telegram is configured");
+        let before = app.store.load_state_versioned().await.expect("state");
+        fake.push_text(999, "/kill");
+        fake.push_callback(999, 1, "kill:flatten");
+        fake.push_text(999, "/status");
+        assert_eq!(poller.poll_once().await.expect("poll"), Polled::Handled(3));
+        assert!(fake.calls_of("sendmessage").is_empty(), "nothing is sent to that chat");
+        assert!(fake.calls_of("answercallbackquery").is_empty());
+        let after = app.store.load_state_versioned().await.expect("state");
+        assert_eq!(before.version, after.version, "no state change");
+        let q = EventQuery { kinds: vec![EventKind::UnauthorizedChat], ..Default::default() };
+        let refused = app.store.read_events(&q).await.expect("events");
+        assert_eq!(refused.len(), 1, "recorded once, not per message");
+        assert_eq!(refused[0].event.payload["chat_id"], json!(999));
+    }
+
+    #[tokio::test]
+    async fn of_two_replicas_on_one_postgres_exactly_one_polls_and_a_conflict_backs_off() {
+        let db = test_store(Backend::Postgres).await;
+        let fake = FakeTelegram::start(TOKEN).await;
+        let n = super::telegram(&fake.url);
+        let settings = setup::telegram_settings(&n).expect("settings");
+        let clock = Arc::new(ManualClock::new(super::t0()));
+        let replica = |holder: &str, store: mcbot::store::SqlStore| {
+            let shared: Arc<dyn Store> = Arc::new(store.clone());
+            let exchange: Arc<dyn mcbot_stages::ports::Exchange> = Arc::new(mcbot_stages::sim::SimExchange::new(
+                mcbot_stages::sim::MarketSource::Replay(Default::default()),
+                mcbot_stages::sim::SimConfig {
+                    quote: "USDT".into(),
+                    initial_cash: Decimal::from(1000),
+                    fee_rate: Decimal::ZERO,
+                    slippage_bps: Decimal::ZERO,
+                    timeframe: mcbot_stages::domain::Timeframe::from_minutes(60).expect("1h"),
+                    instruments: vec![],
+                },
+                clock.clone(),
+            ));
+            let control = Arc::new(ChatControl::new([CHAT], shared, exchange, clock.clone(), None, "mock"));
+            Poller::new(
+                &settings,
+                control,
+                Arc::new(store),
+                clock.clone(),
+                holder.into(),
+                0,
+                Arc::new(Scrubber::default()),
+            )
+            .expect("poller")
+        };
+        let second_store = mcbot::store::SqlStore::open(&db.url).await.expect("second connection");
+        let a = replica("replica-a", db.store.clone());
+        let b = replica("replica-b", second_store);
+        let mut polled = 0;
+        for _ in 0..5 {
+            for p in [&a, &b] {
+                if let Polled::Handled(_) = p.poll_once().await.expect("poll") {
+                    polled += 1;
+                }
+            }
+            clock.advance(Duration::seconds(10));
+        }
+        assert_eq!(polled, 5, "one replica polls each round");
+        assert_eq!(fake.calls_of("getupdates").len(), 5, "the other never calls getUpdates");
+        assert_eq!(b.poll_once().await.expect("poll"), Polled::NotLeader);
+        fake.fail_next("getupdates", Fault::Conflict);
+        assert_eq!(a.poll_once().await.expect("poll"), Polled::Conflict);
+        let pg = db.store.backend();
+        assert_eq!(pg, "postgres");
+    }
+}
