@@ -198,6 +198,7 @@ async fn a_hundred_identical_alerts_become_one_message_and_a_count_and_a_cleared
     worker.pass().await.expect("pass");
     assert_eq!(fake.texts().len(), 1, "one message for a hundred");
     // Past the cooldown the condition is reported once more, with what was held back.
+    clock.set(t0() + Duration::minutes(12));
     db.store.append_events(vec![stale(t0() + Duration::minutes(11))]).await.expect("append");
     let recovered =
         NewEvent::new(t0() + Duration::minutes(12), EventKind::DataRecovered, Severity::Info, "ETHUSDT fresh")

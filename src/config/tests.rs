@@ -381,7 +381,9 @@ fn secret_of(c: &Config, key: &str) -> Option<String> {
 fn companion(key: &str) -> &'static str {
     match key {
         "notify.telegram.token" => "chat_ids = [1]\n",
-        "notify.email.password" => "smtp_url = \"smtp://127.0.0.1:2525\"\nfrom = \"a@b.example\"\nto = [\"c@d.example\"]\n",
+        "notify.email.password" => {
+            "smtp_url = \"smtp://127.0.0.1:2525\"\nfrom = \"a@b.example\"\nto = [\"c@d.example\"]\n"
+        }
         _ => "",
     }
 }

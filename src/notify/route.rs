@@ -21,9 +21,9 @@ impl Default for Routing {
     }
 }
 
-/// Kinds that report a trade.
-const TRADE_KINDS: [EventKind; 4] =
-    [EventKind::OrderFilled, EventKind::PositionClosed, EventKind::StopLoss, EventKind::TakeProfit];
+/// Kinds that report a trade. A position closed by a fill is not among them: the fill's message carries its
+/// realized P&L already.
+const TRADE_KINDS: [EventKind; 3] = [EventKind::OrderFilled, EventKind::StopLoss, EventKind::TakeProfit];
 /// Kinds that report the process's life.
 const LIFECYCLE: [EventKind; 3] = [EventKind::Started, EventKind::Stopped, EventKind::Crashed];
 
