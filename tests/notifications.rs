@@ -557,3 +557,47 @@ mod chat {
         assert_eq!(pg, "postgres");
     }
 }
+
+/// `mcbot run-once` sends what its cycle produced before it exits; what it could not send within
+/// `notify.flush_timeout_secs` stays pending and the next process sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_delivers_before_it_exits_and_leaves_the_rest_to_the_next_process() {
+    use crate::support::cli::{json, mcbot, workdir};
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dead = dead_url().await;
+    let dir = workdir();
+    let path = dir.path().to_path_buf();
+    let run = move |api: String, args: &'static [&'static str]| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let env = [
+                ("MCBOT_NOTIFY__TELEGRAM__TOKEN", TOKEN.to_owned()),
+                ("MCBOT_NOTIFY__TELEGRAM__CHAT_IDS", format!("[{CHAT}]")),
+                ("MCBOT_NOTIFY__TELEGRAM__API_URL", api),
+                ("MCBOT_NOTIFY__ROUTES__CYCLE_FINISHED", "alerts".to_owned()),
+                ("MCBOT_NOTIFY__FLUSH_TIMEOUT_SECS", "1".to_owned()),
+            ];
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            mcbot(&path, args, &env)
+        })
+    };
+    // Telegram unreachable: the cycle runs, its message waits at most the flush time and stays pending.
+    let first = run(dead, &["run-once", "--output", "json"]).await.expect("join");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let status = run(fake.url.clone(), &["notify", "status", "--output", "json"]).await.expect("join");
+    let counts = json(&status);
+    let pending = counts
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["channel"] == json!("telegram") && c["status"] == json!("pending")))
+        .and_then(|c| c["count"].as_u64());
+    let Some(pending) = pending.filter(|n| *n >= 1) else { panic!("the cycle's messages wait: {counts}") };
+    assert!(fake.texts().is_empty());
+    // The next process (the same bar: nothing traded again) sends what was left, before it exits.
+    let second = run(fake.url.clone(), &["run-once"]).await.expect("join");
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let texts = fake.texts();
+    assert_eq!(texts.len() as u64, pending, "every pending message, once: {texts:?}");
+    assert!(texts.iter().any(|t| t.contains("cycle finished")), "{texts:?}");
+    let out = String::from_utf8_lossy(&second.stdout).to_string() + &String::from_utf8_lossy(&second.stderr);
+    assert!(!out.contains("AAH-secret-bot-token"), "{out}");
+}
