@@ -36,6 +36,8 @@ struct Inner {
     /// After this many accepted requests, answer with `X-RateLimit-Remaining: 0` and this reset-after.
     bucket: Option<(usize, f64)>,
     accepted: usize,
+    /// Refuse every request with a 401 whose message quotes the path (as some proxies do): the token with it.
+    echo_path: bool,
 }
 
 /// The fake server.
@@ -82,6 +84,11 @@ impl FakeDiscord {
     /// The next request is answered 429 with this `Retry-After` header and body `retry_after`.
     pub fn limit_next(&self, header: &str, body_secs: f64) {
         self.lock().limited.push_back((header.to_owned(), body_secs));
+    }
+
+    /// Refuses every request with a 401 that quotes the request path, token included.
+    pub fn refuse_quoting_the_path(&self) {
+        self.lock().echo_path = true;
     }
 
     /// After `n` accepted requests the bucket reports nothing remaining, resetting after `secs`.
@@ -156,6 +163,10 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, uri: Uri, headers: Heade
         (serde_json::from_slice(&body).unwrap_or(json!({})), Vec::new())
     };
     let mut i = inner.lock().unwrap_or_else(|e| e.into_inner());
+    if i.echo_path {
+        let msg = format!("401: Unauthorized ({path})");
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"code": 0, "message": msg}))).into_response();
+    }
     let mut post = Post { token, payload: payload.clone(), at: Instant::now(), status: 0 };
     let rate = |remaining: usize, reset: f64| {
         [
