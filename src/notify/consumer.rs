@@ -186,9 +186,7 @@ async fn report_chart(store: &dyn Store, e: &Event) -> Option<Vec<u8>> {
 
 /// "×37 since 12:05": how often the condition repeated unreported since the last message about it.
 fn append_count(m: &mut Message, n: i64, first: DateTime<Utc>) {
-    let text = format!("×{n} since {}", first.format("%H:%M"));
-    m.body.push_str(&format!("\n{text}"));
-    m.fields.push(("repeats".to_owned(), text));
+    m.body.push_str(&format!("\n×{n} since {}", first.format("%H:%M")));
 }
 
 /// "12 min", "2 h 5 min", "40 s".
