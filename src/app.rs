@@ -300,6 +300,18 @@ impl App {
     /// On a database whose log predates the notification consumer, starts its cursor at the events of the last
     /// hour: older ones are history, not news, and would flood the chat at the first start.
     pub async fn prime_notifications(&self) -> Result<(), AppError> {
+        // A cursor leased by a process that died on this host (a `kill -9`) is freed at once: its messages would
+        // otherwise wait for the lease to run out.
+        if let Some(old) = self.store.consumer_holder(NOTIFY_CONSUMER).await?
+            && let Some((host, pid)) = old.rsplit_once(':')
+            && let Ok(pid) = pid.parse::<u32>()
+        {
+            use mcbot_schedules::Liveness;
+            let claimant = mcbot_stages::ports::Claimant { pid, host: host.to_owned() };
+            if crate::liveness::OsLiveness::current().is_dead(&claimant) {
+                self.store.free_consumer(NOTIFY_CONSUMER, &old).await?;
+            }
+        }
         let holder = format!("prime:{}", std::process::id());
         let now = self.clock.now();
         let ttl = Duration::seconds(5);

@@ -598,3 +598,74 @@ async fn run_once_delivers_before_it_exits_and_leaves_the_rest_to_the_next_proce
     let out = String::from_utf8_lossy(&second.stdout).to_string() + &String::from_utf8_lossy(&second.stderr);
     assert!(!out.contains("AAH-secret-bot-token"), "{out}");
 }
+
+/// A real `kill -9` of the scheduler while its messages are pending (Telegram unreachable): after the restart
+/// every one of them arrives, with the unclean stop reported, and at most one twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_killed_with_messages_pending_delivers_them_after_its_restart() {
+    use crate::support::cli::{command, json, mcbot, workdir};
+    let fake = FakeTelegram::start(TOKEN).await;
+    let dead = dead_url().await;
+    let dir = workdir();
+    let env = |api: &str| {
+        vec![
+            ("MCBOT_NOTIFY__TELEGRAM__TOKEN", TOKEN.to_owned()),
+            ("MCBOT_NOTIFY__TELEGRAM__CHAT_IDS", format!("[{CHAT}]")),
+            ("MCBOT_NOTIFY__TELEGRAM__API_URL", api.to_owned()),
+        ]
+    };
+    let spawn = |api: &str| {
+        let env = env(api);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        command(dir.path(), &["scheduler"], &env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("scheduler starts")
+    };
+    let pending = |api: &str| {
+        let env = env(api);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let out = mcbot(dir.path(), &["notify", "status", "--output", "json"], &env);
+        if !out.status.success() {
+            return 0;
+        }
+        json(&out)
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["channel"] == json!("telegram") && c["status"] == json!("pending")))
+            .and_then(|c| c["count"].as_u64())
+            .unwrap_or(0)
+    };
+    let mut first = spawn(&dead);
+    let mut waited = 0;
+    while pending(&dead) == 0 {
+        waited += 1;
+        assert!(waited < 300, "the start message never became a pending delivery");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    first.kill().expect("kill -9");
+    first.wait().expect("reaped");
+    assert!(fake.texts().is_empty());
+
+    let mut second = spawn(&fake.url);
+    let mut waited = 0;
+    while !fake.texts().iter().any(|t| t.contains("crashed")) || fake.texts().len() < 3 {
+        waited += 1;
+        assert!(waited < 300, "not delivered after the restart: {:?}", fake.texts());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let pid = second.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    second.wait().expect("stopped");
+    let texts = fake.texts();
+    let started = texts.iter().filter(|t| t.contains("scheduler started")).count();
+    let crashed = texts.iter().filter(|t| t.contains("ended without stopping cleanly")).count();
+    assert!(started >= 2 && crashed >= 1, "both starts and the crash: {texts:?}");
+    // Each message is unique (its time and pid are in it): at most one may arrive twice, none three times.
+    let mut seen = std::collections::HashMap::new();
+    for t in &texts {
+        *seen.entry(t.clone()).or_insert(0) += 1;
+    }
+    assert!(seen.values().all(|n| *n <= 2) && seen.values().filter(|n| **n == 2).count() <= 1, "{texts:?}");
+    assert_eq!(pending(&fake.url), 0, "nothing left behind");
+}

@@ -49,6 +49,35 @@ static ACTIVE_SINCE: Sql = Sql::new(
      COALESCE((SELECT MAX(id) FROM deliveries WHERE channel = $1 AND fatigue_key = $2 AND resolves = $3), 0)",
 );
 
+static CURSOR_HOLDER: Sql = Sql::new("SELECT holder FROM event_cursors WHERE consumer = $1");
+static FREE_CURSOR: Sql = Sql::new("UPDATE event_cursors SET lease_until = 0 WHERE consumer = $1 AND holder = $2");
+
+impl SqlStore {
+    /// Who holds the cursor lease of `consumer` (`host:pid`), if anyone ever did.
+    pub async fn consumer_holder(&self, consumer: &str) -> Result<Option<String>, StoreError> {
+        let row = self
+            .query(&CURSOR_HOLDER)
+            .bind(consumer)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("consumer_holder"))?;
+        Ok(row.as_ref().map(|r| Cols::new(r, "event_cursors").opt_text("holder")).transpose()?.flatten())
+    }
+
+    /// Ends the lease of `holder` on `consumer`'s cursor at once (its process is known to be dead), so the next
+    /// claim need not wait for it to expire. Nothing happens if another holder has it by now.
+    pub async fn free_consumer(&self, consumer: &str, holder: &str) -> Result<bool, StoreError> {
+        let done = self
+            .query(&FREE_CURSOR)
+            .bind(consumer)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("free_consumer"))?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 fn delivery_from_row(row: &AnyRow) -> Result<Delivery, StoreError> {
     let c = Cols::new(row, "deliveries");
     let message: Message = serde_json::from_value(c.json("message")?).map_err(|e| c.corrupt("message", e))?;
