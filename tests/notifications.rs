@@ -669,3 +669,114 @@ async fn a_scheduler_killed_with_messages_pending_delivers_them_after_its_restar
     assert!(seen.values().all(|n| *n <= 2) && seen.values().filter(|n| **n == 2).count() <= 1, "{texts:?}");
     assert_eq!(pending(&fake.url), 0, "nothing left behind");
 }
+
+#[tokio::test]
+async fn a_discord_report_carries_its_chart_as_an_attached_png_the_embed_shows() {
+    let fake = FakeDiscord::start().await;
+    let n = NotifyConfig {
+        discord: Some(DiscordConfig {
+            webhooks: DiscordWebhooks { alerts: Some(fake.webhook(2, "alerts-token")), ..Default::default() },
+            critical_role_id: None,
+        }),
+        ..Default::default()
+    };
+    let clock = Arc::new(ManualClock::new(t0()));
+    let notifiers = setup::notifiers(&n, clock, Some(Channel::Discord)).expect("discord");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("c.png");
+    mcbot::commands::backtest::chart::equity_drawdown(&path, &[0, 3600, 7200], &[1.0, 1.1, 1.05], "equity")
+        .expect("chart");
+    let message = mcbot_stages::ports::Message {
+        kind: EventKind::ReportProduced,
+        severity: Severity::Info,
+        title: "weekly report".into(),
+        body: "+1.10 %".into(),
+        fields: vec![("return_pct".into(), "1.10".into())],
+        ts: t0(),
+        image_png: Some(std::fs::read(&path).expect("png")),
+    };
+    notifiers[0].deliver(mcbot_stages::ports::Route::Reports, &message).await.expect("sent");
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].status, 200, "the fake found attachment://chart.png among the uploads");
+    assert_eq!(posts[0].payload["embeds"][0]["image"]["url"], json!("attachment://chart.png"));
+    let (form, name, bytes) = &posts[0].files[0];
+    assert_eq!((form.as_str(), name.as_str()), ("files[0]", "chart.png"));
+    assert!(is_png(bytes));
+}
+
+/// One contract for every outbox: the in-memory one the rules are unit-tested on, SQLite and PostgreSQL.
+async fn outbox_contract(o: &dyn DeliveryStore) {
+    use mcbot_stages::ports::{Message, NewDelivery, Route};
+    let row = |event_id: i64, channel: Channel, status: DeliveryStatus, key: &str, secs: i64, resolves: bool| {
+        let at = t0() + Duration::seconds(secs);
+        NewDelivery {
+            event_id,
+            occurrence: 0,
+            channel,
+            route: Route::Alerts,
+            status,
+            fatigue_key: Some(key.into()),
+            resolves,
+            note: None,
+            message: Message {
+                kind: EventKind::StaleData,
+                severity: Severity::Warning,
+                title: format!("e{event_id}"),
+                body: "b".into(),
+                fields: vec![("qty".into(), "0.010".into())],
+                ts: at,
+                image_png: None,
+            },
+            created_at: at,
+        }
+    };
+    let (tg, log) = (Channel::Telegram, Channel::Log);
+    let added = o
+        .enqueue(vec![
+            row(1, tg, DeliveryStatus::Pending, "k", 0, false),
+            row(1, log, DeliveryStatus::Pending, "k", 0, false),
+            row(2, tg, DeliveryStatus::Suppressed, "k", 10, false),
+            row(3, tg, DeliveryStatus::Suppressed, "k", 20, false),
+        ])
+        .await
+        .expect("enqueue");
+    assert_eq!(added, 4);
+    assert_eq!(o.enqueue(vec![row(1, tg, DeliveryStatus::Pending, "k", 0, false)]).await.expect("again"), 0);
+    let p = o.pending(tg, 10).await.expect("pending");
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].new.message.fields, [("qty".to_owned(), "0.010".to_owned())], "decimals as written");
+    assert_eq!(p[0].next_attempt_at, t0());
+    let first = p[0].id;
+    o.mark_retry(first, 1, "refused", t0() + Duration::seconds(5)).await.expect("retry");
+    let p = o.pending(tg, 10).await.expect("pending");
+    assert_eq!((p[0].attempts, p[0].last_error.as_deref()), (1, Some("refused")));
+    assert_eq!(p[0].next_attempt_at, t0() + Duration::seconds(5));
+    let last = o.last_unsuppressed(tg, "k").await.expect("last").expect("one");
+    assert_eq!(last.id, first);
+    assert_eq!(o.suppressed_after(tg, "k", first).await.expect("n"), (2, Some(t0() + Duration::seconds(10))));
+    assert_eq!(o.active_since(tg, "k").await.expect("since"), Some(t0()));
+    o.enqueue(vec![row(4, tg, DeliveryStatus::Pending, "k", 30, true)]).await.expect("resolved");
+    assert_eq!(o.active_since(tg, "k").await.expect("since"), None, "resolved");
+    o.mark_failed(first, 2, "gave up").await.expect("failed");
+    o.mark_sent(o.pending(log, 1).await.expect("log")[0].id, 1, t0()).await.expect("sent");
+    let counts = o.delivery_counts().await.expect("counts");
+    let get = |c: Channel, s: DeliveryStatus| counts.iter().find(|x| x.channel == c && x.status == s).map(|x| x.count);
+    assert_eq!(get(tg, DeliveryStatus::Failed), Some(1));
+    assert_eq!(get(tg, DeliveryStatus::Suppressed), Some(2));
+    assert_eq!(get(log, DeliveryStatus::Sent), Some(1));
+    assert_eq!(o.requeue_failed(Some(log), t0()).await.expect("none"), 0);
+    assert_eq!(o.requeue_failed(None, t0() + Duration::minutes(1)).await.expect("one"), 1);
+    let p = o.pending(tg, 10).await.expect("pending");
+    assert_eq!(p[0].id, first, "in id order, the re-queued one first");
+    assert_eq!((p[0].attempts, p[0].next_attempt_at), (0, t0() + Duration::minutes(1)));
+}
+
+#[tokio::test]
+async fn every_outbox_keeps_the_same_contract() {
+    outbox_contract(&mcbot::notify::MemoryOutbox::new()).await;
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = test_store(backend).await;
+        outbox_contract(&db.store).await;
+    }
+}

@@ -11,6 +11,7 @@ use crate::market_stream::MarketStream;
 pub async fn run(app: &App) -> Result<(), AppError> {
     // Listen before anything else: a SIGTERM that arrives during start-up must still be a clean stop.
     let shutdown = shutdown_signal()?;
+    let started = std::time::Instant::now();
     lifecycle_started(app).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (worker_stop_tx, worker_stop_rx) = tokio::sync::watch::channel(false);
@@ -46,7 +47,7 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     if let Some(s) = stream {
         s.shutdown().await;
     }
-    let stopped = NewEvent::new(app.clock.now(), EventKind::Stopped, Severity::Info, "scheduler stopped cleanly");
+    let stopped = NewEvent::new(app.clock.now(), EventKind::Stopped, Severity::Info, stopped_line(app, started).await);
     if let Err(e) = app.store.append_events(vec![stopped]).await {
         tracing::error!("stop not recorded: {e}");
     }
@@ -71,6 +72,20 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     result
 }
 
+/// "scheduler stopped cleanly (SIGTERM or SIGINT) after 3 h 12 min; equity 10 230.00 USDT, 2 open positions".
+async fn stopped_line(app: &App, started: std::time::Instant) -> String {
+    let up = started.elapsed().as_secs();
+    let equity = app.store.equity_before(chrono::DateTime::<chrono::Utc>::MAX_UTC).await.ok().flatten();
+    let open = app.store.positions().await.map(|p| p.iter().filter(|p| !p.qty.is_zero()).count()).ok();
+    format!(
+        "scheduler stopped cleanly (a stop signal) after {} h {} min; equity {}, open positions {}",
+        up / 3600,
+        (up % 3600) / 60,
+        equity.map_or_else(|| "-".to_owned(), |e| format!("{} {}", e.equity.round_dp(2), app.cfg.market.quote)),
+        open.map_or_else(|| "-".to_owned(), |n| n.to_string())
+    )
+}
+
 /// Records the start, and a crash when the previous start never recorded its stop.
 async fn lifecycle_started(app: &App) -> Result<(), AppError> {
     let query = EventQuery { kinds: vec![EventKind::Started, EventKind::Stopped], ..Default::default() };
@@ -81,13 +96,29 @@ async fn lifecycle_started(app: &App) -> Result<(), AppError> {
         let msg = format!("the scheduler started at {} ended without stopping cleanly", prev.event.ts);
         events.push(NewEvent::new(now, EventKind::Crashed, Severity::Critical, msg));
     }
+    let cfg = &app.cfg;
+    let equity = app.store.equity_before(chrono::DateTime::<chrono::Utc>::MAX_UTC).await?.map(|e| e.equity.round_dp(2));
+    let symbols: Vec<&str> = cfg.market.symbols.iter().map(|s| s.as_str()).collect();
+    let venue = match cfg.mode {
+        crate::config::Mode::Mock => "simulated".to_owned(),
+        _ => format!("{:?}", cfg.exchange.venue).to_lowercase(),
+    };
     let who = format!(
-        "scheduler started: mode {}, pid {} on {}",
-        app.cfg.mode.as_str(),
+        "scheduler started: mode {}, pid {} on {}\nmcbot {}, venue {venue}, strategy {}, {} {}\nequity {}",
+        cfg.mode.as_str(),
         std::process::id(),
-        crate::liveness::host_name()
+        crate::liveness::host_name(),
+        env!("CARGO_PKG_VERSION"),
+        cfg.strategy.name,
+        cfg.market.timeframe,
+        symbols.join(" "),
+        equity.map_or_else(|| "not yet known".to_owned(), |e| format!("{e} {}", cfg.market.quote)),
     );
-    events.push(NewEvent::new(now, EventKind::Started, Severity::Info, who));
+    let payload = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"), "mode": cfg.mode.as_str(), "venue": venue,
+        "strategy": cfg.strategy.name, "symbols": symbols, "equity": equity,
+    });
+    events.push(NewEvent::new(now, EventKind::Started, Severity::Info, who).payload(payload));
     app.store.append_events(events).await?;
     Ok(())
 }

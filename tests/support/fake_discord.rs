@@ -22,6 +22,8 @@ pub struct Post {
     pub token: String,
     /// The JSON payload.
     pub payload: Value,
+    /// Uploaded files: (form name, file name, bytes).
+    pub files: Vec<(String, String, Vec<u8>)>,
     /// Wall-clock arrival.
     pub at: Instant,
     /// Answer status.
@@ -167,7 +169,7 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, uri: Uri, headers: Heade
         let msg = format!("401: Unauthorized ({path})");
         return (StatusCode::UNAUTHORIZED, axum::Json(json!({"code": 0, "message": msg}))).into_response();
     }
-    let mut post = Post { token, payload: payload.clone(), at: Instant::now(), status: 0 };
+    let mut post = Post { token, payload: payload.clone(), files: files.clone(), at: Instant::now(), status: 0 };
     let rate = |remaining: usize, reset: f64| {
         [
             ("x-ratelimit-limit", "5".to_owned()),
