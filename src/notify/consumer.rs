@@ -129,16 +129,14 @@ impl NotificationConsumer {
             if inhibited {
                 status = DeliveryStatus::Suppressed;
                 note = Some("held back while safe mode or a kill is on".to_owned());
-            } else if fatigued {
-                if let Some(last) = self.outbox.last_unsuppressed(rule.channel, &key).await? {
-                    if !last.new.resolves && ev.ts - last.new.created_at < self.fatigue.cooldown {
-                        status = DeliveryStatus::Suppressed;
-                        note = Some(format!("repeat within the cooldown of delivery {}", last.id));
-                    } else {
-                        let (n, first) = self.outbox.suppressed_after(rule.channel, &key, last.id).await?;
-                        if let (true, Some(first)) = (n > 0, first) {
-                            append_count(&mut message, n, first);
-                        }
+            } else if fatigued && let Some(last) = self.outbox.last_unsuppressed(rule.channel, &key).await? {
+                if !last.new.resolves && ev.ts - last.new.created_at < self.fatigue.cooldown {
+                    status = DeliveryStatus::Suppressed;
+                    note = Some(format!("repeat within the cooldown of delivery {}", last.id));
+                } else {
+                    let (n, first) = self.outbox.suppressed_after(rule.channel, &key, last.id).await?;
+                    if let (true, Some(first)) = (n > 0, first) {
+                        append_count(&mut message, n, first);
                     }
                 }
             }
