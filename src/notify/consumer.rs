@@ -74,9 +74,15 @@ impl NotificationConsumer {
             Some(s) => Some(s.load_state().await?),
             None => None,
         };
+        // Rows are written in one batch, flushed early only before a lookup that must see them (fatigue,
+        // resolution): a cycle's fills cost one write, not one each.
+        let mut rows = Vec::new();
         let mut added = 0;
         for e in events {
-            added += self.record_one(e, events, state.as_ref()).await?;
+            added += self.record_one(e, events, state.as_ref(), &mut rows).await?;
+        }
+        if !rows.is_empty() {
+            added += self.outbox.enqueue(std::mem::take(&mut rows)).await?;
         }
         if added > 0 {
             self.wake.notify_waiters();
@@ -85,7 +91,13 @@ impl NotificationConsumer {
         Ok(added)
     }
 
-    async fn record_one(&self, e: &Event, batch: &[Event], state: Option<&BotState>) -> Result<usize, StoreError> {
+    async fn record_one(
+        &self,
+        e: &Event,
+        batch: &[Event],
+        state: Option<&BotState>,
+        queued: &mut Vec<NewDelivery>,
+    ) -> Result<usize, StoreError> {
         let ev = &e.event;
         let routed = self.routing.route(ev.kind, ev.severity);
         let clearing = clears(ev.kind).is_some();
@@ -96,6 +108,11 @@ impl NotificationConsumer {
         let inhibited = state.is_some_and(|s| s.safe_mode || s.trading == TradingMode::Halted)
             && PER_ORDER.contains(&ev.kind)
             && ev.severity <= Severity::Warning;
+        let looks_back = clearing || (routed == Some(Route::Alerts) && ev.severity >= Severity::Warning);
+        let mut flushed = 0;
+        if looks_back && !queued.is_empty() {
+            flushed = self.outbox.enqueue(std::mem::take(queued)).await?;
+        }
         let mut rows = Vec::new();
         let chart = match (&self.state, ev.kind) {
             (Some(store), EventKind::ReportProduced) => report_chart(store.as_ref(), e).await,
@@ -153,10 +170,8 @@ impl NotificationConsumer {
                 created_at: ev.ts,
             });
         }
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        self.outbox.enqueue(rows).await
+        queued.extend(rows);
+        Ok(flushed)
     }
 }
 

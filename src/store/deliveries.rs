@@ -109,6 +109,11 @@ fn delivery_from_row(row: &AnyRow) -> Result<Delivery, StoreError> {
 #[async_trait]
 impl DeliveryStore for SqlStore {
     async fn enqueue(&self, rows: Vec<NewDelivery>) -> Result<usize, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // One transaction for the batch: one commit (one WAL sync on SQLite) however many rows.
+        let mut tx = self.pool.begin().await.map_err(self.err("enqueue_deliveries"))?;
         let mut added = 0;
         for r in rows {
             let message = serde_json::to_string(&r.message)
@@ -125,11 +130,12 @@ impl DeliveryStore for SqlStore {
                 .bind(r.note.as_deref().map(clean))
                 .bind(clean(&message))
                 .bind(millis(r.created_at))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(self.err("enqueue_deliveries"))?;
             added += usize::try_from(done.rows_affected()).unwrap_or(0);
         }
+        tx.commit().await.map_err(self.err("enqueue_deliveries"))?;
         Ok(added)
     }
 
