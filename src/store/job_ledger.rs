@@ -41,16 +41,16 @@ static SKIP: Sql = Sql::new(
      VALUES ($1, $2, $3, $4, $4, 'skipped', 1, $5) ON CONFLICT DO NOTHING",
 );
 static RECENT_ALL: Sql = Sql::new(
-    "SELECT run_id, job, scheduled_at, started_at, finished_at, status, attempt, error, outcome \
-     FROM job_runs ORDER BY scheduled_at DESC, started_at DESC, run_id DESC LIMIT $1",
+    "SELECT run_id, job, scheduled_at, started_at, finished_at, status, attempt, error, outcome, \
+     claimant_pid, claimant_host FROM job_runs ORDER BY scheduled_at DESC, started_at DESC, run_id DESC LIMIT $1",
 );
 static RECENT_OF_JOB: Sql = Sql::new(
-    "SELECT run_id, job, scheduled_at, started_at, finished_at, status, attempt, error, outcome \
-     FROM job_runs WHERE job = $1 ORDER BY scheduled_at DESC, started_at DESC LIMIT $2",
+    "SELECT run_id, job, scheduled_at, started_at, finished_at, status, attempt, error, outcome, \
+     claimant_pid, claimant_host FROM job_runs WHERE job = $1 ORDER BY scheduled_at DESC, started_at DESC LIMIT $2",
 );
 static LAST_SUCCESS: Sql = Sql::new(
-    "SELECT run_id, job, scheduled_at, started_at, finished_at, status, attempt, error, outcome \
-     FROM job_runs WHERE job = $1 AND status = 'succeeded' ORDER BY scheduled_at DESC LIMIT 1",
+    "SELECT run_id, job, scheduled_at, started_at, finished_at, status, attempt, error, outcome, \
+     claimant_pid, claimant_host FROM job_runs WHERE job = $1 AND status = 'succeeded' ORDER BY scheduled_at DESC LIMIT 1",
 );
 
 /// The fixed statements, for the catalogue.
@@ -115,10 +115,7 @@ impl SqlStore {
             JobStatus::Succeeded | JobStatus::Skipped => Ok(JobClaim::AlreadyDone),
             // Running and fresh, or failed just now by a concurrent claimer's run: not ours this time.
             JobStatus::Running | JobStatus::Failed => {
-                let claimant = match (c.opt_int("claimant_pid")?, c.opt_text("claimant_host")?) {
-                    (Some(pid), Some(host)) => u32::try_from(pid).ok().map(|pid| Claimant { pid, host }),
-                    _ => None,
-                };
+                let claimant = claimant_of(&c)?;
                 let since = c.time("started_at")?;
                 Ok(JobClaim::Busy { holder: Some(RunHolder { claimant, since, token: c.opt_text("claim_token")? }) })
             }
@@ -233,6 +230,14 @@ fn new_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// The recorded claimant of a ledger row, if both parts are there.
+fn claimant_of(c: &Cols<'_>) -> Result<Option<Claimant>, StoreError> {
+    Ok(match (c.opt_int("claimant_pid")?, c.opt_text("claimant_host")?) {
+        (Some(pid), Some(host)) => u32::try_from(pid).ok().map(|pid| Claimant { pid, host }),
+        _ => None,
+    })
+}
+
 fn run_from_row(row: &Row) -> Result<JobRunRecord, StoreError> {
     let c = Cols::new(row, "job_runs");
     Ok(JobRunRecord {
@@ -245,5 +250,6 @@ fn run_from_row(row: &Row) -> Result<JobRunRecord, StoreError> {
         attempt: c.int("attempt")?,
         error: c.opt_text("error")?,
         outcome: c.opt_json("outcome")?,
+        claimant: claimant_of(&c)?,
     })
 }
