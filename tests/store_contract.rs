@@ -475,6 +475,12 @@ async fn candles_upsert_order_and_limit(db: &TestStore) {
     let all = s.candles(&btc, h1, t(100 * 3600), 1000).await.unwrap();
     assert_eq!(all.len(), 255);
     assert!(all.windows(2).all(|w| w[0].open_time < w[1].open_time));
+
+    // Several symbols' new bars in one write (DataCollection's, once per cycle), each under its own symbol.
+    let sets = vec![(sym("SOLUSDT"), bars[..2].to_vec()), (sym("XRPUSDT"), bars[..3].to_vec())];
+    s.save_candle_sets(h1, &sets).await.unwrap();
+    assert_eq!(s.candles(&sym("SOLUSDT"), h1, t(100 * 3600), 10).await.unwrap().len(), 2);
+    assert_eq!(s.candles(&sym("XRPUSDT"), h1, t(100 * 3600), 10).await.unwrap().len(), 3);
 }
 
 async fn equity_before_and_between(db: &TestStore) {

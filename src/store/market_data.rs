@@ -49,22 +49,25 @@ fn upsert_sql(rows: usize) -> String {
 }
 
 impl SqlStore {
-    /// See [`mcbot_stages::ports::Store::save_candles`]. A correction of a stored bar replaces it. Several chunks
-    /// are written in one transaction, so a reader never sees half a backfill.
+    /// See [`mcbot_stages::ports::Store::save_candles`]. A correction of a stored bar replaces it.
     pub(crate) async fn save_candles_impl(
         &self,
         symbol: &Symbol,
         tf: Timeframe,
         candles: &[Candle],
     ) -> Result<(), StoreError> {
-        if candles.is_empty() {
-            return Ok(());
-        }
+        self.write_candles(tf, &[(symbol, candles)]).await
+    }
+
+    /// Upserts the candles of each `(symbol, candles)` set in chunks. More than one chunk is written in one
+    /// transaction, so a reader never sees half a backfill or half a cycle's bars.
+    pub(crate) async fn write_candles(&self, tf: Timeframe, sets: &[(&Symbol, &[Candle])]) -> Result<(), StoreError> {
         let err = || self.err("save_candles");
         let tf = tf.to_string();
-        // Several chunks commit together; a single one needs no transaction of its own.
-        let mut tx = if candles.len() > CHUNK { Some(self.begin_tx().await?) } else { None };
-        for chunk in candles.chunks(CHUNK) {
+        let chunks: Vec<(&Symbol, &[Candle])> =
+            sets.iter().flat_map(|(symbol, candles)| candles.chunks(CHUNK).map(move |c| (*symbol, c))).collect();
+        let mut tx = if chunks.len() > 1 { Some(self.begin_tx().await?) } else { None };
+        for (symbol, chunk) in chunks {
             // Cache the prepared statement only for the shapes that recur (a full chunk, the usual single new
             // bar), so a backfill's odd remainders do not crowd the hot statements out of the cache.
             let mut q = Q::built(upsert_sql(chunk.len()))

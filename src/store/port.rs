@@ -88,6 +88,11 @@ impl Store for SqlStore {
         self.save_candles_impl(symbol, tf, candles).await
     }
 
+    async fn save_candle_sets(&self, tf: Timeframe, sets: &[(Symbol, Vec<Candle>)]) -> Result<(), StoreError> {
+        let sets: Vec<(&Symbol, &[Candle])> = sets.iter().map(|(s, c)| (s, c.as_slice())).collect();
+        self.write_candles(tf, &sets).await
+    }
+
     async fn candles(
         &self,
         symbol: &Symbol,
