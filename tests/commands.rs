@@ -205,3 +205,22 @@ async fn status_names_who_holds_a_running_claim_and_whether_it_lives() {
     let far = claim_of("report");
     assert!(far.contains("another-host.invalid") && far.contains("not checked") && far.contains(&takeover), "{far}");
 }
+
+/// `kill --output json` is one JSON document: the state the command left and the open orders it canceled; a
+/// command that does not apply is one JSON error document with its exit code.
+#[test]
+fn kill_with_json_output_prints_one_document() {
+    let dir = workdir();
+    let out = mcbot(dir.path(), &["kill", "--reason", "test", "--output", "json"], &[]);
+    ok(&out);
+    let doc = json(&out);
+    assert_eq!(doc["state"]["trading"], "halted", "{doc}");
+    assert!(doc["open_orders"]["canceled"].is_array() && doc["open_orders"]["not_canceled"].is_array(), "{doc}");
+    let other = workdir();
+    ok(&mcbot(other.path(), &["pause", "--reason", "test"], &[]));
+    let again = mcbot(other.path(), &["pause", "--reason", "test", "--output", "json"], &[]);
+    assert_eq!(again.status.code(), Some(2));
+    let doc = json(&again);
+    assert_eq!(doc["exit_code"], 2, "{doc}");
+    assert!(doc["error"].as_str().is_some_and(|e| e.contains("nothing changed")), "{doc}");
+}
