@@ -147,12 +147,18 @@ async fn serve(cli: &Cli, cfg: Config, store: SqlStore, json: bool) -> Result<u8
     };
     if let Some(command) = command {
         let cancel = matches!(command, Control::Kill { cancel_orders: true, .. });
-        let code = commands::control::run(&store, &clock, command, reason, cli.output).await?;
-        if code != 0 || !cancel {
-            return Ok(code);
+        let (mut code, mut doc) = commands::control::run(&store, &clock, command, reason, cli.output).await?;
+        if code == 0 && cancel {
+            let app = App::build(cfg, store, Arc::new(SystemClock)).await?;
+            let (canceled, orders) = commands::control::cancel_open_orders(&app, cli.output).await?;
+            code = canceled;
+            doc["open_orders"] = orders;
         }
-        let app = App::build(cfg, store, Arc::new(SystemClock)).await?;
-        return commands::control::cancel_open_orders(&app, cli.output).await;
+        // One JSON document per command, the kill's cancellations in it.
+        if json {
+            mcbot::output::print_json(&doc).map_err(AppError::Runtime)?;
+        }
+        return Ok(code);
     }
     if let Command::Events(args) = &cli.command {
         commands::events::run(&store, args, cli.output).await?;

@@ -180,6 +180,10 @@ impl Store for Crashing {
         self.cut.write()?;
         self.inner.save_candles(symbol, tf, candles).await
     }
+    async fn save_candle_sets(&self, tf: Timeframe, sets: &[(Symbol, Vec<Candle>)]) -> Result<(), StoreError> {
+        self.cut.write()?;
+        self.inner.save_candle_sets(tf, sets).await
+    }
     async fn candles(
         &self,
         symbol: &Symbol,

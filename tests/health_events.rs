@@ -100,3 +100,28 @@ async fn events_older_than_the_retention_are_pruned_by_a_health_run() {
         assert!(kept.is_empty(), "{backend:?}: {kept:?}");
     }
 }
+
+/// A fresh database before its first trading cycle holds no bars: the health job reports waiting for the first
+/// bar, raises no stale-data event and records a healthy heartbeat. Once a cycle has run, a symbol without bars
+/// is stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_database_is_waiting_for_its_first_bar_not_stale() {
+    let bot = Bot::new(Backend::Sqlite).await;
+    let job = health(&bot, 2);
+    let at = bot.clock.now();
+    let out = job.run(&JobContext::detached(RunId::new("health", at), at)).await.unwrap();
+    assert!(!out.failed && out.summary.contains("waiting for the first trading cycle"), "{}", out.summary);
+    assert!(bot.events(EventKind::StaleData).await.is_empty());
+
+    let mut state = bot.store.load_state().await.unwrap();
+    state.last_bar = Some(at);
+    let version = bot.store.load_state_versioned().await.unwrap().version;
+    let mut uow = bot.store.begin().await.unwrap();
+    uow.save_state(&state, version).await.unwrap();
+    uow.commit().await.unwrap();
+    let later = at + Duration::seconds(1);
+    bot.clock.set(later);
+    let out = job.run(&JobContext::detached(RunId::new("health", later), later)).await.unwrap();
+    assert!(out.summary.starts_with("unhealthy"), "{}", out.summary);
+    assert_eq!(bot.events(EventKind::StaleData).await.len(), 3, "every symbol without bars is stale now");
+}

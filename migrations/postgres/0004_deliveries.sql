@@ -14,9 +14,9 @@ CREATE TABLE deliveries (
     message         JSONB NOT NULL,
     attempts        BIGINT NOT NULL DEFAULT 0,
     last_error      TEXT,
-    created_at      BIGINT NOT NULL,
-    next_attempt_at BIGINT NOT NULL,
-    sent_at         BIGINT,
+    created_at      TIMESTAMPTZ NOT NULL,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    sent_at         TIMESTAMPTZ,
     UNIQUE (event_id, occurrence, channel)
 );
 -- The worker reads a channel's pending rows in id order; fatigue looks up a channel's rows by key.

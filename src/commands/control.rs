@@ -9,24 +9,22 @@ use serde_json::json;
 
 use crate::app::AppError;
 use crate::cli::Output;
-use crate::output::print_json;
 
-/// Issues `command` from the command line and prints the resulting state. A command that does not apply
-/// (pausing a paused bot) is a usage error (exit 2) that changes nothing.
+/// Issues `command` from the command line; prints the resulting state as text, or returns it as the JSON
+/// document for the caller to print once, with whatever follows the command (a kill's cancellations) added. A
+/// command that does not apply (pausing a paused bot) is a usage error (exit 2) that changes nothing.
 pub async fn run(
     store: &dyn Store,
     clock: &dyn Clock,
     command: Command,
     reason: &str,
     output: Output,
-) -> Result<u8, AppError> {
+) -> Result<(u8, serde_json::Value), AppError> {
     match issue(store, &command, Issuer::Cli, reason, clock.now()).await {
         Ok(outcome) => {
             let st = &outcome.state;
-            if output == Output::Json {
-                let doc = json!({"command": command, "state": st, "event_ids": outcome.event_ids});
-                print_json(&doc).map_err(AppError::Runtime)?;
-            } else {
+            let doc = json!({"command": command, "state": st, "event_ids": outcome.event_ids});
+            if output == Output::Text {
                 let breakers: Vec<&str> = st.tripped.keys().map(String::as_str).collect();
                 println!(
                     "done: trading {}{}, safe mode {}, breakers {}",
@@ -36,11 +34,11 @@ pub async fn run(
                     if breakers.is_empty() { "none".to_owned() } else { breakers.join(", ") },
                 );
             }
-            Ok(0)
+            Ok((0, doc))
         }
         Err(CommandError::NotApplicable(why)) => {
             eprintln!("error: nothing changed: {why}");
-            Ok(2)
+            Ok((2, json!({"error": format!("nothing changed: {why}"), "exit_code": 2})))
         }
         Err(CommandError::Store(e)) => Err(AppError::Store(e)),
     }
@@ -48,18 +46,16 @@ pub async fn run(
 
 /// After a kill: cancels every order the bot has open at the venue, booking what each had filled. An order the
 /// venue does not know is left to reconciliation (it may still show up), and a cancel that fails is reported;
-/// entries stay blocked either way, because the bot is halted.
-pub async fn cancel_open_orders(app: &crate::app::App, output: Output) -> Result<u8, AppError> {
+/// entries stay blocked either way, because the bot is halted. Text is printed; the JSON document is returned.
+pub async fn cancel_open_orders(app: &crate::app::App, output: Output) -> Result<(u8, serde_json::Value), AppError> {
     let (canceled, failed) = cancel_all(app.store.as_ref(), app.exchange.as_ref(), app.clock.as_ref()).await?;
-    if output == Output::Json {
-        print_json(&json!({"canceled": canceled, "not_canceled": failed})).map_err(AppError::Runtime)?;
-    } else {
+    if output == Output::Text {
         println!("open orders canceled: {}", if canceled.is_empty() { "none".into() } else { canceled.join(", ") });
         for f in &failed {
             eprintln!("not canceled: {f}");
         }
     }
-    Ok(u8::from(!failed.is_empty()))
+    Ok((u8::from(!failed.is_empty()), json!({"canceled": canceled, "not_canceled": failed})))
 }
 
 /// Cancels every open order of the bot at the venue, booking each cancellation with its event: the ids

@@ -1,24 +1,23 @@
-//! The notification outbox's statements: the `DeliveryStore` port on both backends. Times are epoch
-//! milliseconds and the rendered message is JSON (JSONB on PostgreSQL), as in the event log.
+//! The notification outbox's statements: the `DeliveryStore` port on both backends. Times and the rendered
+//! message are bound as what they mean (TIMESTAMPTZ and JSONB on PostgreSQL, epoch milliseconds and JSON text on
+//! SQLite), as in the event log.
 
+use super::SqlStore;
+use super::codec::{Cols, clean};
+use super::query::{Q, Row, Sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcbot_stages::ports::{
     Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, Message, NewDelivery, Route, StoreError,
 };
-use sqlx::any::AnyRow;
-
-use super::SqlStore;
-use super::codec::{Cols, clean, millis};
-use super::dialect::Sql;
 
 static INSERT: Sql = Sql::new(
     "INSERT INTO deliveries (event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, \
-     created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $10) \
+     created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
      ON CONFLICT (event_id, occurrence, channel) DO NOTHING",
 );
 static PENDING: Sql = Sql::new(
-    "SELECT id, event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message::text AS message, \
+    "SELECT id, event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, \
      attempts, last_error, created_at, next_attempt_at, sent_at FROM deliveries \
      WHERE channel = $1 AND status = 'pending' ORDER BY id LIMIT $2",
 );
@@ -36,7 +35,7 @@ static REQUEUE_ONE: Sql = Sql::new(
 static COUNTS: Sql =
     Sql::new("SELECT channel, status, COUNT(*) AS n FROM deliveries GROUP BY channel, status ORDER BY channel, status");
 static LAST_UNSUPPRESSED: Sql = Sql::new(
-    "SELECT id, event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message::text AS message, \
+    "SELECT id, event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, \
      attempts, last_error, created_at, next_attempt_at, sent_at FROM deliveries \
      WHERE channel = $1 AND fatigue_key = $2 AND status <> 'suppressed' ORDER BY id DESC LIMIT 1",
 );
@@ -50,13 +49,29 @@ static ACTIVE_SINCE: Sql = Sql::new(
 );
 
 static CURSOR_HOLDER: Sql = Sql::new("SELECT holder FROM event_cursors WHERE consumer = $1");
-static FREE_CURSOR: Sql = Sql::new("UPDATE event_cursors SET lease_until = 0 WHERE consumer = $1 AND holder = $2");
+static FREE_CURSOR: Sql = Sql::new("UPDATE event_cursors SET lease_until = $3 WHERE consumer = $1 AND holder = $2");
+
+/// The fixed statements, for the catalogue.
+pub(crate) static STATEMENTS: &[&Sql] = &[
+    &INSERT,
+    &PENDING,
+    &SENT,
+    &RETRY,
+    &FAILED,
+    &REQUEUE_ALL,
+    &REQUEUE_ONE,
+    &COUNTS,
+    &LAST_UNSUPPRESSED,
+    &SUPPRESSED_AFTER,
+    &ACTIVE_SINCE,
+    &CURSOR_HOLDER,
+    &FREE_CURSOR,
+];
 
 impl SqlStore {
     /// Who holds the cursor lease of `consumer` (`host:pid`), if anyone ever did.
     pub async fn consumer_holder(&self, consumer: &str) -> Result<Option<String>, StoreError> {
-        let row = self
-            .query(&CURSOR_HOLDER)
+        let row = Q::fixed(&CURSOR_HOLDER)
             .bind(consumer)
             .fetch_optional(&self.pool)
             .await
@@ -67,18 +82,18 @@ impl SqlStore {
     /// Ends the lease of `holder` on `consumer`'s cursor at once (its process is known to be dead), so the next
     /// claim need not wait for it to expire. Nothing happens if another holder has it by now.
     pub async fn free_consumer(&self, consumer: &str, holder: &str) -> Result<bool, StoreError> {
-        let done = self
-            .query(&FREE_CURSOR)
+        let done = Q::fixed(&FREE_CURSOR)
             .bind(consumer)
             .bind(holder)
+            .bind(DateTime::<Utc>::UNIX_EPOCH)
             .execute(&self.pool)
             .await
             .map_err(self.err("free_consumer"))?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 }
 
-fn delivery_from_row(row: &AnyRow) -> Result<Delivery, StoreError> {
+fn delivery_from_row(row: &Row) -> Result<Delivery, StoreError> {
     let c = Cols::new(row, "deliveries");
     let message: Message = serde_json::from_value(c.json("message")?).map_err(|e| c.corrupt("message", e))?;
     let small = |col: &str| -> Result<i32, StoreError> {
@@ -113,13 +128,12 @@ impl DeliveryStore for SqlStore {
             return Ok(0);
         }
         // One transaction for the batch: one commit (one WAL sync on SQLite) however many rows.
-        let mut tx = self.pool.begin().await.map_err(self.err("enqueue_deliveries"))?;
+        let mut tx = self.begin_tx().await?;
         let mut added = 0;
         for r in rows {
-            let message = serde_json::to_string(&r.message)
+            let message = serde_json::to_value(&r.message)
                 .map_err(|e| StoreError::Corrupt(format!("delivery message not serialisable: {e}")))?;
-            let done = self
-                .query(&INSERT)
+            let done = Q::fixed(&INSERT)
                 .bind(r.event_id)
                 .bind(i64::from(r.occurrence))
                 .bind(r.channel.as_str())
@@ -128,20 +142,19 @@ impl DeliveryStore for SqlStore {
                 .bind(r.fatigue_key.clone())
                 .bind(r.resolves)
                 .bind(r.note.as_deref().map(clean))
-                .bind(clean(&message))
-                .bind(millis(r.created_at))
-                .execute(&mut *tx)
+                .bind(message)
+                .bind(r.created_at)
+                .execute(&mut tx)
                 .await
                 .map_err(self.err("enqueue_deliveries"))?;
-            added += usize::try_from(done.rows_affected()).unwrap_or(0);
+            added += usize::try_from(done).unwrap_or(0);
         }
-        tx.commit().await.map_err(self.err("enqueue_deliveries"))?;
+        self.commit_tx(tx).await?;
         Ok(added)
     }
 
     async fn pending(&self, channel: Channel, limit: i64) -> Result<Vec<Delivery>, StoreError> {
-        let rows = self
-            .query(&PENDING)
+        let rows = Q::fixed(&PENDING)
             .bind(channel.as_str())
             .bind(limit.max(1))
             .fetch_all(&self.pool)
@@ -151,10 +164,10 @@ impl DeliveryStore for SqlStore {
     }
 
     async fn mark_sent(&self, id: i64, attempts: i32, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.query(&SENT)
+        Q::fixed(&SENT)
             .bind(id)
             .bind(i64::from(attempts))
-            .bind(millis(now))
+            .bind(now)
             .execute(&self.pool)
             .await
             .map_err(self.err("mark_sent"))?;
@@ -162,11 +175,11 @@ impl DeliveryStore for SqlStore {
     }
 
     async fn mark_retry(&self, id: i64, attempts: i32, error: &str, next: DateTime<Utc>) -> Result<(), StoreError> {
-        self.query(&RETRY)
+        Q::fixed(&RETRY)
             .bind(id)
             .bind(i64::from(attempts))
             .bind(clean(error))
-            .bind(millis(next))
+            .bind(next)
             .execute(&self.pool)
             .await
             .map_err(self.err("mark_retry"))?;
@@ -174,7 +187,7 @@ impl DeliveryStore for SqlStore {
     }
 
     async fn mark_failed(&self, id: i64, attempts: i32, error: &str) -> Result<(), StoreError> {
-        self.query(&FAILED)
+        Q::fixed(&FAILED)
             .bind(id)
             .bind(i64::from(attempts))
             .bind(clean(error))
@@ -186,15 +199,15 @@ impl DeliveryStore for SqlStore {
 
     async fn requeue_failed(&self, channel: Option<Channel>, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let q = match channel {
-            Some(c) => self.query(&REQUEUE_ONE).bind(millis(now)).bind(c.as_str()),
-            None => self.query(&REQUEUE_ALL).bind(millis(now)),
+            Some(c) => Q::fixed(&REQUEUE_ONE).bind(now).bind(c.as_str()),
+            None => Q::fixed(&REQUEUE_ALL).bind(now),
         };
         let done = q.execute(&self.pool).await.map_err(self.err("requeue_failed"))?;
-        Ok(done.rows_affected())
+        Ok(done)
     }
 
     async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {
-        let rows = self.query(&COUNTS).fetch_all(&self.pool).await.map_err(self.err("delivery_counts"))?;
+        let rows = Q::fixed(&COUNTS).fetch_all(&self.pool).await.map_err(self.err("delivery_counts"))?;
         rows.iter()
             .map(|r| {
                 let c = Cols::new(r, "deliveries");
@@ -208,8 +221,7 @@ impl DeliveryStore for SqlStore {
     }
 
     async fn last_unsuppressed(&self, channel: Channel, key: &str) -> Result<Option<Delivery>, StoreError> {
-        let row = self
-            .query(&LAST_UNSUPPRESSED)
+        let row = Q::fixed(&LAST_UNSUPPRESSED)
             .bind(channel.as_str())
             .bind(key)
             .fetch_optional(&self.pool)
@@ -224,27 +236,27 @@ impl DeliveryStore for SqlStore {
         key: &str,
         after_id: i64,
     ) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
-        let row = self
-            .query(&SUPPRESSED_AFTER)
+        let row = Q::fixed(&SUPPRESSED_AFTER)
             .bind(channel.as_str())
             .bind(key)
             .bind(after_id)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await
-            .map_err(self.err("suppressed_after"))?;
+            .map_err(self.err("suppressed_after"))?
+            .ok_or_else(|| StoreError::Corrupt("suppressed_after: an aggregate returned no row".into()))?;
         let c = Cols::new(&row, "deliveries");
         Ok((c.int("n")?, c.opt_time("first")?))
     }
 
     async fn active_since(&self, channel: Channel, key: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let row = self
-            .query(&ACTIVE_SINCE)
+        let row = Q::fixed(&ACTIVE_SINCE)
             .bind(channel.as_str())
             .bind(key)
             .bind(true)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await
-            .map_err(self.err("active_since"))?;
+            .map_err(self.err("active_since"))?
+            .ok_or_else(|| StoreError::Corrupt("active_since: an aggregate returned no row".into()))?;
         Cols::new(&row, "deliveries").opt_time("since")
     }
 }

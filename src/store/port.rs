@@ -9,9 +9,12 @@ use mcbot_stages::ports::{
 };
 
 use super::SqlStore;
-use super::dialect::Sql;
+use super::query::{Q, Sql};
 
 static PING: Sql = Sql::new("SELECT 1");
+
+/// The fixed statements, for the catalogue.
+pub(crate) static STATEMENTS: &[&Sql] = &[&PING];
 
 #[async_trait]
 impl Store for SqlStore {
@@ -20,7 +23,7 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.query(&PING).execute(&self.pool).await.map_err(self.err("ping"))?;
+        Q::fixed(&PING).execute(&self.pool).await.map_err(self.err("ping"))?;
         Ok(())
     }
 
@@ -83,6 +86,11 @@ impl Store for SqlStore {
 
     async fn save_candles(&self, symbol: &Symbol, tf: Timeframe, candles: &[Candle]) -> Result<(), StoreError> {
         self.save_candles_impl(symbol, tf, candles).await
+    }
+
+    async fn save_candle_sets(&self, tf: Timeframe, sets: &[(Symbol, Vec<Candle>)]) -> Result<(), StoreError> {
+        let sets: Vec<(&Symbol, &[Candle])> = sets.iter().map(|(s, c)| (s, c.as_slice())).collect();
+        self.write_candles(tf, &sets).await
     }
 
     async fn candles(

@@ -69,10 +69,18 @@ impl Job for HealthJob {
             None => true,
         };
         let expected = self.timeframe.last_close(now);
+        // Before the first trading cycle a fresh database holds no bars: that is waiting, not stale data.
+        let first_cycle_pending = self.store.load_state().await?.last_bar.is_none();
         let mut stale = Vec::new();
+        let mut waiting = Vec::new();
         let mut ages = serde_json::Map::new();
         for s in &self.symbols {
             let newest = self.store.candles(s, self.timeframe, expected, 1).await?.pop();
+            if newest.is_none() && first_cycle_pending {
+                waiting.push(s.clone());
+                ages.insert(s.to_string(), serde_json::Value::Null);
+                continue;
+            }
             let lag_bars = newest.map(|c| {
                 let behind = expected - c.close_time(self.timeframe);
                 behind.num_minutes() / i64::from(self.timeframe.minutes())
@@ -83,7 +91,9 @@ impl Job for HealthJob {
             }
         }
         let ok = exchange_ok && stale.is_empty();
-        let detail = json!({"store": true, "exchange": exchange_ok, "bars_behind": ages, "stale": stale});
+        let detail = json!({
+            "store": true, "exchange": exchange_ok, "bars_behind": ages, "stale": stale, "waiting_for_first_bar": waiting,
+        });
         self.store.insert_heartbeat(now, ok, &detail).await?;
         let run_id = cx.run_id.to_string();
         mutate_state(self.store.as_ref(), cx.fence.as_ref(), |st| {
@@ -126,7 +136,11 @@ impl Job for HealthJob {
         if pruned > 0 {
             tracing::info!(pruned, "events older than the retention pruned");
         }
-        let summary = if ok { "healthy".to_owned() } else { format!("unhealthy: {detail}") };
+        let summary = match (ok, waiting.is_empty()) {
+            (true, true) => "healthy".to_owned(),
+            (true, false) => "healthy; waiting for the first trading cycle to store bars".to_owned(),
+            (false, _) => format!("unhealthy: {detail}"),
+        };
         let mut outcome = JobOutcome::ok(summary, detail);
         if !exchange_ok {
             outcome.failed = true;

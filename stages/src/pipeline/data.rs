@@ -85,6 +85,7 @@ impl Stage for DataCollection {
 
     async fn run(&self, cx: &CycleContext, stored_until: Option<DateTime<Utc>>) -> Result<MarketData, StageError> {
         let mut out = MarketData::default();
+        let mut fresh_sets = Vec::new();
         for symbol in &self.symbols {
             let fetched = self.exchange.closed_candles(symbol, self.timeframe, cx.bar_close, self.lookback).await;
             let data = match fetched {
@@ -96,7 +97,7 @@ impl Stage for DataCollection {
                     let fresh: Vec<Candle> =
                         candles.iter().filter(|c| stored_until.is_none_or(|s| c.close_time(tf) > s)).cloned().collect();
                     if !fresh.is_empty() {
-                        self.store.save_candles(symbol, self.timeframe, &fresh).await?;
+                        fresh_sets.push((symbol.clone(), fresh));
                     }
                     SymbolData { candles, issue }
                 }
@@ -112,6 +113,9 @@ impl Stage for DataCollection {
                 tracing::warn!(%symbol, "entries blocked: {issue}");
             }
             out.symbols.insert(symbol.clone(), data);
+        }
+        if !fresh_sets.is_empty() {
+            self.store.save_candle_sets(self.timeframe, &fresh_sets).await?;
         }
         if out.symbols.values().all(|d| d.candles.is_empty()) {
             return Err(StageError::Skip("no market data for any symbol".into()));

@@ -90,6 +90,8 @@ pub struct JobRunRecord {
     pub error: Option<String>,
     /// Outcome summary (JSON), e.g. stage outcomes and orders placed.
     pub outcome: Option<serde_json::Value>,
+    /// The process that claimed the latest attempt, when recorded (runs of older releases have none).
+    pub claimant: Option<Claimant>,
 }
 
 impl JobRunRecord {
@@ -351,6 +353,14 @@ pub trait Store: Send + Sync {
     // --- market data ---
     /// Upserts closed candles.
     async fn save_candles(&self, symbol: &Symbol, tf: Timeframe, candles: &[Candle]) -> Result<(), StoreError>;
+    /// Upserts the new candles of several symbols, all or none: DataCollection's one write per cycle instead of
+    /// one per symbol. The default writes symbol by symbol.
+    async fn save_candle_sets(&self, tf: Timeframe, sets: &[(Symbol, Vec<Candle>)]) -> Result<(), StoreError> {
+        for (symbol, candles) in sets {
+            self.save_candles(symbol, tf, candles).await?;
+        }
+        Ok(())
+    }
     /// The newest `limit` stored candles with open time before `until`, oldest first.
     async fn candles(
         &self,
