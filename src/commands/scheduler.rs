@@ -11,9 +11,23 @@ use crate::market_stream::MarketStream;
 pub async fn run(app: &App) -> Result<(), AppError> {
     // Listen before anything else: a SIGTERM that arrives during start-up must still be a clean stop.
     let shutdown = shutdown_signal()?;
-    lifecycle_started(app).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let alerts = tokio::spawn(app.alert_consumer().run(stop_rx, std::time::Duration::from_secs(5)));
+    // Metrics and the admin server come up before the start is recorded, so its event is counted too; a listen
+    // address in use stops the start here, before any job runs.
+    let monitoring = crate::admin::Monitoring::start(app, stop_rx.clone()).await?;
+    lifecycle_started(app).await?;
+    let alerts = tokio::spawn(app.alert_consumer().run(stop_rx.clone(), std::time::Duration::from_secs(5)));
+    // With error tracking on, failures in the event log go to Sentry through their own consumer.
+    let sentry_events = sentry::Hub::main().client().map(|_| {
+        let scrubber = crate::error_tracking::Scrubber::from_config(
+            &app.cfg,
+            crate::error_tracking::dsn(&app.cfg).ok().flatten().as_deref(),
+        );
+        let handler = std::sync::Arc::new(crate::error_tracking::SentryEvents::new(scrubber));
+        let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
+        let consumer = mcbot_schedules::Consumer::new(app.store.clone(), app.clock.clone(), handler, holder);
+        tokio::spawn(consumer.run(stop_rx, std::time::Duration::from_secs(5)))
+    });
     match app.reconcile.reconcile(None).await {
         Ok(r) if r.is_clean() => tracing::info!("start-up reconciliation: in sync"),
         Ok(r) => tracing::error!(
@@ -34,7 +48,8 @@ pub async fn run(app: &App) -> Result<(), AppError> {
         tracing::info!(job = %v.name, schedule = %v.schedule, next = %next, "scheduled");
     }
     let grace = std::time::Duration::from_secs(app.cfg.schedule.shutdown_grace_secs);
-    println!("{}", startup_line(app, views.iter().find(|v| v.name == "trading-cycle").and_then(|v| v.next_fire)));
+    let next = views.iter().find(|v| v.name == "trading-cycle").and_then(|v| v.next_fire);
+    println!("{}", startup_line(app, next, monitoring.addr()));
     let result =
         driver::run_until(app.runtime.clone(), shutdown, grace).await.map_err(|e| AppError::Runtime(e.to_string()));
     if let Some(s) = stream {
@@ -48,6 +63,13 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     if let Err(e) = alerts.await {
         tracing::warn!("alert consumer ended abnormally: {e}");
     }
+    if let Some(Err(e)) = match sentry_events {
+        Some(task) => Some(task.await),
+        None => None,
+    } {
+        tracing::warn!("error tracking consumer ended abnormally: {e}");
+    }
+    monitoring.finish().await;
     result
 }
 
@@ -74,7 +96,7 @@ async fn lifecycle_started(app: &App) -> Result<(), AppError> {
 
 /// One plain line for the person who started the scheduler: what it trades, where it keeps its books, when the
 /// first cycle comes and how to stop it (with an hourly timeframe it may otherwise look idle for up to an hour).
-fn startup_line(app: &App, next: Option<chrono::DateTime<chrono::Utc>>) -> String {
+fn startup_line(app: &App, next: Option<chrono::DateTime<chrono::Utc>>, admin: Option<std::net::SocketAddr>) -> String {
     let cfg = &app.cfg;
     let venue = match cfg.mode {
         crate::config::Mode::Mock => "simulated exchange".to_owned(),
@@ -93,8 +115,9 @@ fn startup_line(app: &App, next: Option<chrono::DateTime<chrono::Utc>>) -> Strin
         }
         None => "no trading cycle scheduled".to_owned(),
     };
+    let metrics = admin.map_or_else(String::new, |a| format!("; metrics http://{a}/metrics"));
     format!(
-        "mcbot scheduler: mode {}, {venue}, {} on {}, database {database}; {next}; Ctrl-C or SIGTERM stops it",
+        "mcbot scheduler: mode {}, {venue}, {} on {}, database {database}; {next}{metrics}; Ctrl-C or SIGTERM stops it",
         cfg.mode.as_str(),
         cfg.market.timeframe,
         symbols.join(" "),
