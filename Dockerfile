@@ -2,9 +2,9 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-# The commit the metrics and error reports name: `docker build --build-arg MCBOT_GIT_COMMIT=$(git rev-parse --short=12 HEAD)`.
-ARG MCBOT_GIT_COMMIT=unknown
-ENV MCBOT_GIT_COMMIT=${MCBOT_GIT_COMMIT}
+# The commit the metrics and error reports name: `docker build --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD)`.
+ARG GIT_COMMIT=unknown
+ENV GIT_COMMIT=${GIT_COMMIT}
 RUN cargo build --release --locked --bin mcbot
 
 FROM debian:bookworm-slim

@@ -45,7 +45,7 @@ pub fn dsn(cfg: &Config) -> Result<Option<String>, ConfigError> {
 
 /// The release: version and the git commit it was built from.
 pub fn release() -> String {
-    format!("mcbot@{}+{}", env!("CARGO_PKG_VERSION"), option_env!("MCBOT_GIT_COMMIT").unwrap_or("unknown"))
+    format!("mcbot@{}+{}", env!("CARGO_PKG_VERSION"), option_env!("BUILD_GIT_COMMIT").unwrap_or("unknown"))
 }
 
 /// The venue label of the running configuration (`sim` in mode mock).

@@ -18,13 +18,16 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     lifecycle_started(app).await?;
     let alerts = tokio::spawn(app.alert_consumer().run(stop_rx.clone(), std::time::Duration::from_secs(5)));
     // With error tracking on, failures in the event log go to Sentry through their own consumer.
+    let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
+    if sentry::Hub::main().client().is_some() {
+        skip_history(app, "sentry", &holder).await;
+    }
     let sentry_events = sentry::Hub::main().client().map(|_| {
         let scrubber = crate::error_tracking::Scrubber::from_config(
             &app.cfg,
             crate::error_tracking::dsn(&app.cfg).ok().flatten().as_deref(),
         );
         let handler = std::sync::Arc::new(crate::error_tracking::SentryEvents::new(scrubber));
-        let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
         let consumer = mcbot_schedules::Consumer::new(app.store.clone(), app.clock.clone(), handler, holder);
         tokio::spawn(consumer.run(stop_rx, std::time::Duration::from_secs(5)))
     });
@@ -71,6 +74,24 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     }
     monitoring.finish().await;
     result
+}
+
+/// A consumer that has never run starts at the end of the log: error tracking turned on for an existing
+/// database reports what happens from now on, not every failure of the past.
+async fn skip_history(app: &App, consumer: &str, holder: &str) {
+    let now = app.clock.now();
+    let lease = chrono::Duration::seconds(60);
+    let Ok(Some(0)) = app.store.claim_consumer(consumer, holder, now, lease).await else { return };
+    match app.store.recent_events(Severity::Info, 1).await {
+        Ok(newest) => {
+            if let Some(last) = newest.first().map(|e| e.id)
+                && let Err(e) = app.store.advance_consumer(consumer, holder, last, now).await
+            {
+                tracing::warn!(consumer, "cannot start at the end of the event log: {e}");
+            }
+        }
+        Err(e) => tracing::warn!(consumer, "cannot start at the end of the event log: {e}"),
+    }
 }
 
 /// Records the start, and a crash when the previous start never recorded its stop.

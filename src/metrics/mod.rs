@@ -332,7 +332,7 @@ pub fn register_static(cfg: &crate::config::Config, jobs: &[(String, String)]) {
     };
     metrics::gauge!(BUILD_INFO,
         "version" => env!("CARGO_PKG_VERSION"),
-        "commit" => option_env!("MCBOT_GIT_COMMIT").unwrap_or("unknown"),
+        "commit" => option_env!("BUILD_GIT_COMMIT").unwrap_or("unknown"),
         "mode" => cfg.mode.as_str(),
         "venue" => venue)
     .set(1.0);
