@@ -1,6 +1,7 @@
 //! mcbot's end-to-end tests, as one test binary: real stores (SQLite file and PostgreSQL), loopback fake servers,
 //! virtual time.
 
+mod admin_http;
 mod backtest_parity;
 mod backtest_pipeline;
 mod binance;
