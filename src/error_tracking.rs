@@ -161,7 +161,8 @@ impl ErrorTracking {
         options.environment =
             Some(cfg.sentry.environment.clone().unwrap_or_else(|| cfg.mode.as_str().to_owned()).into());
         options.send_default_pii = false;
-        options.attach_stacktrace = true;
+        // The consumer's own stack says nothing about a failure read from the log (panics keep theirs).
+        options.attach_stacktrace = false;
         options.max_breadcrumbs = 50;
         options.shutdown_timeout = Duration::from_millis(cfg.sentry.shutdown_timeout_ms);
         let s = scrubber.clone();

@@ -11,6 +11,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
+use mcbot_stages::ports::{EventKind, NewEvent, Severity, Store};
 use serde_json::Value;
 
 use crate::support::cli::{command, workdir};
@@ -139,6 +140,12 @@ async fn a_failing_job_is_one_tagged_fingerprinted_error_with_check_ins_and_noth
     let refusal = format!(r#"{{"code":-1121,"msg":"Invalid symbol; key {API_KEY} hook {WEBHOOK} bot {BOT_TOKEN}"}}"#);
     fake.fault_next_n(None, "/api/v3/ticker/price", Fault::Body { status: 400, body: refusal }, 10_000);
     let dir = workdir();
+    // A failure from before error tracking was turned on: it is history, not sent.
+    let url = mcbot::store::SqlStore::embedded_url(&dir.path().join("data"));
+    let store = mcbot::app::open_store(&url).await.unwrap();
+    let old = NewEvent::new(chrono::Utc::now(), EventKind::JobFailed, Severity::Critical, "ancient failure");
+    store.append_events(vec![old]).await.unwrap();
+    store.close().await;
     let env = [
         ("MCBOT_EXCHANGE__BINANCE__REST_URL", fake.rest_url.clone()),
         ("MCBOT_EXCHANGE__BINANCE__WS_URL", fake.ws_url.clone()),
@@ -240,7 +247,9 @@ async fn a_failing_job_is_one_tagged_fingerprinted_error_with_check_ins_and_noth
     let message = cycle["message"].as_str().unwrap_or_default();
     assert!(message.contains("Invalid symbol") && message.contains("[redacted]"), "{cycle}");
     assert_ne!(cycle["fingerprint"], e["fingerprint"], "another cause, another issue");
-    // Nothing secret anywhere in anything sent.
+    // Nothing secret anywhere in anything sent, and nothing from before error tracking was on.
+    let history = items.iter().filter(|i| i.ty == "event" && i.payload["message"] == "ancient failure").count();
+    assert_eq!(history, 0, "a failure from before error tracking was on was reported");
     for body in sentry.bodies() {
         for secret in [API_KEY, API_SECRET, "planted-webhook-token", "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", PUBLIC_KEY] {
             assert!(!body.contains(secret), "{secret} was sent to Sentry:\n{body}");
