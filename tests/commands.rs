@@ -166,3 +166,42 @@ fn run_once_killed_at_any_moment_is_completed_by_the_next_and_books_stay_consist
         });
     }
 }
+
+/// After a crash, `status` says who holds a running claim, whether that process still lives, and when another
+/// process may take the run over: a dead claimant's run is taken at once, a live one's only after it is stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_who_holds_a_running_claim_and_whether_it_lives() {
+    let db = fresh_sqlite_url();
+    let store = open_store(db.url()).await.unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = Claimant { pid: child.id(), host: mcbot::liveness::host_name() };
+    child.wait().unwrap();
+    let alive = Claimant { pid: std::process::id(), host: mcbot::liveness::host_name() };
+    let remote = Claimant { pid: 4242, host: "another-host.invalid".into() };
+    let since = Utc::now() - Duration::minutes(1);
+    let stale = Duration::seconds(900);
+    for (job, who) in [("health", &alive), ("reconcile", &dead), ("report", &remote)] {
+        let run = RunId::new(job, since);
+        let claim = store.claim_run(run.as_str(), job, since, since, stale, who).await.unwrap();
+        assert!(matches!(claim, JobClaim::Claimed { .. }));
+    }
+    store.close().await;
+
+    let dir = workdir();
+    let out = mcbot(dir.path(), &["status", "--output", "json"], &[("DATABASE_URL", db.url())]);
+    ok(&out);
+    let doc = json(&out);
+    let claim_of = |job: &str| {
+        let runs = doc["last_runs"].as_array().expect("last runs");
+        let run = runs.iter().find(|r| r["job"] == job).unwrap_or_else(|| panic!("{job} listed: {doc}"));
+        run["claim"].as_str().unwrap_or_else(|| panic!("{job} has a claim description: {run}")).to_owned()
+    };
+    let takeover = (since + stale).format("%H:%M:%S").to_string();
+    let live = claim_of("health");
+    assert!(live.contains(&format!("pid {}", alive.pid)) && live.contains("alive"), "{live}");
+    assert!(live.contains(&takeover), "when a live claim may be taken over: {live}");
+    let gone = claim_of("reconcile");
+    assert!(gone.contains(&format!("pid {}", dead.pid)) && gone.contains("gone") && gone.contains("at once"), "{gone}");
+    let far = claim_of("report");
+    assert!(far.contains("another-host.invalid") && far.contains("not checked") && far.contains(&takeover), "{far}");
+}

@@ -72,6 +72,8 @@ contract!(
     migrate_twice_is_a_noop,
     newer_schema_is_refused,
     corrupt_rows_name_table_and_column,
+    every_statement_prepares_against_the_schema,
+    columns_hold_native_types,
 );
 
 // ---------------------------------------------------------------------------------------------- fixtures
@@ -794,6 +796,68 @@ async fn corrupt_rows_name_table_and_column(db: &TestStore) {
     pool.close().await;
 }
 
+/// Every statement the store runs is prepared against the migrated schema: a renamed column or SQL one engine
+/// cannot parse fails here instead of in the trading cycle.
+async fn every_statement_prepares_against_the_schema(db: &TestStore) {
+    let n = db.store.check_statements().await.expect("every statement prepares");
+    assert!(n >= 40, "the catalogue lists the store's statements ({n})");
+    // A column the statements rely on, gone: the check names the statement that cannot run.
+    let pool = raw(db).await;
+    sqlx::query("ALTER TABLE fills RENAME COLUMN fee TO fee_paid").execute(&pool).await.unwrap();
+    let err = db.store.check_statements().await.unwrap_err();
+    assert!(matches!(err, StoreError::Schema(ref m) if m.contains("fills")), "{err}");
+    pool.close().await;
+}
+
+/// Money, instants and details are stored as what they are, so SQL users and Grafana read them without
+/// conversion: NUMERIC, TIMESTAMPTZ and JSONB on PostgreSQL; SQLite keeps exact decimal text, epoch milliseconds
+/// and JSON text.
+async fn columns_hold_native_types(db: &TestStore) {
+    let s = &db.store;
+    let t = t(9);
+    let mut f = fill("t-native", "BTCUSDT", t);
+    f.fee = dec!(0.000000012345678901);
+    s.insert_fill(&f).await.unwrap();
+    s.append_events(vec![NewEvent::new(t, EventKind::Started, Severity::Info, "native").payload(json!({"n": 1}))])
+        .await
+        .unwrap();
+    let pool = raw(db).await;
+    match db.backend {
+        Backend::Postgres => {
+            let types: Vec<(String, String)> = sqlx::query_as(
+                "SELECT table_name::text || '.' || column_name::text, data_type::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_sqlx%' \
+                 AND (column_name IN ('ts', 'open_time', 'expires_at', 'lease_until', 'updated_at', 'created_at', \
+                 'period_start', 'period_end') OR column_name LIKE '%\\_at')",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            assert!(types.len() >= 15, "{types:?}");
+            for (col, ty) in &types {
+                assert_eq!(ty, "timestamp with time zone", "{col} is an instant");
+            }
+            let (when, fee, kind): (String, String, String) = sqlx::query_as(
+                "SELECT to_char(f.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), pg_typeof(f.fee)::text || ' ' || \
+                 f.fee::text, jsonb_typeof(e.payload) FROM fills f, events e WHERE f.trade_id = 't-native'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!(when, t.format("%Y-%m-%d %H:%M:%S").to_string());
+            assert_eq!(fee, "numeric 0.000000012345678901");
+            assert_eq!(kind, "object");
+        }
+        Backend::Sqlite => {
+            let (ms, fee): (i64, String) =
+                sqlx::query_as("SELECT ts, fee FROM fills WHERE trade_id = 't-native'").fetch_one(&pool).await.unwrap();
+            assert_eq!(ms, t.timestamp_millis());
+            assert_eq!(fee, "0.000000012345678901");
+        }
+    }
+    pool.close().await;
+}
+
 // ---------------------------------------------------------------------------------------------- connection
 
 #[tokio::test]
@@ -823,6 +887,7 @@ async fn embedded_default_creates_its_directory_in_wal_mode() {
     let store = SqlStore::open(&url).await.expect("open embedded store");
     store.ping().await.expect("ping");
     assert!(data_dir.join("mcbot.db").is_file());
+    sqlx::any::install_default_drivers();
     let pool = AnyPool::connect(&url).await.expect("raw connection");
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool).await.expect("journal mode");
     assert_eq!(mode, "wal");

@@ -16,6 +16,6 @@ pub use bar_trigger::{BarCloseTrigger, ReadyBar, StreamTrigger, TriggeredCycle};
 pub use consumer::{Consumer, EventHandler, Pumped};
 pub use runtime::{
     AssumeAlive, FireOutcome, Job, JobContext, JobError, JobOutcome, Liveness, RunEnd, RunObserver, RunStart, Runtime,
-    RuntimeConfig, describe_holder,
+    RuntimeConfig, describe_claim,
 };
 pub use schedule::{Schedule, ScheduleError};

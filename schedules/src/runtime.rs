@@ -10,7 +10,8 @@ use chrono::{DateTime, Duration, Utc};
 use mcbot_stages::Clock;
 use mcbot_stages::domain::RunId;
 use mcbot_stages::ports::{
-    Claimant, EventKind, FailureKind, JobClaim, JobStatus, NewEvent, RunFence, RunHolder, Severity, Store, StoreError,
+    Claimant, EventKind, FailureKind, JobClaim, JobRunRecord, JobStatus, NewEvent, RunFence, RunHolder, Severity,
+    Store, StoreError,
 };
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -467,7 +468,7 @@ impl Runtime {
                     return FireOutcome::AlreadyDone { run_id: run_id.to_string() };
                 }
                 Ok(JobClaim::Busy { holder }) => {
-                    tracing::info!(holder = %describe_holder(holder.as_ref()), "run held by another claimant");
+                    tracing::info!(holder = %self.describe_holder(holder.as_ref()), "run held by another claimant");
                     self.not_run(&name, "busy");
                     return FireOutcome::Busy { run_id: run_id.to_string(), holder };
                 }
@@ -559,13 +560,42 @@ impl Runtime {
     }
 }
 
-/// Who holds a run, in words.
-pub fn describe_holder(holder: Option<&RunHolder>) -> String {
-    match holder {
-        Some(RunHolder { claimant: Some(c), since, .. }) => {
-            format!("pid {} on {} since {}", c.pid, c.host, since.format("%Y-%m-%d %H:%M:%S UTC"))
+/// Who holds a claim, whether that process still lives, and when another process may take the run over: what a
+/// person needs after a crash to know whether to wait, and how long.
+pub fn describe_claim(
+    claimant: Option<&Claimant>,
+    since: DateTime<Utc>,
+    liveness: &dyn Liveness,
+    stale_after: Duration,
+) -> String {
+    let at = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let stale_at = since.checked_add_signed(stale_after).unwrap_or(since);
+    let Some(c) = claimant else {
+        return format!("a process since {}; taken over after {} if it stops", at(since), at(stale_at));
+    };
+    let who = format!("pid {} on {} since {}", c.pid, c.host, at(since));
+    if liveness.is_dead(c) {
+        format!("{who}; that process is gone: the next run takes the claim over at once")
+    } else if c.host == liveness.me().host {
+        format!("{who}; alive; taken over after {} if it hangs", at(stale_at))
+    } else {
+        format!("{who}; on another host, not checked from here; taken over after {} if it stops", at(stale_at))
+    }
+}
+
+impl Runtime {
+    /// [`describe_claim`] for the holder a claim attempt reported, with this runtime's liveness and staleness.
+    pub fn describe_holder(&self, holder: Option<&RunHolder>) -> String {
+        match holder {
+            Some(h) => describe_claim(h.claimant.as_ref(), h.since, self.liveness.as_ref(), self.cfg.stale_after),
+            None => "this process (the previous run is still going)".into(),
         }
-        Some(RunHolder { since, .. }) => format!("another process since {}", since.format("%Y-%m-%d %H:%M:%S UTC")),
-        None => "this process (the previous run is still going)".into(),
+    }
+
+    /// Where the claim of a `running` ledger row stands, in words; `None` for rows that are not running.
+    pub fn describe_run(&self, run: &JobRunRecord) -> Option<String> {
+        (run.status == JobStatus::Running).then(|| {
+            describe_claim(run.claimant.as_ref(), run.started_at, self.liveness.as_ref(), self.cfg.stale_after)
+        })
     }
 }

@@ -21,12 +21,7 @@ pub async fn run(store: &SqlStore, file: &Path, output: Output) -> Result<(), Ap
     if file.exists() {
         return Err(AppError::Usage(format!("{} already exists; choose a new file", file.display())));
     }
-    let target = file.to_str().ok_or_else(|| AppError::Usage(format!("{} is not valid UTF-8", file.display())))?;
-    let sql = format!("VACUUM INTO '{}'", target.replace('\'', "''"));
-    sqlx::query(&sql)
-        .execute(&store.pool)
-        .await
-        .map_err(|e| AppError::Runtime(format!("backup to {}: {e}", file.display())))?;
+    store.backup_into(file).await.map_err(|e| AppError::Runtime(e.to_string()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -39,7 +39,7 @@ pub async fn run(app: &App, args: &RunOnceArgs, output: Output) -> Result<bool, 
                 (doc, false)
             }
             FireOutcome::Busy { run_id, holder } => {
-                let who = mcbot_schedules::describe_holder(holder.as_ref());
+                let who = app.runtime.describe_holder(holder.as_ref());
                 return Err(AppError::Runtime(format!("{run_id} is being run by {who}")));
             }
             FireOutcome::ShuttingDown => return Err(AppError::Runtime("shutting down".into())),

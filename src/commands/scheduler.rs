@@ -123,8 +123,7 @@ fn startup_line(app: &App, next: Option<chrono::DateTime<chrono::Utc>>, admin: O
         crate::config::Mode::Mock => "simulated exchange".to_owned(),
         _ => format!("{:?}", cfg.exchange.venue).to_lowercase(),
     };
-    let url = app.store.pool.connect_options().database_url.to_string();
-    let database = match crate::store::SqlStore::sqlite_file(&url) {
+    let database = match app.store.file() {
         Some(file) => format!("sqlite {}", file.display()),
         None => app.store.kind().name().to_owned(),
     };

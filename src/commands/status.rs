@@ -37,7 +37,7 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
         "positions": positions,
         "last_runs": runs.iter().map(|r| json!({
             "job": r.job, "scheduled_at": r.scheduled_at, "status": r.status, "duration_ms": r.duration_ms(),
-            "attempt": r.attempt, "error": r.error,
+            "attempt": r.attempt, "error": r.error, "claimant": r.claimant, "claim": app.runtime.describe_run(r),
         })).collect::<Vec<_>>(),
         "recent_events": events,
     });
@@ -85,10 +85,10 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
             r.scheduled_at.to_rfc3339(),
             r.status.as_str().to_owned(),
             r.duration_ms().map_or_else(|| "-".into(), |d| format!("{d} ms")),
-            r.error.clone().unwrap_or_default(),
+            app.runtime.describe_run(r).or_else(|| r.error.clone()).unwrap_or_default(),
         ]
     });
-    println!("{}", table(&["job", "scheduled", "status", "time", "error"], rows));
+    println!("{}", table(&["job", "scheduled", "status", "time", "claim or error"], rows));
     if !events.is_empty() {
         let rows = events.iter().map(|e| {
             let ev = &e.event;

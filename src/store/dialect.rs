@@ -1,13 +1,6 @@
-//! Which SQL engine a URL names, and the one place where the PostgreSQL and SQLite dialects differ.
-//!
-//! Every statement is written once, in PostgreSQL syntax with `$n` placeholders. PostgreSQL needs explicit casts
-//! where text crosses into `NUMERIC`/`JSONB` columns (`$3::numeric` on write, `qty::text` on read), because the
-//! sqlx `Any` driver only carries integers, floats, text and blobs. SQLite stores money as `TEXT` and JSON as
-//! `TEXT` already, and has no `::` syntax, so its version of a statement is the same text with every cast removed.
+//! Which SQL engine a URL names, and what a URL says about its database (file, password to redact).
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 /// The SQL engine behind a store. Chosen from the URL; decides the migrations and the dialect of every statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,52 +31,6 @@ impl Backend {
             Backend::Sqlite => "sqlite",
         }
     }
-
-    /// The statement text for this backend: unchanged for PostgreSQL, casts stripped for SQLite. For statements
-    /// built at run time; fixed statements use [`Sql`], which does this once.
-    pub(crate) fn adapt<'a>(self, pg: &'a str) -> Cow<'a, str> {
-        match self {
-            Backend::Postgres => Cow::Borrowed(pg),
-            Backend::Sqlite => Cow::Owned(strip_casts(pg)),
-        }
-    }
-}
-
-/// A statement written once in PostgreSQL syntax, with its SQLite rewrite computed on first use and kept, so the
-/// hot path neither allocates nor re-parses, and prepared-statement caches see one stable text per backend.
-pub(crate) struct Sql {
-    pg: &'static str,
-    sqlite: OnceLock<String>,
-}
-
-impl Sql {
-    /// Wraps a PostgreSQL statement; meant for `static` items.
-    pub(crate) const fn new(pg: &'static str) -> Self {
-        Self { pg, sqlite: OnceLock::new() }
-    }
-
-    /// The statement text for `backend`.
-    pub(crate) fn text(&'static self, backend: Backend) -> &'static str {
-        match backend {
-            Backend::Postgres => self.pg,
-            Backend::Sqlite => self.sqlite.get_or_init(|| strip_casts(self.pg)).as_str(),
-        }
-    }
-}
-
-/// Removes PostgreSQL `::type` casts (`$3::numeric`, `qty::text`, `$1::jsonb`). Our statements hold no string
-/// literals containing `::`, so a plain scan is exact.
-pub(crate) fn strip_casts(pg: &str) -> String {
-    let mut out = String::with_capacity(pg.len());
-    let mut rest = pg;
-    while let Some(at) = rest.find("::") {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 2..];
-        let type_len = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
-        rest = &after[type_len..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The default embedded database URL: `sqlite://<data_dir>/mcbot.db?mode=rwc` (the file is created if missing;
@@ -150,16 +97,6 @@ pub(crate) fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn casts_are_stripped_for_sqlite() {
-        assert_eq!(
-            strip_casts("INSERT INTO t (a, b) VALUES ($1::numeric, $2::jsonb) RETURNING a::text, b"),
-            "INSERT INTO t (a, b) VALUES ($1, $2) RETURNING a, b"
-        );
-        assert_eq!(strip_casts("SELECT qty::text FROM orders"), "SELECT qty FROM orders");
-        assert_eq!(strip_casts("SELECT 1"), "SELECT 1");
-    }
 
     #[test]
     fn urls_name_their_backend() {

@@ -9,21 +9,17 @@
 use chrono::{DateTime, Utc};
 use mcbot_stages::domain::Symbol;
 use mcbot_stages::ports::{Event, EventKind, EventQuery, NewEvent, Severity, StoreError};
-use sqlx::any::AnyRow;
-use sqlx::{Any, Transaction};
 
 use super::SqlStore;
-use super::codec::{Cols, clean, json_text, millis};
-use super::dialect::{Backend, Sql};
+use super::codec::{Cols, clean};
+use super::dialect::Backend;
 use super::errors::map_sqlx;
+use super::query::{Q, Row, Sql, Tx};
 
-/// The advisory lock key that serialises event appenders on PostgreSQL ("mcbot-ev" in ASCII).
-const APPEND_LOCK: i64 = 0x6d63_626f_742d_6576;
-/// Rows per INSERT: 9 parameters each, far below PostgreSQL's 65 535 limit and SQLite's 32 766.
+/// Rows per INSERT on SQLite: 9 parameters each, far below its 32 766 limit.
 const BATCH: usize = 500;
 const COLUMNS: &str = "id, ts, kind, severity, run_id, symbol, message, payload, dedup_key";
 
-static LOCK: Sql = Sql::new("SELECT pg_advisory_xact_lock($1)");
 static PRUNE: Sql = Sql::new("DELETE FROM events WHERE ts < $1");
 static CLAIM_CURSOR: Sql = Sql::new(
     "INSERT INTO event_cursors (consumer, last_id, holder, lease_until, updated_at) VALUES ($1, 0, $2, $3, $4) \
@@ -35,39 +31,44 @@ static ADVANCE_CURSOR: Sql = Sql::new(
     "UPDATE event_cursors SET last_id = $3, updated_at = $4 WHERE consumer = $1 AND holder = $2 AND last_id <= $3",
 );
 
+/// The fixed statements, for the catalogue.
+pub(crate) static STATEMENTS: &[&Sql] = &[&PRUNE, &CLAIM_CURSOR, &ADVANCE_CURSOR];
+
+/// Example texts of the statements built at run time, for the catalogue.
+pub(crate) fn built_examples() -> Vec<(Option<Backend>, String)> {
+    let q = EventQuery { after: 0, kinds: vec![EventKind::Started], min_severity: Some(Severity::Warning), limit: 1 };
+    vec![
+        (Some(Backend::Sqlite), insert_statement(2)),
+        (None, read_statement(&q).0),
+        (None, recent_statement(Severity::Info).0),
+    ]
+}
+
 /// Writes `events` in order inside `tx`; returns their ids.
-pub(crate) async fn append(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    events: &[NewEvent],
-) -> Result<Vec<i64>, StoreError> {
+pub(crate) async fn append(tx: &mut Tx, events: &[NewEvent]) -> Result<Vec<i64>, StoreError> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    if backend == Backend::Postgres {
-        sqlx::query(LOCK.text(backend))
-            .bind(APPEND_LOCK)
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| map_sqlx(backend, "append_events", e))?;
-    }
+    let tx = match tx {
+        Tx::Pg(tx) => return super::postgres::append_events(tx, events).await,
+        Tx::Lite(_) => tx,
+    };
     let mut ids = Vec::with_capacity(events.len());
     for chunk in events.chunks(BATCH) {
-        let sql = insert_statement(backend, chunk.len());
-        let mut q = sqlx::query(&sql);
+        let mut q = Q::built(insert_statement(chunk.len())).persistent(chunk.len() == 1 || chunk.len() == BATCH);
         for (k, e) in chunk.iter().enumerate() {
             q = q
                 .bind(i64::try_from(k + 1).unwrap_or(i64::MAX))
-                .bind(millis(e.ts))
+                .bind(e.ts)
                 .bind(e.kind.as_str())
                 .bind(e.severity.as_str())
                 .bind(e.run_id.clone())
                 .bind(e.symbol.as_ref().map(|s| s.as_str().to_owned()))
                 .bind(clean(&e.message))
-                .bind(json_text(&e.payload))
+                .bind(e.payload.clone())
                 .bind(e.dedup_key.clone());
         }
-        let rows = q.fetch_all(&mut **tx).await.map_err(|e| map_sqlx(backend, "append_events", e))?;
+        let rows = q.fetch_all(&mut *tx).await.map_err(|e| map_sqlx(Backend::Sqlite, "append_events", e))?;
         let mut got: Vec<i64> =
             rows.iter().map(|r| Cols::new(r, "events").int("id")).collect::<Result<_, StoreError>>()?;
         got.sort_unstable();
@@ -76,30 +77,26 @@ pub(crate) async fn append(
     Ok(ids)
 }
 
-/// `INSERT ... SELECT base + k, ... FROM (max id) CROSS JOIN (VALUES ...)`: one statement numbers the whole batch
-/// from the current maximum, so SQLite takes its write lock at the first statement and both engines see the
-/// maximum as of the lock.
-fn insert_statement(backend: Backend, rows: usize) -> String {
+/// SQLite's append: `INSERT ... SELECT base + k, ... FROM (max id) CROSS JOIN (VALUES ...)`. One statement
+/// numbers the whole batch from the current maximum, so SQLite takes its write lock at the first statement and
+/// sees the maximum as of the lock.
+fn insert_statement(rows: usize) -> String {
     let mut values = Vec::with_capacity(rows);
     for r in 0..rows {
         let p: Vec<String> = (1..=9).map(|c| format!("${}", r * 9 + c)).collect();
-        values.push(format!(
-            "({}::bigint, {}::bigint, {}, {}, {}, {}, {}, {}, {})",
-            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
-        ));
+        values.push(format!("({})", p.join(", ")));
     }
-    let pg = format!(
+    format!(
         "INSERT INTO events ({COLUMNS}) \
          SELECT b.m + v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, \
-         v.column8::jsonb, v.column9 \
+         v.column8, v.column9 \
          FROM (SELECT COALESCE(MAX(id), 0) AS m FROM events) AS b CROSS JOIN (VALUES {}) AS v \
          RETURNING id",
         values.join(", ")
-    );
-    backend.adapt(&pg).into_owned()
+    )
 }
 
-fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
+fn event_from_row(row: &Row) -> Result<Event, StoreError> {
     let c = Cols::new(row, "events");
     let symbol = c.opt_text("symbol")?.map(|s| Symbol::new(&s).map_err(|e| c.corrupt("symbol", e))).transpose()?;
     Ok(Event {
@@ -117,7 +114,7 @@ fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
     })
 }
 
-const SELECT: &str = "SELECT id, ts, kind, severity, run_id, symbol, message, payload::text, dedup_key FROM events";
+const SELECT: &str = "SELECT id, ts, kind, severity, run_id, symbol, message, payload, dedup_key FROM events";
 
 /// Severities at or above `min`, as stored names.
 fn severities_from(min: Severity) -> Vec<&'static str> {
@@ -128,31 +125,42 @@ fn severities_from(min: Severity) -> Vec<&'static str> {
         .collect()
 }
 
+/// `SELECT ... WHERE id > $1 [AND kind IN (..)] [AND severity IN (..)] ORDER BY id LIMIT $n`, and the texts to
+/// bind between the cursor (`$1`) and the limit (last).
+fn read_statement(q: &EventQuery) -> (String, Vec<&'static str>) {
+    let mut sql = format!("{SELECT} WHERE id > $1");
+    let mut args: Vec<&'static str> = Vec::new();
+    let kinds: Vec<&'static str> = q.kinds.iter().map(|k| k.as_str()).collect();
+    if !kinds.is_empty() {
+        let ps: Vec<String> = (0..kinds.len()).map(|i| format!("${}", 2 + args.len() + i)).collect();
+        sql.push_str(&format!(" AND kind IN ({})", ps.join(", ")));
+        args.extend(kinds);
+    }
+    let sev = q.min_severity.map(severities_from).unwrap_or_default();
+    if !sev.is_empty() {
+        let ps: Vec<String> = (0..sev.len()).map(|i| format!("${}", 2 + args.len() + i)).collect();
+        sql.push_str(&format!(" AND severity IN ({})", ps.join(", ")));
+        args.extend(sev);
+    }
+    sql.push_str(&format!(" ORDER BY id LIMIT ${}", 2 + args.len()));
+    (sql, args)
+}
+
+/// The newest events at or above `min`, newest first; the severities to bind before the limit (last).
+fn recent_statement(min: Severity) -> (String, Vec<&'static str>) {
+    let sev = severities_from(min);
+    let ps: Vec<String> = (0..sev.len()).map(|i| format!("${}", i + 1)).collect();
+    let sql = format!("{SELECT} WHERE severity IN ({}) ORDER BY id DESC LIMIT ${}", ps.join(", "), sev.len() + 1);
+    (sql, sev)
+}
+
 impl SqlStore {
     /// See [`mcbot_stages::ports::Store::read_events`].
     pub(crate) async fn read_events_impl(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
-        let mut sql = format!("{SELECT} WHERE id > $1");
-        let mut n = 1;
-        let kinds: Vec<&str> = q.kinds.iter().map(|k| k.as_str()).collect();
-        if !kinds.is_empty() {
-            let ps: Vec<String> = (0..kinds.len()).map(|i| format!("${}", n + 1 + i)).collect();
-            sql.push_str(&format!(" AND kind IN ({})", ps.join(", ")));
-            n += kinds.len();
-        }
-        let sev = q.min_severity.map(severities_from).unwrap_or_default();
-        if !sev.is_empty() {
-            let ps: Vec<String> = (0..sev.len()).map(|i| format!("${}", n + 1 + i)).collect();
-            sql.push_str(&format!(" AND severity IN ({})", ps.join(", ")));
-            n += sev.len();
-        }
-        sql.push_str(&format!(" ORDER BY id LIMIT ${}", n + 1));
-        let sql = self.backend.adapt(&sql).into_owned();
-        let mut query = sqlx::query(&sql).bind(q.after);
-        for k in kinds {
-            query = query.bind(k);
-        }
-        for s in sev {
-            query = query.bind(s);
+        let (sql, args) = read_statement(q);
+        let mut query = Q::built(sql).persistent(q.kinds.is_empty()).bind(q.after);
+        for a in args {
+            query = query.bind(a);
         }
         let limit = if q.limit <= 0 { i64::MAX } else { q.limit };
         let rows = query.bind(limit).fetch_all(&self.pool).await.map_err(self.err("read_events"))?;
@@ -161,13 +169,10 @@ impl SqlStore {
 
     /// See [`mcbot_stages::ports::Store::recent_events`].
     pub(crate) async fn recent_events_impl(&self, min: Severity, limit: i64) -> Result<Vec<Event>, StoreError> {
-        let sev = severities_from(min);
-        let ps: Vec<String> = (0..sev.len()).map(|i| format!("${}", i + 1)).collect();
-        let sql = format!("{SELECT} WHERE severity IN ({}) ORDER BY id DESC LIMIT ${}", ps.join(", "), sev.len() + 1);
-        let sql = self.backend.adapt(&sql).into_owned();
-        let mut query = sqlx::query(&sql);
-        for s in sev {
-            query = query.bind(s);
+        let (sql, args) = recent_statement(min);
+        let mut query = Q::built(sql);
+        for a in args {
+            query = query.bind(a);
         }
         let rows = query.bind(limit.max(0)).fetch_all(&self.pool).await.map_err(self.err("recent_events"))?;
         rows.iter().map(event_from_row).collect()
@@ -175,8 +180,8 @@ impl SqlStore {
 
     /// See [`mcbot_stages::ports::Store::prune_events`].
     pub(crate) async fn prune_events_impl(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = self.query(&PRUNE).bind(millis(before)).execute(&self.pool).await.map_err(self.err("prune"))?;
-        Ok(done.rows_affected())
+        let done = Q::fixed(&PRUNE).bind(before).execute(&self.pool).await.map_err(self.err("prune"))?;
+        Ok(done)
     }
 
     /// See [`mcbot_stages::ports::Store::claim_consumer`].
@@ -188,12 +193,11 @@ impl SqlStore {
         ttl: chrono::Duration,
     ) -> Result<Option<i64>, StoreError> {
         let until = now.checked_add_signed(ttl).unwrap_or(now);
-        let row = self
-            .query(&CLAIM_CURSOR)
+        let row = Q::fixed(&CLAIM_CURSOR)
             .bind(consumer)
             .bind(holder)
-            .bind(millis(until))
-            .bind(millis(now))
+            .bind(until)
+            .bind(now)
             .fetch_optional(&self.pool)
             .await
             .map_err(self.err("claim_consumer"))?;
@@ -208,15 +212,14 @@ impl SqlStore {
         last_id: i64,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let done = self
-            .query(&ADVANCE_CURSOR)
+        let done = Q::fixed(&ADVANCE_CURSOR)
             .bind(consumer)
             .bind(holder)
             .bind(last_id)
-            .bind(millis(now))
+            .bind(now)
             .execute(&self.pool)
             .await
             .map_err(self.err("advance_consumer"))?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 }

@@ -1,13 +1,13 @@
 //! The job ledger: one row per (job, scheduled time), claimed atomically so a bar is processed exactly once even
 //! with several scheduler replicas, retried after a failure, and taken over when its process died.
 
+use super::query::Row;
 use chrono::{DateTime, Utc};
 use mcbot_stages::ports::{Claimant, JobClaim, JobRunRecord, JobStatus, NewEvent, RunFence, RunHolder, StoreError};
-use sqlx::any::AnyRow;
 
 use super::SqlStore;
-use super::codec::{Cols, clean, json_text, millis};
-use super::dialect::Sql;
+use super::codec::{Cols, clean};
+use super::query::{Q, Sql};
 
 static CLAIM_NEW: Sql = Sql::new(
     "INSERT INTO job_runs (run_id, job, scheduled_at, started_at, status, attempt, claim_token, claimant_pid, \
@@ -32,7 +32,7 @@ static STATUS_OF: Sql = Sql::new(
      WHERE job = $1 AND scheduled_at = $2",
 );
 static FINISH: Sql = Sql::new(
-    "UPDATE job_runs SET status = $3, finished_at = $4, error = $5, outcome = $6::jsonb \
+    "UPDATE job_runs SET status = $3, finished_at = $4, error = $5, outcome = $6 \
      WHERE run_id = $1 AND claim_token = $2 AND status = 'running'",
 );
 // The first record of a scheduled time stands: a skip never overwrites a run that exists.
@@ -41,17 +41,21 @@ static SKIP: Sql = Sql::new(
      VALUES ($1, $2, $3, $4, $4, 'skipped', 1, $5) ON CONFLICT DO NOTHING",
 );
 static RECENT_ALL: Sql = Sql::new(
-    "SELECT run_id, job, scheduled_at, started_at, finished_at, status, attempt, error, outcome::text \
-     FROM job_runs ORDER BY scheduled_at DESC, started_at DESC, run_id DESC LIMIT $1",
+    "SELECT run_id, job, scheduled_at, started_at, finished_at, status, attempt, error, outcome, \
+     claimant_pid, claimant_host FROM job_runs ORDER BY scheduled_at DESC, started_at DESC, run_id DESC LIMIT $1",
 );
 static RECENT_OF_JOB: Sql = Sql::new(
-    "SELECT run_id, job, scheduled_at, started_at, finished_at, status, attempt, error, outcome::text \
-     FROM job_runs WHERE job = $1 ORDER BY scheduled_at DESC, started_at DESC LIMIT $2",
+    "SELECT run_id, job, scheduled_at, started_at, finished_at, status, attempt, error, outcome, \
+     claimant_pid, claimant_host FROM job_runs WHERE job = $1 ORDER BY scheduled_at DESC, started_at DESC LIMIT $2",
 );
 static LAST_SUCCESS: Sql = Sql::new(
-    "SELECT run_id, job, scheduled_at, started_at, finished_at, status, attempt, error, outcome::text \
-     FROM job_runs WHERE job = $1 AND status = 'succeeded' ORDER BY scheduled_at DESC LIMIT 1",
+    "SELECT run_id, job, scheduled_at, started_at, finished_at, status, attempt, error, outcome, \
+     claimant_pid, claimant_host FROM job_runs WHERE job = $1 AND status = 'succeeded' ORDER BY scheduled_at DESC LIMIT 1",
 );
+
+/// The fixed statements, for the catalogue.
+pub(crate) static STATEMENTS: &[&Sql] =
+    &[&CLAIM_NEW, &RECLAIM, &TAKE_OVER, &STATUS_OF, &FINISH, &SKIP, &RECENT_ALL, &RECENT_OF_JOB, &LAST_SUCCESS];
 
 impl SqlStore {
     /// See [`mcbot_stages::ports::Store::claim_run`]: insert-if-absent, else a conditional re-claim, else report
@@ -66,28 +70,26 @@ impl SqlStore {
         claimant: &Claimant,
     ) -> Result<JobClaim, StoreError> {
         let token = new_token();
-        let inserted = self
-            .query(&CLAIM_NEW)
+        let inserted = Q::fixed(&CLAIM_NEW)
             .bind(run_id)
             .bind(job)
-            .bind(millis(scheduled_at))
-            .bind(millis(now))
+            .bind(scheduled_at)
+            .bind(now)
             .bind(token.clone())
             .bind(i64::from(claimant.pid))
             .bind(claimant.host.clone())
             .execute(&self.pool)
             .await
             .map_err(self.err("claim_run"))?;
-        if inserted.rows_affected() == 1 {
+        if inserted == 1 {
             return Ok(JobClaim::Claimed { attempt: 1, fence: RunFence { run_id: run_id.to_owned(), token } });
         }
         let stale_before = now.checked_sub_signed(stale_after).unwrap_or(now);
-        let reclaimed = self
-            .query(&RECLAIM)
+        let reclaimed = Q::fixed(&RECLAIM)
             .bind(job)
-            .bind(millis(scheduled_at))
-            .bind(millis(now))
-            .bind(millis(stale_before))
+            .bind(scheduled_at)
+            .bind(now)
+            .bind(stale_before)
             .bind(token.clone())
             .bind(i64::from(claimant.pid))
             .bind(claimant.host.clone())
@@ -98,10 +100,9 @@ impl SqlStore {
             let attempt = Cols::new(&row, "job_runs").int("attempt")?;
             return Ok(JobClaim::Claimed { attempt, fence: RunFence { run_id: run_id.to_owned(), token } });
         }
-        let existing = self
-            .query(&STATUS_OF)
+        let existing = Q::fixed(&STATUS_OF)
             .bind(job)
-            .bind(millis(scheduled_at))
+            .bind(scheduled_at)
             .fetch_optional(&self.pool)
             .await
             .map_err(self.err("claim_run"))?;
@@ -114,10 +115,7 @@ impl SqlStore {
             JobStatus::Succeeded | JobStatus::Skipped => Ok(JobClaim::AlreadyDone),
             // Running and fresh, or failed just now by a concurrent claimer's run: not ours this time.
             JobStatus::Running | JobStatus::Failed => {
-                let claimant = match (c.opt_int("claimant_pid")?, c.opt_text("claimant_host")?) {
-                    (Some(pid), Some(host)) => u32::try_from(pid).ok().map(|pid| Claimant { pid, host }),
-                    _ => None,
-                };
+                let claimant = claimant_of(&c)?;
                 let since = c.time("started_at")?;
                 Ok(JobClaim::Busy { holder: Some(RunHolder { claimant, since, token: c.opt_text("claim_token")? }) })
             }
@@ -133,10 +131,9 @@ impl SqlStore {
         claimant: &Claimant,
     ) -> Result<Option<JobClaim>, StoreError> {
         let new = new_token();
-        let row = self
-            .query(&TAKE_OVER)
+        let row = Q::fixed(&TAKE_OVER)
             .bind(run_id)
-            .bind(millis(now))
+            .bind(now)
             .bind(new.clone())
             .bind(i64::from(claimant.pid))
             .bind(claimant.host.clone())
@@ -163,17 +160,17 @@ impl SqlStore {
         events: Vec<NewEvent>,
     ) -> Result<(), StoreError> {
         let mut uow = self.begin_sql().await?;
-        let done = sqlx::query(FINISH.text(self.backend))
+        let done = Q::fixed(&FINISH)
             .bind(fence.run_id.clone())
             .bind(fence.token.clone())
             .bind(status.as_str())
-            .bind(millis(finished_at))
+            .bind(finished_at)
             .bind(error.map(clean))
-            .bind(outcome.map(json_text))
-            .execute(&mut *uow.tx)
+            .bind(outcome.cloned())
+            .execute(&mut uow.tx)
             .await
             .map_err(self.err("finish_run"))?;
-        if done.rows_affected() == 0 {
+        if done == 0 {
             return Err(StoreError::Fenced(format!(
                 "run {} is not claimed by this process: not finished",
                 fence.run_id
@@ -192,11 +189,11 @@ impl SqlStore {
         now: DateTime<Utc>,
         reason: &str,
     ) -> Result<(), StoreError> {
-        self.query(&SKIP)
+        Q::fixed(&SKIP)
             .bind(run_id)
             .bind(job)
-            .bind(millis(scheduled_at))
-            .bind(millis(now))
+            .bind(scheduled_at)
+            .bind(now)
             .bind(clean(reason))
             .execute(&self.pool)
             .await
@@ -211,8 +208,8 @@ impl SqlStore {
         limit: i64,
     ) -> Result<Vec<JobRunRecord>, StoreError> {
         let rows = match job {
-            Some(job) => self.query(&RECENT_OF_JOB).bind(job).bind(limit.max(0)),
-            None => self.query(&RECENT_ALL).bind(limit.max(0)),
+            Some(job) => Q::fixed(&RECENT_OF_JOB).bind(job).bind(limit.max(0)),
+            None => Q::fixed(&RECENT_ALL).bind(limit.max(0)),
         }
         .fetch_all(&self.pool)
         .await
@@ -223,7 +220,7 @@ impl SqlStore {
     /// See [`mcbot_stages::ports::Store::last_success`].
     pub(crate) async fn last_success_impl(&self, job: &str) -> Result<Option<JobRunRecord>, StoreError> {
         let row =
-            self.query(&LAST_SUCCESS).bind(job).fetch_optional(&self.pool).await.map_err(self.err("last_success"))?;
+            Q::fixed(&LAST_SUCCESS).bind(job).fetch_optional(&self.pool).await.map_err(self.err("last_success"))?;
         row.as_ref().map(run_from_row).transpose()
     }
 }
@@ -233,7 +230,15 @@ fn new_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn run_from_row(row: &AnyRow) -> Result<JobRunRecord, StoreError> {
+/// The recorded claimant of a ledger row, if both parts are there.
+fn claimant_of(c: &Cols<'_>) -> Result<Option<Claimant>, StoreError> {
+    Ok(match (c.opt_int("claimant_pid")?, c.opt_text("claimant_host")?) {
+        (Some(pid), Some(host)) => u32::try_from(pid).ok().map(|pid| Claimant { pid, host }),
+        _ => None,
+    })
+}
+
+fn run_from_row(row: &Row) -> Result<JobRunRecord, StoreError> {
     let c = Cols::new(row, "job_runs");
     Ok(JobRunRecord {
         run_id: c.text("run_id")?,
@@ -245,5 +250,6 @@ fn run_from_row(row: &AnyRow) -> Result<JobRunRecord, StoreError> {
         attempt: c.int("attempt")?,
         error: c.opt_text("error")?,
         outcome: c.opt_json("outcome")?,
+        claimant: claimant_of(&c)?,
     })
 }

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use mcbot_stages::ports::StoreError;
 
 use super::SqlStore;
-use super::codec::millis;
-use super::dialect::Sql;
+
+use super::query::{Q, Sql};
 
 // One statement decides: insert a free lease, or take it over when it is ours (renewal) or has expired. Under
 // concurrency the engine serialises the conflicting writes and the loser's WHERE sees the winner's row.
@@ -16,6 +16,9 @@ static ACQUIRE: Sql = Sql::new(
      WHERE leases.holder = excluded.holder OR leases.expires_at <= $4",
 );
 static RELEASE: Sql = Sql::new("DELETE FROM leases WHERE name = $1 AND holder = $2");
+
+/// The fixed statements, for the catalogue.
+pub(crate) static STATEMENTS: &[&Sql] = &[&ACQUIRE, &RELEASE];
 
 impl SqlStore {
     /// Takes or renews lease `name` for `holder` until `now + ttl`. True when `holder` now holds it; false when
@@ -29,28 +32,22 @@ impl SqlStore {
         ttl: chrono::Duration,
     ) -> Result<bool, StoreError> {
         let expires_at = now.checked_add_signed(ttl).unwrap_or(now);
-        let done = self
-            .query(&ACQUIRE)
+        let done = Q::fixed(&ACQUIRE)
             .bind(name)
             .bind(holder)
-            .bind(millis(expires_at))
-            .bind(millis(now))
+            .bind(expires_at)
+            .bind(now)
             .execute(&self.pool)
             .await
             .map_err(self.err("try_acquire_lease"))?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     /// Gives lease `name` up if `holder` holds it, so another replica need not wait for expiry. True if it was
     /// held by `holder` and is now free.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StoreError> {
-        let done = self
-            .query(&RELEASE)
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await
-            .map_err(self.err("release_lease"))?;
-        Ok(done.rows_affected() == 1)
+        let done =
+            Q::fixed(&RELEASE).bind(name).bind(holder).execute(&self.pool).await.map_err(self.err("release_lease"))?;
+        Ok(done == 1)
     }
 }

@@ -3,22 +3,30 @@
 
 use std::fmt::Write as _;
 
+use super::query::Row;
 use chrono::{DateTime, Utc};
 use mcbot_stages::domain::{Candle, Symbol, Timeframe};
 use mcbot_stages::ports::StoreError;
-use sqlx::any::AnyRow;
 
 use super::SqlStore;
-use super::codec::{Cols, dec, millis};
-use super::dialect::Sql;
+use super::codec::Cols;
+use super::query::{Q, Sql};
 
 /// Rows per multi-row upsert: few round trips for a backfill, far below both engines' parameter limits.
 const CHUNK: usize = 100;
 
 static NEWEST_BEFORE: Sql = Sql::new(
-    "SELECT open_time, open::text, high::text, low::text, close::text, volume::text FROM candles \
+    "SELECT open_time, open, high, low, close, volume FROM candles \
      WHERE symbol = $1 AND timeframe = $2 AND open_time < $3 ORDER BY open_time DESC LIMIT $4",
 );
+
+/// The fixed statements, for the catalogue.
+pub(crate) static STATEMENTS: &[&Sql] = &[&NEWEST_BEFORE];
+
+/// Example texts of the statements built at run time, for the catalogue.
+pub(crate) fn built_examples() -> Vec<(Option<super::dialect::Backend>, String)> {
+    vec![(None, upsert_sql(2))]
+}
 
 /// `INSERT ... VALUES (...), (...) ON CONFLICT DO UPDATE` for `rows` candles; `$1` is the symbol and `$2` the
 /// timeframe, shared by every row.
@@ -31,15 +39,7 @@ fn upsert_sql(rows: usize) -> String {
             sql.push_str(", ");
         }
         // Writing to a String cannot fail.
-        let _ = write!(
-            sql,
-            "($1, $2, ${p}, ${}::numeric, ${}::numeric, ${}::numeric, ${}::numeric, ${}::numeric)",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5
-        );
+        let _ = write!(sql, "($1, $2, ${p}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5);
     }
     sql.push_str(
         " ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET open = excluded.open, high = excluded.high, \
@@ -62,32 +62,25 @@ impl SqlStore {
         }
         let err = || self.err("save_candles");
         let tf = tf.to_string();
-        let mut tx = if candles.len() > CHUNK { Some(self.pool.begin().await.map_err(err())?) } else { None };
+        // Several chunks commit together; a single one needs no transaction of its own.
+        let mut tx = if candles.len() > CHUNK { Some(self.begin_tx().await?) } else { None };
         for chunk in candles.chunks(CHUNK) {
-            let pg = upsert_sql(chunk.len());
-            let sql = self.backend.adapt(&pg);
             // Cache the prepared statement only for the shapes that recur (a full chunk, the usual single new
             // bar), so a backfill's odd remainders do not crowd the hot statements out of the cache.
-            let mut q = sqlx::query(&sql)
+            let mut q = Q::built(upsert_sql(chunk.len()))
                 .persistent(chunk.len() == CHUNK || chunk.len() == 1)
                 .bind(symbol.as_str())
                 .bind(tf.as_str());
             for c in chunk {
-                q = q
-                    .bind(millis(c.open_time))
-                    .bind(dec(c.open))
-                    .bind(dec(c.high))
-                    .bind(dec(c.low))
-                    .bind(dec(c.close))
-                    .bind(dec(c.volume));
+                q = q.bind(c.open_time).bind(c.open).bind(c.high).bind(c.low).bind(c.close).bind(c.volume);
             }
             match tx.as_mut() {
-                Some(tx) => q.execute(&mut **tx).await.map_err(err())?,
+                Some(tx) => q.execute(tx).await.map_err(err())?,
                 None => q.execute(&self.pool).await.map_err(err())?,
             };
         }
         if let Some(tx) = tx {
-            tx.commit().await.map_err(err())?;
+            self.commit_tx(tx).await?;
         }
         Ok(())
     }
@@ -100,11 +93,10 @@ impl SqlStore {
         until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Candle>, StoreError> {
-        let rows = self
-            .query(&NEWEST_BEFORE)
+        let rows = Q::fixed(&NEWEST_BEFORE)
             .bind(symbol.as_str())
             .bind(tf.to_string())
-            .bind(millis(until))
+            .bind(until)
             .bind(limit.max(0))
             .fetch_all(&self.pool)
             .await
@@ -113,7 +105,7 @@ impl SqlStore {
     }
 }
 
-fn candle_from_row(row: &AnyRow) -> Result<Candle, StoreError> {
+fn candle_from_row(row: &Row) -> Result<Candle, StoreError> {
     let c = Cols::new(row, "candles");
     Ok(Candle {
         open_time: c.time("open_time")?,
@@ -132,7 +124,7 @@ mod tests {
     #[test]
     fn upsert_numbers_parameters_per_row() {
         let sql = upsert_sql(2);
-        assert!(sql.contains("($1, $2, $3, $4::numeric, $5::numeric, $6::numeric, $7::numeric, $8::numeric)"));
-        assert!(sql.contains("($1, $2, $9, $10::numeric, $11::numeric, $12::numeric, $13::numeric, $14::numeric)"));
+        assert!(sql.contains("($1, $2, $3, $4, $5, $6, $7, $8)"));
+        assert!(sql.contains("($1, $2, $9, $10, $11, $12, $13, $14)"));
     }
 }

@@ -9,9 +9,12 @@ use mcbot_stages::ports::{
 };
 
 use super::SqlStore;
-use super::dialect::Sql;
+use super::query::{Q, Sql};
 
 static PING: Sql = Sql::new("SELECT 1");
+
+/// The fixed statements, for the catalogue.
+pub(crate) static STATEMENTS: &[&Sql] = &[&PING];
 
 #[async_trait]
 impl Store for SqlStore {
@@ -20,7 +23,7 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.query(&PING).execute(&self.pool).await.map_err(self.err("ping"))?;
+        Q::fixed(&PING).execute(&self.pool).await.map_err(self.err("ping"))?;
         Ok(())
     }
 

@@ -1,36 +1,47 @@
 //! Decisions, risk events, equity, reports, heartbeats and the bot state: what the bot saw and decided, for
 //! drawdown breakers, reports, the status command and a restart.
 
+use super::query::Row;
 use chrono::{DateTime, Utc};
 use mcbot_stages::ports::{BotState, EquitySnapshot, ReportRecord, SignalRecord, StoreError, Versioned};
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
 
 use super::SqlStore;
-use super::codec::{Cols, json_text, millis};
-use super::dialect::Sql;
+use super::codec::Cols;
+use super::query::{Q, Sql};
 
 /// The `bot_state` key under which [`BotState`] is kept.
 pub(crate) const BOT_STATE_KEY: &str = "bot";
 
 static SIGNALS_OF_RUN: Sql = Sql::new(
-    "SELECT run_id, ts, symbol, strategy, target_weight::text, reason FROM signals WHERE run_id = $1 \
+    "SELECT run_id, ts, symbol, strategy, target_weight, reason FROM signals WHERE run_id = $1 \
      ORDER BY symbol, strategy",
 );
 static EQUITY_BETWEEN: Sql =
-    Sql::new("SELECT ts, equity::text, cash::text FROM equity_snapshots WHERE ts >= $1 AND ts < $2 ORDER BY ts");
+    Sql::new("SELECT ts, equity, cash FROM equity_snapshots WHERE ts >= $1 AND ts < $2 ORDER BY ts");
 static EQUITY_BEFORE: Sql =
-    Sql::new("SELECT ts, equity::text, cash::text FROM equity_snapshots WHERE ts < $1 ORDER BY ts DESC LIMIT 1");
+    Sql::new("SELECT ts, equity, cash FROM equity_snapshots WHERE ts < $1 ORDER BY ts DESC LIMIT 1");
 static UPSERT_REPORT: Sql = Sql::new(
-    "INSERT INTO reports (kind, period_start, period_end, body) VALUES ($1, $2, $3, $4::jsonb) \
+    "INSERT INTO reports (kind, period_start, period_end, body) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (kind, period_start) DO UPDATE SET period_end = excluded.period_end, body = excluded.body",
 );
 static REPORT: Sql =
-    Sql::new("SELECT kind, period_start, period_end, body::text FROM reports WHERE kind = $1 AND period_start = $2");
-static INSERT_HEARTBEAT: Sql = Sql::new("INSERT INTO heartbeats (ts, ok, detail) VALUES ($1, $2, $3::jsonb)");
-static LATEST_HEARTBEAT: Sql =
-    Sql::new("SELECT ts, ok, detail::text FROM heartbeats ORDER BY ts DESC, id DESC LIMIT 1");
-static LOAD_STATE: Sql = Sql::new("SELECT value::text, version FROM bot_state WHERE key = $1");
+    Sql::new("SELECT kind, period_start, period_end, body FROM reports WHERE kind = $1 AND period_start = $2");
+static INSERT_HEARTBEAT: Sql = Sql::new("INSERT INTO heartbeats (ts, ok, detail) VALUES ($1, $2, $3)");
+static LATEST_HEARTBEAT: Sql = Sql::new("SELECT ts, ok, detail FROM heartbeats ORDER BY ts DESC, id DESC LIMIT 1");
+static LOAD_STATE: Sql = Sql::new("SELECT value, version FROM bot_state WHERE key = $1");
+
+/// The fixed statements, for the catalogue.
+pub(crate) static STATEMENTS: &[&Sql] = &[
+    &SIGNALS_OF_RUN,
+    &EQUITY_BETWEEN,
+    &EQUITY_BEFORE,
+    &UPSERT_REPORT,
+    &REPORT,
+    &INSERT_HEARTBEAT,
+    &LATEST_HEARTBEAT,
+    &LOAD_STATE,
+];
 
 /// One recorded health check, as the status command shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,7 +58,7 @@ impl SqlStore {
     /// See [`mcbot_stages::ports::Store::signals_of_run`]; by symbol, then strategy.
     pub(crate) async fn signals_of_run_impl(&self, run_id: &str) -> Result<Vec<SignalRecord>, StoreError> {
         let rows =
-            self.query(&SIGNALS_OF_RUN).bind(run_id).fetch_all(&self.pool).await.map_err(self.err("signals_of_run"))?;
+            Q::fixed(&SIGNALS_OF_RUN).bind(run_id).fetch_all(&self.pool).await.map_err(self.err("signals_of_run"))?;
         rows.iter()
             .map(|row| {
                 let c = Cols::new(row, "signals");
@@ -69,10 +80,9 @@ impl SqlStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<EquitySnapshot>, StoreError> {
-        let rows = self
-            .query(&EQUITY_BETWEEN)
-            .bind(millis(from))
-            .bind(millis(to))
+        let rows = Q::fixed(&EQUITY_BETWEEN)
+            .bind(from)
+            .bind(to)
             .fetch_all(&self.pool)
             .await
             .map_err(self.err("equity_between"))?;
@@ -81,23 +91,19 @@ impl SqlStore {
 
     /// See [`mcbot_stages::ports::Store::equity_before`].
     pub(crate) async fn equity_before_impl(&self, t: DateTime<Utc>) -> Result<Option<EquitySnapshot>, StoreError> {
-        let row = self
-            .query(&EQUITY_BEFORE)
-            .bind(millis(t))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.err("equity_before"))?;
+        let row =
+            Q::fixed(&EQUITY_BEFORE).bind(t).fetch_optional(&self.pool).await.map_err(self.err("equity_before"))?;
         row.as_ref().map(equity_from_row).transpose()
     }
 
     /// See [`mcbot_stages::ports::Store::insert_report`]. A second report for the same kind and period start
     /// replaces the first: a recomputed report (after late fills, or a fixed bug) is the one to keep.
     pub(crate) async fn insert_report_impl(&self, r: &ReportRecord) -> Result<(), StoreError> {
-        self.query(&UPSERT_REPORT)
+        Q::fixed(&UPSERT_REPORT)
             .bind(r.kind.as_str())
-            .bind(millis(r.period_start))
-            .bind(millis(r.period_end))
-            .bind(json_text(&r.body))
+            .bind(r.period_start)
+            .bind(r.period_end)
+            .bind(r.body.clone())
             .execute(&self.pool)
             .await
             .map_err(self.err("insert_report"))?;
@@ -107,10 +113,9 @@ impl SqlStore {
     /// The stored report of `kind` for the period starting at `period_start`, so the report job can tell whether
     /// a period was already reported and the CLI can show it again.
     pub async fn report(&self, kind: &str, period_start: DateTime<Utc>) -> Result<Option<ReportRecord>, StoreError> {
-        let row = self
-            .query(&REPORT)
+        let row = Q::fixed(&REPORT)
             .bind(kind)
-            .bind(millis(period_start))
+            .bind(period_start)
             .fetch_optional(&self.pool)
             .await
             .map_err(self.err("report"))?;
@@ -134,10 +139,10 @@ impl SqlStore {
         ok: bool,
         detail: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        self.query(&INSERT_HEARTBEAT)
-            .bind(millis(ts))
+        Q::fixed(&INSERT_HEARTBEAT)
+            .bind(ts)
             .bind(ok)
-            .bind(json_text(detail))
+            .bind(detail.clone())
             .execute(&self.pool)
             .await
             .map_err(self.err("insert_heartbeat"))?;
@@ -146,8 +151,7 @@ impl SqlStore {
 
     /// The newest heartbeat, for the status command and for an external liveness check.
     pub async fn latest_heartbeat(&self) -> Result<Option<Heartbeat>, StoreError> {
-        let row =
-            self.query(&LATEST_HEARTBEAT).fetch_optional(&self.pool).await.map_err(self.err("latest_heartbeat"))?;
+        let row = Q::fixed(&LATEST_HEARTBEAT).fetch_optional(&self.pool).await.map_err(self.err("latest_heartbeat"))?;
         row.as_ref()
             .map(|row| {
                 let c = Cols::new(row, "heartbeats");
@@ -159,21 +163,20 @@ impl SqlStore {
     /// See [`mcbot_stages::ports::Store::load_state`]. A state that no longer parses is `Corrupt`, never
     /// silently reset: resetting would forget safe mode and tripped breakers.
     pub(crate) async fn load_state_impl(&self) -> Result<Versioned<BotState>, StoreError> {
-        let row = self
-            .query(&LOAD_STATE)
+        let row = Q::fixed(&LOAD_STATE)
             .bind(BOT_STATE_KEY)
             .fetch_optional(&self.pool)
             .await
             .map_err(self.err("load_state"))?;
         let Some(row) = row else { return Ok(Versioned::default()) };
         let c = Cols::new(&row, "bot_state");
-        let text = c.text("value")?;
-        let value = serde_json::from_str(&text).map_err(|e| c.corrupt("value", format!("invalid bot state: {e}")))?;
+        let value = serde_json::from_value(c.json("value")?)
+            .map_err(|e| c.corrupt("value", format!("invalid bot state: {e}")))?;
         Ok(Versioned { value, version: c.int("version")? })
     }
 }
 
-fn equity_from_row(row: &AnyRow) -> Result<EquitySnapshot, StoreError> {
+fn equity_from_row(row: &Row) -> Result<EquitySnapshot, StoreError> {
     let c = Cols::new(row, "equity_snapshots");
     Ok(EquitySnapshot { ts: c.time("ts")?, equity: c.decimal("equity")?, cash: c.decimal("cash")? })
 }

@@ -1,28 +1,16 @@
-//! The store handle: one connection pool over the sqlx `Any` driver, for PostgreSQL or SQLite, with the
-//! embedded migrations. The `Store` port methods live in the sibling modules, grouped by what they record.
+//! The store handle: a connection pool of the URL's backend (PostgreSQL or SQLite, each on its native sqlx
+//! driver) with that backend's embedded migrations. The `Store` port methods live in the sibling modules,
+//! grouped by what they record.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mcbot_stages::ports::StoreError;
-use sqlx::any::{AnyArguments, AnyPoolOptions};
-use sqlx::migrate::Migrator;
-use sqlx::query::Query;
-use sqlx::{Any, AnyPool, Executor};
 
-use super::dialect::{self, Backend, Sql};
+use super::dialect::{self, Backend};
 use super::errors::map_sqlx;
-
-/// Schema of the PostgreSQL backend, compiled into the binary.
-static PG_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
-/// Schema of the SQLite backend, compiled into the binary.
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
-
-/// Per-connection settings for SQLite: WAL lets readers run beside the one writer, `synchronous=NORMAL` is
-/// durable across process crashes in WAL mode (only a power cut can lose the last commits) and keeps a commit
-/// cheap, the busy timeout makes concurrent writers queue instead of failing, and foreign keys are enforced.
-const SQLITE_PRAGMAS: &str =
-    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
+use super::query::{Pool, Tx};
+use super::{postgres, sqlite};
 
 /// Connection pool sizing. The defaults suit one bot process; tests shorten the timeout to fail fast.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,12 +29,14 @@ impl Default for PoolSettings {
 }
 
 /// The SQL implementation of the `Store` port, for PostgreSQL (production, several replicas) and SQLite (the
-/// embedded default). One implementation keeps both backends behaving the same; the contract tests run against
-/// both. Cheap to clone: clones share the pool.
+/// embedded default). The statements are shared; binding, decoding, locks and migrations are each backend's own
+/// (`postgres`, `sqlite`). The contract tests run against both. Cheap to clone: clones share the pool.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    pub(crate) pool: AnyPool,
+    pub(crate) pool: Pool,
     pub(crate) backend: Backend,
+    /// The SQLite file, for the migration lock and backups; `None` for PostgreSQL and in-memory databases.
+    file: Option<PathBuf>,
     /// Wakes in-process event consumers after each commit that appended events.
     pub(crate) wake: tokio::sync::broadcast::Sender<i64>,
 }
@@ -115,7 +105,6 @@ impl SqlStore {
     /// Errors: an unreachable database, and also a URL of any other scheme, are `StoreError::Unavailable` (the
     /// bot cannot run without its store either way, and both messages say what to fix; passwords are redacted).
     pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
         let shown = dialect::redact_url(url);
         let backend = Backend::from_url(url).ok_or_else(|| {
             StoreError::Unavailable(format!(
@@ -126,27 +115,12 @@ impl SqlStore {
         if let Some(file) = &file {
             prepare_sqlite_file(file, url)?;
         }
-        // An in-memory SQLite database lives and dies with its one connection: a second connection would see
-        // an empty database without the schema.
         let in_memory = backend == Backend::Sqlite && file.is_none();
-        let max_connections = if in_memory { 1 } else { settings.max_connections.max(1) };
-        let mut options = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            // A SQLite connection is a file handle in-process and cannot go stale; a PostgreSQL one can.
-            .test_before_acquire(backend == Backend::Postgres);
-        if in_memory {
-            options = options.min_connections(1).idle_timeout(None).max_lifetime(None);
+        let pool = match backend {
+            Backend::Postgres => postgres::connect(url, settings).await.map(Pool::Pg),
+            Backend::Sqlite => sqlite::connect(url, settings, in_memory).await.map(Pool::Lite),
         }
-        if backend == Backend::Sqlite {
-            options = options.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    conn.execute(SQLITE_PRAGMAS).await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = options.connect(url).await.map_err(|e| match map_sqlx(backend, "connect", e) {
+        .map_err(|e| match map_sqlx(backend, "connect", e) {
             StoreError::Unavailable(m)
             | StoreError::Corrupt(m)
             | StoreError::Schema(m)
@@ -154,12 +128,30 @@ impl SqlStore {
             | StoreError::Fenced(m) => StoreError::Unavailable(format!("{m} (database {shown})")),
         })?;
         let (wake, _) = tokio::sync::broadcast::channel(64);
-        Ok(Self { pool, backend, wake })
+        Ok(Self { pool, backend, file, wake })
+    }
+
+    /// Opens a transaction on this backend.
+    pub(crate) async fn begin_tx(&self) -> Result<Tx, StoreError> {
+        match &self.pool {
+            Pool::Pg(p) => p.begin().await.map(Tx::Pg),
+            Pool::Lite(p) => p.begin().await.map(Tx::Lite),
+        }
+        .map_err(self.err("begin"))
+    }
+
+    /// Commits a transaction opened by [`SqlStore::begin_tx`].
+    pub(crate) async fn commit_tx(&self, tx: Tx) -> Result<(), StoreError> {
+        match tx {
+            Tx::Pg(tx) => tx.commit().await,
+            Tx::Lite(tx) => tx.commit().await,
+        }
+        .map_err(self.err("commit"))
     }
 
     /// Opens a transaction for a unit of work.
     pub(crate) async fn begin_sql(&self) -> Result<super::unit_of_work::SqlUnitOfWork, StoreError> {
-        let tx = self.pool.begin().await.map_err(self.err("begin"))?;
+        let tx = self.begin_tx().await?;
         Ok(super::unit_of_work::SqlUnitOfWork {
             tx,
             backend: self.backend,
@@ -178,18 +170,10 @@ impl SqlStore {
     /// Applies the embedded migrations that have not run yet; a no-op when the schema is current. Refuses (as
     /// `StoreError::Schema`) a database migrated by a newer build or whose applied migrations were edited.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = match self.backend {
-            Backend::Postgres => &PG_MIGRATIONS,
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-        };
         // Several processes starting on a fresh SQLite file would each find no schema and each create it; the
         // losers fail with "table already exists". The migration lock makes them take turns, so every one sees
         // the finished schema. (PostgreSQL migrations take an advisory lock of their own.)
-        let file = match self.backend {
-            Backend::Sqlite => dialect::sqlite_file(self.pool.connect_options().database_url.as_str()),
-            Backend::Postgres => None,
-        };
-        let _turn = match file {
+        let _turn = match self.file.clone() {
             Some(db) => Some(
                 tokio::task::spawn_blocking(move || crate::db_lock::migration_lock(&db))
                     .await
@@ -198,10 +182,16 @@ impl SqlStore {
             ),
             None => None,
         };
-        migrator
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Schema(format!("{} migrations: {e}", self.backend.name())))
+        match &self.pool {
+            Pool::Pg(p) => postgres::MIGRATIONS.run(p).await,
+            Pool::Lite(p) => sqlite::MIGRATIONS.run(p).await,
+        }
+        .map_err(|e| StoreError::Schema(format!("{} migrations: {e}", self.backend.name())))
+    }
+
+    /// The embedded database's file; `None` for PostgreSQL and in-memory databases.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// Which engine this store talks to.
@@ -211,12 +201,19 @@ impl SqlStore {
 
     /// Closes every connection, waiting for running queries; for a clean shutdown (SQLite checkpoints its WAL).
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.pool {
+            Pool::Pg(p) => p.close().await,
+            Pool::Lite(p) => p.close().await,
+        }
     }
 
-    /// A fixed statement in this backend's dialect, ready for binding.
-    pub(crate) fn query<'q>(&self, sql: &'static Sql) -> Query<'q, Any, AnyArguments<'q>> {
-        sqlx::query(sql.text(self.backend))
+    /// A consistent copy of the embedded database into `file`, taken while the bot may be writing. PostgreSQL
+    /// is backed up with its own tools (`pg_dump`), so it is refused there.
+    pub async fn backup_into(&self, file: &Path) -> Result<(), StoreError> {
+        match &self.pool {
+            Pool::Lite(p) => sqlite::vacuum_into(p, file).await,
+            Pool::Pg(_) => Err(StoreError::Unavailable("a PostgreSQL database is backed up with pg_dump".into())),
+        }
     }
 
     /// The error mapper for operation `op`.

@@ -90,6 +90,8 @@ pub struct JobRunRecord {
     pub error: Option<String>,
     /// Outcome summary (JSON), e.g. stage outcomes and orders placed.
     pub outcome: Option<serde_json::Value>,
+    /// The process that claimed the latest attempt, when recorded (runs of older releases have none).
+    pub claimant: Option<Claimant>,
 }
 
 impl JobRunRecord {
