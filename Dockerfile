@@ -2,6 +2,9 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
+# The commit the metrics and error reports name: `docker build --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD)`.
+ARG GIT_COMMIT=unknown
+ENV GIT_COMMIT=${GIT_COMMIT}
 RUN cargo build --release --locked --bin mcbot
 
 FROM debian:bookworm-slim
@@ -12,6 +15,8 @@ COPY --from=build /src/target/release/mcbot /usr/local/bin/mcbot
 COPY config ./config
 USER mcbot
 VOLUME ["/app/data"]
+# Admin HTTP server (/metrics, /healthz, /readyz); set MCBOT_HTTP__LISTEN=0.0.0.0:9184 to reach it from outside.
+EXPOSE 9184
 # tini forwards SIGTERM so the scheduler finishes its running job and exits 0.
 ENTRYPOINT ["/usr/bin/tini", "--", "mcbot"]
 CMD ["scheduler"]

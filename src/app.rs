@@ -62,6 +62,12 @@ pub enum AppError {
     /// A notification channel cannot be set up from its settings (exit 2).
     #[error("notifications: {0}")]
     Notify(#[from] crate::notify::setup::SetupError),
+    /// The admin HTTP server or the metrics could not start (exit 2).
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
+    /// Error tracking is misconfigured (exit 2).
+    #[error(transparent)]
+    ErrorTracking(#[from] crate::error_tracking::ErrorTrackingError),
 }
 
 impl AppError {
@@ -248,7 +254,14 @@ impl App {
         let rcfg =
             RuntimeConfig { grace: Duration::seconds(s.grace_secs), stale_after: Duration::seconds(s.stale_run_secs) };
         let liveness = Arc::new(crate::liveness::OsLiveness::current());
-        let runtime = Arc::new(Runtime::new(jobs, dyn_store, clock.clone(), rcfg).with_liveness(liveness));
+        let runtime = Arc::new(
+            Runtime::new(jobs, dyn_store, clock.clone(), rcfg)
+                .with_liveness(liveness)
+                .with_observer(Arc::new(crate::metrics::JobMetrics))
+                .with_observer(Arc::new(crate::error_tracking::CronMonitors::new(Some(
+                    cfg.sentry.environment.clone().unwrap_or_else(|| cfg.mode.as_str().to_owned()),
+                )))),
+        );
         Ok(Self { cfg, store, exchange, clock, pipeline, runtime, reconcile, binance })
     }
 

@@ -4,6 +4,8 @@
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::LogFormat;
 
@@ -13,10 +15,14 @@ pub fn init(format: LogFormat, level: &str) {
     let level = std::env::var("RUST_LOG").ok().filter(|l| !l.trim().is_empty()).unwrap_or_else(|| level.to_owned());
     let filter = EnvFilter::try_new(filter_directives(&level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr);
+    // Log lines are also the breadcrumbs of error tracking (a no-op while it is off).
+    let registry = tracing_subscriber::registry().with(crate::error_tracking::tracing_layer()).with(filter);
     let _already_set = match format {
-        LogFormat::Pretty => builder.with_target(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(true).try_init(),
+        LogFormat::Pretty => registry.with(fmt.with_target(false)).try_init(),
+        LogFormat::Json => {
+            registry.with(fmt.json().flatten_event(true).with_current_span(true).with_span_list(true)).try_init()
+        }
     };
 }
 

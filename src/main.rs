@@ -17,7 +17,13 @@ fn main() -> ExitCode {
     quiet_on_closed_stdout();
     let cli = Cli::parse();
     let json = cli.output == mcbot::cli::Output::Json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The error tracker's process hub belongs to this thread; every runtime thread reports to it.
+    let _ = sentry::Hub::main();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(mcbot::error_tracking::bind_thread_to_main_hub)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -92,6 +98,16 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         println!("configuration valid (mode {})", cfg.mode.as_str());
         return Ok(0);
     }
+    // The scheduler's metrics recorder goes in before anything is assembled, so what the adapters record while
+    // they start is kept.
+    if let Command::Scheduler = cli.command {
+        mcbot::metrics::install().map_err(mcbot::admin::AdminError::from)?;
+    }
+    // Error tracking (when a DSN is configured) for the long-running scheduler; flushed when this returns.
+    let tracking = match cli.command {
+        Command::Scheduler => mcbot::error_tracking::ErrorTracking::init(&cfg)?,
+        _ => None,
+    };
     if cfg.mode == mcbot::config::Mode::Live {
         // Refused before any database is created or migrated.
         return Err(AppError::ModeUnavailable("live"));
@@ -127,6 +143,11 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
     // Closing the pool lets SQLite checkpoint its write-ahead log into the database file, so the file alone
     // holds everything once the command has ended.
     store.close().await;
+    if let Some(t) = &tracking
+        && !t.flush()
+    {
+        tracing::warn!("error tracking: some events were not sent before the time-out");
+    }
     result
 }
 

@@ -132,6 +132,7 @@ fn scheduler_stops_cleanly_on_sigterm() {
         .current_dir(dir.path())
         .args(["scheduler", "--log-format", "json"])
         .env_remove("DATABASE_URL")
+        .env("MCBOT_HTTP__LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

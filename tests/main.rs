@@ -1,6 +1,7 @@
 //! mcbot's end-to-end tests, as one test binary: real stores (SQLite file and PostgreSQL), loopback fake servers,
 //! virtual time.
 
+mod admin_http;
 mod backtest_parity;
 mod backtest_pipeline;
 mod binance;
@@ -8,11 +9,13 @@ mod cli;
 mod commands;
 mod consumers;
 mod crash_recovery;
+mod error_tracking;
 mod execution_guards;
 mod health_events;
 mod live_path;
 mod market_data;
 mod notifications;
+mod monitoring;
 mod operator;
 mod paper_mode;
 mod pipeline_e2e;

@@ -42,12 +42,19 @@ pub enum Pumped {
 impl Consumer {
     /// A consumer for `handler`, holding its cursor's lease as `holder` (unique per process).
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, handler: Arc<dyn EventHandler>, holder: String) -> Self {
+        // Every consumer's series exist from the start, so a dashboard or alert sees zero rather than nothing.
+        let name = handler.name().to_owned();
+        metrics::counter!("mcbot_event_consumer_failures_total", "consumer" => name.clone()).absolute(0);
+        metrics::counter!("mcbot_event_consumer_handled_total", "consumer" => name).absolute(0);
         Self { store, clock, handler, holder, batch: 256, lease: chrono::Duration::seconds(60) }
     }
 
-    /// Handles every event after the cursor, batch by batch.
+    /// Handles every event after the cursor, batch by batch. Exports the consumer's lag (events after its
+    /// cursor, as far as this pass saw), what it handled and its failed batches, labelled by consumer name:
+    /// for the alert consumer the lag is the notification backlog.
     pub async fn pump(&self) -> Result<Pumped, StoreError> {
         let name = self.handler.name().to_owned();
+        let lag = metrics::gauge!("mcbot_event_consumer_lag_events", "consumer" => name.clone());
         let mut handled = 0;
         loop {
             let now = self.clock.now();
@@ -56,14 +63,23 @@ impl Consumer {
             };
             let query = EventQuery { after: cursor, limit: self.batch, ..Default::default() };
             let events = self.store.read_events(&query).await?;
-            let Some(last) = events.last().map(|e| e.id) else { return Ok(Pumped::Handled(handled)) };
+            let Some(last) = events.last().map(|e| e.id) else {
+                lag.set(0.0);
+                return Ok(Pumped::Handled(handled));
+            };
+            // At least this batch is waiting; a full batch means there may be more behind it.
+            lag.set(events.len() as f64);
             if let Err(e) = self.handler.handle(&events).await {
                 tracing::warn!(consumer = %name, "events not handled, retried later: {e}");
+                metrics::counter!("mcbot_event_consumer_failures_total", "consumer" => name.clone()).increment(1);
                 return Ok(Pumped::Handled(handled));
             }
             if !self.store.advance_consumer(&name, &self.holder, last, self.clock.now()).await? {
                 return Ok(Pumped::Leased);
             }
+            metrics::counter!("mcbot_event_consumer_handled_total", "consumer" => name.clone())
+                .increment(events.len() as u64);
+            metrics::gauge!("mcbot_event_consumer_cursor", "consumer" => name.clone()).set(last as f64);
             handled += events.len();
         }
     }

@@ -15,6 +15,7 @@ pub mod schedule;
 pub use bar_trigger::{BarCloseTrigger, ReadyBar, StreamTrigger, TriggeredCycle};
 pub use consumer::{Consumer, EventHandler, Pumped};
 pub use runtime::{
-    AssumeAlive, FireOutcome, Job, JobContext, JobError, JobOutcome, Liveness, Runtime, RuntimeConfig, describe_claim,
+    AssumeAlive, FireOutcome, Job, JobContext, JobError, JobOutcome, Liveness, RunEnd, RunObserver, RunStart, Runtime,
+    RuntimeConfig, describe_claim,
 };
 pub use schedule::{Schedule, ScheduleError};

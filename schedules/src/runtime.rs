@@ -130,6 +130,51 @@ impl Liveness for AssumeAlive {
     }
 }
 
+/// One run about to start, as told to the [`RunObserver`]s.
+#[derive(Debug, Clone, Copy)]
+pub struct RunStart<'a> {
+    /// The job's name.
+    pub job: &'a str,
+    /// The job's cron expression (six fields, seconds first, UTC).
+    pub schedule: &'a str,
+    /// The run.
+    pub run_id: &'a str,
+    /// The ledger key of the run.
+    pub scheduled_at: DateTime<Utc>,
+}
+
+/// One run that ended, as told to the [`RunObserver`]s.
+#[derive(Debug, Clone, Copy)]
+pub struct RunEnd<'a> {
+    /// The job's name.
+    pub job: &'a str,
+    /// The job's cron expression.
+    pub schedule: &'a str,
+    /// The run.
+    pub run_id: &'a str,
+    /// How it was recorded in the ledger.
+    pub status: JobStatus,
+    /// Wall time the job took.
+    pub duration: std::time::Duration,
+    /// When it ended (injected clock).
+    pub finished_at: DateTime<Utc>,
+    /// What failed and why, for a failed run.
+    pub failure: Option<(FailureKind, &'a str)>,
+}
+
+/// Told when a run starts and ends, and when a fire does not run: metrics and job monitors (error tracking's
+/// cron check-ins) watch the jobs through this one seam instead of each job reporting on its own.
+/// Implementations must return quickly and never fail: they run on the job's task.
+pub trait RunObserver: Send + Sync {
+    /// A claimed run is about to start.
+    fn run_started(&self, _run: &RunStart<'_>) {}
+    /// A run ended and its ledger row was written (or could not be).
+    fn run_finished(&self, _run: &RunEnd<'_>) {}
+    /// A fire of `job` did not run: `reason` is `already_done`, `busy`, `overlap`, `ledger_unavailable` or
+    /// `shutting_down`.
+    fn fire_not_run(&self, _job: &str, _reason: &'static str) {}
+}
+
 /// A scheduled unit of work.
 #[async_trait]
 pub trait Job: Send + Sync {
@@ -211,6 +256,7 @@ pub struct Runtime {
     stopping: AtomicBool,
     stop_tx: tokio::sync::watch::Sender<bool>,
     liveness: Arc<dyn Liveness>,
+    observers: Vec<Arc<dyn RunObserver>>,
 }
 
 /// A job and its next fire, for `mcbot jobs`.
@@ -244,7 +290,19 @@ impl Runtime {
         let liveness: Arc<dyn Liveness> =
             Arc::new(AssumeAlive(Claimant { pid: std::process::id(), host: "localhost".into() }));
         let (stop_tx, _) = tokio::sync::watch::channel(false);
-        Self { jobs, store, clock, cfg, stopping: AtomicBool::new(false), stop_tx, liveness }
+        Self { jobs, store, clock, cfg, stopping: AtomicBool::new(false), stop_tx, liveness, observers: Vec::new() }
+    }
+
+    /// Adds an observer told of every run's start and end (metrics, job monitors).
+    pub fn with_observer(mut self, observer: Arc<dyn RunObserver>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    fn not_run(&self, job: &str, reason: &'static str) {
+        for o in &self.observers {
+            o.fire_not_run(job, reason);
+        }
     }
 
     /// Names this process in its claims and lets it take over the claims of dead processes on its host.
@@ -367,10 +425,11 @@ impl Runtime {
     }
 
     async fn fire_with(&self, idx: usize, fire: DateTime<Utc>, overlap: Overlap) -> FireOutcome {
+        let r = &self.jobs[idx];
         if self.stopping.load(Ordering::SeqCst) {
+            self.not_run(r.job.name(), "shutting_down");
             return FireOutcome::ShuttingDown;
         }
-        let r = &self.jobs[idx];
         let name = r.job.name().to_owned();
         let key = r.job.key(fire);
         let run_id = RunId::new(&name, key);
@@ -399,17 +458,23 @@ impl Runtime {
                     tracing::warn!("could not record skipped run: {e}");
                 }
                 tracing::warn!("skipped: previous run still in progress");
+                self.not_run(&name, "overlap");
                 return FireOutcome::Busy { run_id: run_id.to_string(), holder: None };
             };
             let (attempt, fence) = match self.claim(&run_id, &name, key).await {
                 Ok(JobClaim::Claimed { attempt, fence }) => (attempt, fence),
-                Ok(JobClaim::AlreadyDone) => return FireOutcome::AlreadyDone { run_id: run_id.to_string() },
+                Ok(JobClaim::AlreadyDone) => {
+                    self.not_run(&name, "already_done");
+                    return FireOutcome::AlreadyDone { run_id: run_id.to_string() };
+                }
                 Ok(JobClaim::Busy { holder }) => {
                     tracing::info!(holder = %self.describe_holder(holder.as_ref()), "run held by another claimant");
+                    self.not_run(&name, "busy");
                     return FireOutcome::Busy { run_id: run_id.to_string(), holder };
                 }
                 Err(e) => {
                     tracing::error!("cannot claim run, not running it (fail closed): {e}");
+                    self.not_run(&name, "ledger_unavailable");
                     return FireOutcome::Ran {
                         run_id: run_id.to_string(),
                         status: JobStatus::Failed,
@@ -418,6 +483,11 @@ impl Runtime {
                     };
                 }
             };
+            let schedule = r.schedule.expr();
+            let start = RunStart { job: &name, schedule, run_id: run_id.as_str(), scheduled_at: key };
+            for o in &self.observers {
+                o.run_started(&start);
+            }
             let started = Instant::now();
             let cx = JobContext {
                 run_id: run_id.clone(),
@@ -427,7 +497,8 @@ impl Runtime {
                 stop: self.stop_tx.subscribe(),
             };
             let result = r.job.run(&cx).await;
-            let ms = started.elapsed().as_millis();
+            let took = started.elapsed();
+            let ms = took.as_millis();
             let finished = self.clock.now();
             let (status, summary, detail, error, mut events) = match result {
                 Ok(o) if o.failed => {
@@ -452,6 +523,18 @@ impl Runtime {
                 self.store.finish_run(&fence, status, finished, error_text.as_deref(), Some(&detail), events).await
             {
                 tracing::error!("could not record the end of the run: {e}");
+            }
+            let end = RunEnd {
+                job: &name,
+                schedule,
+                run_id: run_id.as_str(),
+                status,
+                duration: took,
+                finished_at: finished,
+                failure: error.as_ref().map(|(kind, why)| (*kind, why.as_str())),
+            };
+            for o in &self.observers {
+                o.run_finished(&end);
             }
             match status {
                 JobStatus::Succeeded => tracing::info!(duration_ms = ms as u64, "{summary}"),

@@ -12,15 +12,32 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     // Listen before anything else: a SIGTERM that arrives during start-up must still be a clean stop.
     let shutdown = shutdown_signal()?;
     let started = std::time::Instant::now();
-    lifecycle_started(app).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (worker_stop_tx, worker_stop_rx) = tokio::sync::watch::channel(false);
+    // Metrics and the admin server come up before the start is recorded, so its event is counted too; a listen
+    // address in use stops the start here, before any job runs.
+    let monitoring = crate::admin::Monitoring::start(app, stop_rx.clone()).await?;
+    lifecycle_started(app).await?;
     app.prime_notifications().await?;
     let notify = app.notifications()?;
     let poll = std::time::Duration::from_secs(5);
-    let recorder = tokio::spawn(notify.consumer.run(stop_rx, poll));
+    let recorder = tokio::spawn(notify.consumer.run(stop_rx.clone(), poll));
     let sender = tokio::spawn(notify.worker.run(notify.wake.clone(), worker_stop_rx.clone(), poll));
     let chat = app.chat_poller()?.map(|p| tokio::spawn(p.run(worker_stop_rx)));
+    // With error tracking on, failures in the event log go to Sentry through their own consumer.
+    let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
+    if sentry::Hub::main().client().is_some() {
+        skip_history(app, "sentry", &holder).await;
+    }
+    let sentry_events = sentry::Hub::main().client().map(|_| {
+        let scrubber = crate::error_tracking::Scrubber::from_config(
+            &app.cfg,
+            crate::error_tracking::dsn(&app.cfg).ok().flatten().as_deref(),
+        );
+        let handler = std::sync::Arc::new(crate::error_tracking::SentryEvents::new(scrubber));
+        let consumer = mcbot_schedules::Consumer::new(app.store.clone(), app.clock.clone(), handler, holder);
+        tokio::spawn(consumer.run(stop_rx, poll))
+    });
     match app.reconcile.reconcile(None).await {
         Ok(r) if r.is_clean() => tracing::info!("start-up reconciliation: in sync"),
         Ok(r) => tracing::error!(
@@ -41,7 +58,8 @@ pub async fn run(app: &App) -> Result<(), AppError> {
         tracing::info!(job = %v.name, schedule = %v.schedule, next = %next, "scheduled");
     }
     let grace = std::time::Duration::from_secs(app.cfg.schedule.shutdown_grace_secs);
-    println!("{}", startup_line(app, views.iter().find(|v| v.name == "trading-cycle").and_then(|v| v.next_fire)));
+    let next = views.iter().find(|v| v.name == "trading-cycle").and_then(|v| v.next_fire);
+    println!("{}", startup_line(app, next, monitoring.addr()));
     let result =
         driver::run_until(app.runtime.clone(), shutdown, grace).await.map_err(|e| AppError::Runtime(e.to_string()));
     if let Some(s) = stream {
@@ -69,6 +87,13 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     if tokio::time::timeout(timeout + std::time::Duration::from_secs(1), last.worker.flush(timeout)).await.is_err() {
         tracing::warn!("notifications still pending at exit: the next start sends them");
     }
+    if let Some(Err(e)) = match sentry_events {
+        Some(task) => Some(task.await),
+        None => None,
+    } {
+        tracing::warn!("error tracking consumer ended abnormally: {e}");
+    }
+    monitoring.finish().await;
     result
 }
 
@@ -84,6 +109,24 @@ async fn stopped_line(app: &App, started: std::time::Instant) -> String {
         equity.map_or_else(|| "-".to_owned(), |e| format!("{} {}", e.equity.round_dp(2), app.cfg.market.quote)),
         open.map_or_else(|| "-".to_owned(), |n| n.to_string())
     )
+}
+
+/// A consumer that has never run starts at the end of the log: error tracking turned on for an existing
+/// database reports what happens from now on, not every failure of the past.
+async fn skip_history(app: &App, consumer: &str, holder: &str) {
+    let now = app.clock.now();
+    let lease = chrono::Duration::seconds(60);
+    let Ok(Some(0)) = app.store.claim_consumer(consumer, holder, now, lease).await else { return };
+    match app.store.recent_events(Severity::Info, 1).await {
+        Ok(newest) => {
+            if let Some(last) = newest.first().map(|e| e.id)
+                && let Err(e) = app.store.advance_consumer(consumer, holder, last, now).await
+            {
+                tracing::warn!(consumer, "cannot start at the end of the event log: {e}");
+            }
+        }
+        Err(e) => tracing::warn!(consumer, "cannot start at the end of the event log: {e}"),
+    }
 }
 
 /// Records the start, and a crash when the previous start never recorded its stop.
@@ -125,7 +168,7 @@ async fn lifecycle_started(app: &App) -> Result<(), AppError> {
 
 /// One plain line for the person who started the scheduler: what it trades, where it keeps its books, when the
 /// first cycle comes and how to stop it (with an hourly timeframe it may otherwise look idle for up to an hour).
-fn startup_line(app: &App, next: Option<chrono::DateTime<chrono::Utc>>) -> String {
+fn startup_line(app: &App, next: Option<chrono::DateTime<chrono::Utc>>, admin: Option<std::net::SocketAddr>) -> String {
     let cfg = &app.cfg;
     let venue = match cfg.mode {
         crate::config::Mode::Mock => "simulated exchange".to_owned(),
@@ -143,8 +186,9 @@ fn startup_line(app: &App, next: Option<chrono::DateTime<chrono::Utc>>) -> Strin
         }
         None => "no trading cycle scheduled".to_owned(),
     };
+    let metrics = admin.map_or_else(String::new, |a| format!("; metrics http://{a}/metrics"));
     format!(
-        "mcbot scheduler: mode {}, {venue}, {} on {}, database {database}; {next}; Ctrl-C or SIGTERM stops it",
+        "mcbot scheduler: mode {}, {venue}, {} on {}, database {database}; {next}{metrics}; Ctrl-C or SIGTERM stops it",
         cfg.mode.as_str(),
         cfg.market.timeframe,
         symbols.join(" "),

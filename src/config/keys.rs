@@ -99,6 +99,8 @@ pub enum Range {
     NonEmpty,
     /// A log filter: a level, or comma-separated `target=level` directives.
     LogFilter,
+    /// A socket address to listen on (`127.0.0.1:9184`, `[::1]:9184`), or empty for "off".
+    ListenAddr,
 }
 
 impl fmt::Display for Range {
@@ -121,6 +123,7 @@ impl fmt::Display for Range {
             Range::Asset => f.write_str("2-10 of A-Z, 0-9"),
             Range::NonEmpty => f.write_str("at least one"),
             Range::LogFilter => f.write_str("trace\\|debug\\|info\\|warn\\|error\\|off, or target=level,..."),
+            Range::ListenAddr => f.write_str("ip:port, or empty (off)"),
         }
     }
 }
@@ -233,6 +236,10 @@ impl KeySpec {
                     "must be a level (trace, debug, info, warn, error, off) or target=level directives, got {}",
                     shown()
                 )),
+            },
+            Range::ListenAddr => match text {
+                Some(t) if t.is_empty() || t.parse::<std::net::SocketAddr>().is_ok() => Ok(()),
+                _ => Err(format!("must be ip:port (127.0.0.1:9184) or empty to turn it off, got {}", shown())),
             },
         }
     }
@@ -486,6 +493,26 @@ pub const KEYS: &[KeySpec] = &[
     key("notify.email.alert_min_severity", Kind::Text, SEVERITIES, "alerts at or above this are mailed too"),
     key("log.format", Kind::Text, Range::OneOf(&["pretty", "json"]), "log line format"),
     key("log.level", Kind::Text, Range::LogFilter, "log filter; `RUST_LOG` overrides"),
+    key(
+        "http.listen",
+        Kind::Text,
+        Range::ListenAddr,
+        "admin HTTP server (`/metrics`, `/healthz`, `/readyz`) of the scheduler; empty turns it off",
+    ),
+    key(
+        "sentry.dsn",
+        Kind::Secret,
+        Range::Any,
+        "Sentry project DSN (checked at start); unset = error tracking off; `SENTRY_DSN(_FILE)` also sets it",
+    ),
+    key("sentry.environment", Kind::Text, Range::Any, "Sentry environment; unset = the mode"),
+    key("sentry.shutdown_timeout_ms", Kind::Int, Range::Num(n(100), n(60_000)), "longest wait to flush events at exit"),
+    key(
+        "monitor.rss_limit_bytes",
+        Kind::Int,
+        Range::Num(n(1_048_576), Bound::None),
+        "resident memory the process should stay under; exported for the memory alert",
+    ),
 ];
 
 /// Maps whose names are symbols: an environment override keeps the name's case

@@ -154,6 +154,69 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The admin HTTP server (metrics and health probes).
+    pub http: HttpConfig,
+    /// Error tracking and job monitors.
+    pub sentry: SentryConfig,
+    /// Process limits the health alerts compare against.
+    pub monitor: MonitorConfig,
+}
+
+/// The admin HTTP server of the scheduler: `/metrics` for Prometheus, `/healthz` and `/readyz` for the
+/// orchestrator. It listens on loopback by default, so nothing is exposed unless the operator says so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `ip:port` to listen on; empty turns the server off.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9184".into() }
+    }
+}
+
+/// Error tracking (Sentry). Off unless a DSN is given here, in `MCBOT_SENTRY__DSN(_FILE)` or in `SENTRY_DSN(_FILE)`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SentryConfig {
+    /// The project DSN (a secret: it lets anyone send events to the project).
+    pub dsn: Option<String>,
+    /// Environment name in Sentry; the mode when unset.
+    pub environment: Option<String>,
+    /// Longest wait for queued events at exit.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for SentryConfig {
+    fn default() -> Self {
+        Self { dsn: None, environment: None, shutdown_timeout_ms: 2000 }
+    }
+}
+
+impl std::fmt::Debug for SentryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentryConfig")
+            .field("dsn", &self.dsn.as_ref().map(|_| "[redacted]"))
+            .field("environment", &self.environment)
+            .field("shutdown_timeout_ms", &self.shutdown_timeout_ms)
+            .finish()
+    }
+}
+
+/// Limits of the process itself, exported as metrics so the alert rules compare against the configured value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Resident memory the scheduler should stay under.
+    pub rss_limit_bytes: u64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self { rss_limit_bytes: 512 * 1024 * 1024 }
+    }
 }
 
 /// Notifications: which events reach people, through which channels, how repeats are held back and how failed

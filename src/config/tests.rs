@@ -239,6 +239,11 @@ const BAD: &[(&str, &str, &str)] = &[
     ("notify.email.alert_min_severity", "\"all\"", "must be one of info, warning, critical, emergency, got all"),
     ("log.format", "\"xml\"", "must be one of pretty, json, got xml"),
     ("log.level", "\"verbose\"", "must be a level (trace, debug, info, warn, error, off) or target=level directives"),
+    ("http.listen", "\"localhost\"", "must be ip:port (127.0.0.1:9184) or empty to turn it off, got localhost"),
+    ("sentry.dsn", "{ a = 1 }", "invalid type: map, expected a string"),
+    ("sentry.environment", "5", "invalid type: integer `5`, expected a string"),
+    ("sentry.shutdown_timeout_ms", "0", "must be in [100, 60000], got 0"),
+    ("monitor.rss_limit_bytes", "1024", "must be >= 1048576, got 1024"),
 ];
 
 /// Rows whose values only their component can judge: a strategy's parameters are checked by the strategy
@@ -373,6 +378,7 @@ fn secret_of(c: &Config, key: &str) -> Option<String> {
         "database.url" => c.database.url.clone(),
         "notify.telegram.token" => c.notify.telegram.as_ref().and_then(|t| t.token.clone()),
         "notify.email.password" => c.notify.email.as_ref().and_then(|e| e.password.clone()),
+        "sentry.dsn" => c.sentry.dsn.clone(),
         other => panic!("a secret key without a reader in this test: {other}"),
     }
 }

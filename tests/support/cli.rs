@@ -22,13 +22,15 @@ pub fn workdir() -> tempfile::TempDir {
     dir
 }
 
-/// `mcbot args` in `dir` with no inherited `MCBOT_*` or `DATABASE_URL`, warnings logged, then `env` set.
+/// `mcbot args` in `dir` with no inherited `MCBOT_*`, `DATABASE_URL` or `SENTRY_DSN`, warnings logged, the
+/// admin server on a port the OS picks (tests run side by side), then `env` set.
 pub fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcbot"));
     cmd.current_dir(dir).args(args).env_remove("DATABASE_URL").env("RUST_LOG", "warn");
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MCBOT_")) {
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MCBOT_") || k.starts_with("SENTRY_")) {
         cmd.env_remove(k);
     }
+    cmd.env("MCBOT_HTTP__LISTEN", "127.0.0.1:0");
     cmd.envs(env.iter().copied());
     cmd
 }

@@ -134,7 +134,11 @@ impl Job for TradingCycleJob {
                 )),
             );
         }
-        let stages: Vec<_> = report.stages.iter().map(|s| json!({"stage": s.stage, "status": s.status})).collect();
+        let stages: Vec<_> = report
+            .stages
+            .iter()
+            .map(|s| json!({"stage": s.stage, "status": s.status, "duration_ms": s.duration_ms}))
+            .collect();
         outcome.events.push(NewEvent::new(now, EventKind::CycleFinished, Severity::Info, summary).run(run_id).payload(
             json!({
                 "bar_close": bar,

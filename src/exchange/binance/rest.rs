@@ -125,6 +125,8 @@ impl BinanceRest {
             .build()
             .map_err(|e| BinanceError::Config(format!("HTTP client: {e}")))?;
         let time = Arc::new(TimeSync::new(clock));
+        metrics::gauge!(crate::metrics::names::EXCHANGE_WEIGHT_LIMIT, "venue" => "binance")
+            .set(f64::from(settings.weight_budget_per_min));
         let limiter = RateLimiter::new(
             time.clone(),
             settings.weight_budget_per_min,
@@ -360,10 +362,21 @@ impl BinanceRest {
         if let Some((k, _)) = key {
             req = req.header("X-MBX-APIKEY", k.expose());
         }
-        let resp = req.send().await.map_err(|e| transport_error(ep, e))?;
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                request_metric(ep, "transport_error");
+                return Err(transport_error(ep, e));
+            }
+        };
         let status = resp.status().as_u16();
+        request_metric(ep, status_class(status));
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        permit.answered(header("x-mbx-used-weight-1m").and_then(|v| v.parse::<u32>().ok()));
+        let used = header("x-mbx-used-weight-1m").and_then(|v| v.parse::<u32>().ok());
+        if let Some(w) = used {
+            metrics::gauge!(crate::metrics::names::EXCHANGE_WEIGHT_USED, "venue" => "binance").set(f64::from(w));
+        }
+        permit.answered(used);
         let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok()).map(Duration::from_secs);
         let body = resp.bytes().await.map_err(|e| transport_error(ep, e))?;
         if (200..300).contains(&status) {
@@ -381,6 +394,24 @@ impl BinanceRest {
             _ => {}
         }
         Err(err)
+    }
+}
+
+/// Counts a request by endpoint and status class (`2xx`, `4xx`, `429`, `418`, `5xx`, `transport_error`); the
+/// endpoint's name is a fixed word of the adapter, never a URL.
+fn request_metric(ep: &Endpoint, status: &'static str) {
+    metrics::counter!(crate::metrics::names::EXCHANGE_REQUESTS, "venue" => "binance", "endpoint" => ep.name, "status" => status)
+        .increment(1);
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        429 => "429",
+        418 => "418",
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
     }
 }
 

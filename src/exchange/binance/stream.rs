@@ -119,6 +119,7 @@ pub struct StreamSpec {
 pub fn spawn_kline_stream(rest: Arc<BinanceRest>, clock: Arc<dyn Clock>, spec: StreamSpec) -> StreamHandle {
     let cache = Arc::new(CandleCache::new(spec.timeframe, spec.settings.cache_bars));
     let counters = Arc::new(Mutex::new(Counters::default()));
+    metrics::counter!(crate::metrics::names::EXCHANGE_WS_RECONNECTS, "venue" => "binance").absolute(0);
     let (stop, stop_rx) = watch::channel(false);
     let one_minute = Timeframe::from_minutes(1).unwrap_or(spec.timeframe);
     let aggregate = spec.settings.aggregate_from_1m && spec.timeframe.minutes() > 1;
@@ -190,6 +191,7 @@ impl Worker {
             }
             if !first {
                 self.counters().stats.reconnects += 1;
+                metrics::counter!(crate::metrics::names::EXCHANGE_WS_RECONNECTS, "venue" => "binance").increment(1);
             }
             first = false;
             let connect = tokio::time::timeout(
@@ -255,6 +257,9 @@ impl Worker {
             tokio::select! {
                 msg = ws.next() => {
                     last_frame = tokio::time::Instant::now();
+                    metrics::counter!(crate::metrics::names::EXCHANGE_WS_MESSAGES, "venue" => "binance").increment(1);
+                    metrics::gauge!(crate::metrics::names::EXCHANGE_WS_LAST_MESSAGE, "venue" => "binance")
+                        .set(self.clock.now().timestamp_millis() as f64 / 1000.0);
                     match msg {
                         Some(Ok(Message::Text(text))) => {
                             if let Some(end) = self.on_text(text.as_str()).await {

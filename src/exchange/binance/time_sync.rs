@@ -49,7 +49,9 @@ impl TimeSync {
     /// taken against their midpoint, which halves the error the round trip adds.
     pub fn record(&self, sent: DateTime<Utc>, received: DateTime<Utc>, server: DateTime<Utc>) {
         let mid = sent + (received - sent) / 2;
-        self.offset_ms.store((server - mid).num_milliseconds(), Ordering::Relaxed);
+        let offset = (server - mid).num_milliseconds();
+        self.offset_ms.store(offset, Ordering::Relaxed);
+        metrics::gauge!(crate::metrics::names::EXCHANGE_CLOCK_OFFSET, "venue" => "binance").set(offset as f64 / 1000.0);
         self.synced.store(true, Ordering::Relaxed);
     }
 }

@@ -46,7 +46,13 @@ pub fn order_event(
 }
 
 /// Records an order about to be sent, with its `order_placed` event; false if the id was already recorded.
-pub async fn record_pending(store: &dyn Store, fence: Option<&RunFence>, order: &Order) -> Result<bool, StoreError> {
+/// `ref_price` is the price the order was sized at: with the fills it gives the slippage consumers measure.
+pub async fn record_pending(
+    store: &dyn Store,
+    fence: Option<&RunFence>,
+    order: &Order,
+    ref_price: Option<Decimal>,
+) -> Result<bool, StoreError> {
     let mut uow = store.begin().await?;
     if let Some(f) = fence {
         uow.fence(f).await?;
@@ -54,7 +60,11 @@ pub async fn record_pending(store: &dyn Store, fence: Option<&RunFence>, order: 
     let inserted = uow.insert_order(order).await?;
     if inserted {
         let msg = format!("{} {} {} ({})", order.side.as_str(), order.qty, order.symbol, order.reason);
-        uow.append(order_event(order.created_at, EventKind::OrderPlaced, Severity::Info, order, msg));
+        let mut event = order_event(order.created_at, EventKind::OrderPlaced, Severity::Info, order, msg);
+        if let (Some(price), Some(payload)) = (ref_price, event.payload.as_object_mut()) {
+            payload.insert("ref_price".into(), json!(price.to_string()));
+        }
+        uow.append(event);
     }
     uow.commit().await?;
     Ok(inserted)

@@ -176,7 +176,7 @@ impl Execution {
                 created_at: cx.now,
                 reason: intent.reason.clone(),
             };
-            booking::record_pending(store, fence, &pending).await?;
+            booking::record_pending(store, fence, &pending, Some(intent.ref_price)).await?;
         }
         match self.exchange.place_market_order(&id, cx.run_id.as_str(), &approved).await {
             Ok(ack) => Ok(Some((ack, OrderStatus::PendingNew))),
