@@ -227,7 +227,9 @@ fn record_one(memory: &mut Memory, e: &Event) -> bool {
             }
             true
         }
-        EventKind::BreakerCleared
+        EventKind::UnauthorizedChat
+        | EventKind::ChannelFailed
+        | EventKind::BreakerCleared
         | EventKind::SafeModeOn
         | EventKind::SafeModeOff
         | EventKind::TradingPaused
