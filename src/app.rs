@@ -8,18 +8,18 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use mcbot_schedules::jobs::{HealthJob, Period, ReconcileJob, ReportJob, TradingCycleJob};
 use mcbot_schedules::{Job, Runtime, RuntimeConfig, Schedule, ScheduleError};
-use mcbot_stages::Clock;
 use mcbot_stages::domain::{Instrument, Symbol};
 use mcbot_stages::pipeline::{Pipeline, PipelineConfig};
 use mcbot_stages::ports::{Exchange, Store, StoreError};
 use mcbot_stages::sim::{MarketSource, PaperExchange, RandomWalk, SimConfig, SimExchange};
 use mcbot_stages::strategy::registry;
+use mcbot_stages::{Clock, ShiftedClock, SystemClock};
 
 use crate::candles_csv::{CandleCsvError, read_candles};
 use crate::config::{Config, ConfigError, Mode, Venue};
 use crate::exchange::binance::BinanceExchange;
 use crate::exchange::upbit::UpbitExchange;
-use crate::store::SqlStore;
+use crate::store::{BookOwner, SqlStore};
 
 /// Why the bot could not be assembled or run; each variant knows its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,9 @@ pub enum AppError {
     /// A schedule is wrong (exit 2).
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    /// The database holds another mode's or venue's book (exit 2: nothing was traded).
+    #[error("{0}")]
+    OtherBook(String),
     /// The database failed (exit 1).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -149,6 +152,67 @@ pub fn own_database(url: &str) -> Result<Option<crate::db_lock::FileLock>, AppEr
     }
 }
 
+/// The book the configured mode writes: its mode and the venue its orders go to.
+pub fn book_of(cfg: &Config) -> BookOwner {
+    let venue = match cfg.mode {
+        Mode::Mock => "sim",
+        _ => match cfg.exchange.venue {
+            Venue::Binance => "binance",
+            Venue::Upbit => "upbit",
+        },
+    };
+    BookOwner { mode: cfg.mode.as_str().to_owned(), venue: venue.to_owned() }
+}
+
+/// Claims the database's book for the configured mode before anything trades on it. Another mode's book is
+/// refused (its orders would read as already placed, its fills would seed the wrong account) unless `adopt` says
+/// the operator continues it on purpose.
+pub async fn claim_book(cfg: &Config, store: &SqlStore, adopt: bool) -> Result<(), AppError> {
+    let want = book_of(cfg);
+    let owner = store.claim_book(&want).await?;
+    if owner == want {
+        return Ok(());
+    }
+    if adopt {
+        tracing::warn!(from = %owner, to = %want, "adopting the database's book");
+        store.adopt_book(&want).await?;
+        return Ok(());
+    }
+    let db = store.file().map_or_else(|| "the database".to_owned(), |f| f.display().to_string());
+    Err(AppError::OtherBook(format!(
+        "{db} holds the book of {owner}; {want} keeps its own: point database.url (MCBOT_DATABASE__URL) at another \
+         database, or pass --adopt-book to continue this book in mode {}",
+        cfg.mode.as_str()
+    )))
+}
+
+/// The clock the bot runs on: wall time, except for a replayed series in mode mock, whose clock follows the data.
+/// Its "now" is set so the last closed bar is the next one to trade (the one after the state's last bar, or the
+/// first with enough history before it), so every `run-once` steps one bar on and a scheduler trades one bar per
+/// bar of wall time, never on data that reads as stale. At the end of the data the last bar stays the last.
+pub async fn clock_for(cfg: &Config, store: &SqlStore) -> Result<Arc<dyn Clock>, AppError> {
+    if cfg.mode != Mode::Mock || cfg.sim.replay.is_empty() {
+        return Ok(Arc::new(SystemClock));
+    }
+    let tf = cfg.market.timeframe;
+    let (mut first, mut last) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+    for path in cfg.sim.replay.values() {
+        let candles = read_candles(path)?;
+        let (Some(a), Some(b)) = (candles.first(), candles.last()) else {
+            return Err(AppError::Usage(format!("sim.replay: {} holds no candles", path.display())));
+        };
+        // Every symbol has data between the latest first bar and the earliest last bar.
+        first = first.max(a.close_time(tf));
+        last = last.min(b.close_time(tf));
+    }
+    let warm_up = tf.duration() * i32::try_from(cfg.pipeline.lookback_bars).unwrap_or(i32::MAX);
+    let state = store.load_state().await?;
+    let next = state.last_bar.map_or(first + warm_up, |b| b + tf.duration()).min(last);
+    let wall = Utc::now();
+    tracing::info!(bar = %next.format("%Y-%m-%d %H:%M UTC"), "replay: trading the series on its own clock");
+    Ok(Arc::new(ShiftedClock::new(next - tf.last_close(wall))))
+}
+
 /// Connects and migrates.
 pub async fn open_store(url: &str) -> Result<SqlStore, AppError> {
     let store = SqlStore::connect(url).await?;
@@ -179,9 +243,8 @@ impl App {
                 let venue = venue()?;
                 let x = &cfg.exchange;
                 let paper = PaperExchange::new(venue, &cfg.market.quote, x.paper_cash, x.paper_fee_rate, clock.clone());
-                let fills = dyn_store.fills_between(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC).await?;
-                paper.restore(&fills).await.map_err(|e| AppError::Runtime(format!("paper account: {e}")))?;
-                Arc::new(paper)
+                // The account lives in the store: replicas and restarts book the same fills.
+                Arc::new(paper.with_ledger(dyn_store.clone()))
             }
             Mode::Shadow => {
                 let venue = venue()?;

@@ -29,6 +29,10 @@ pub struct Cli {
     /// Log format; overrides the config.
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Continue a database whose book another mode or venue wrote, making it this mode's book (run-once and
+    /// scheduler refuse such a database otherwise).
+    #[arg(long, global = true)]
+    pub adopt_book: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

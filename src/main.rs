@@ -15,7 +15,10 @@ use mcbot_stages::control::Command as Control;
 
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let json = cli.output == mcbot::cli::Output::Json;
     // The error tracker's process hub belongs to this thread; every runtime thread reports to it.
     let _ = sentry::Hub::main();
@@ -56,6 +59,28 @@ fn quiet_on_closed_stdout() {
         }
         default(info);
     }));
+}
+
+/// A command line clap refused: `--help` and `--version` print as usual; a real error is reported like every
+/// other (exit 2), as one JSON document too when the words on the command line (or `MCBOT_OUTPUT`) asked for
+/// JSON, so a script never has to parse clap's text.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let json = args.windows(2).any(|w| w[0] == "--output" && w[1] == "json")
+        || args.iter().any(|a| a == "--output=json")
+        || std::env::var("MCBOT_OUTPUT").is_ok_and(|v| v == "json");
+    if json {
+        let rendered = e.render().to_string();
+        let message = rendered.lines().next().unwrap_or_default().trim_start_matches("error: ");
+        println!("{}", serde_json::json!({ "error": message, "exit_code": 2 }));
+    }
+    let _ = e.print();
+    ExitCode::from(2)
 }
 
 /// Prints an error once: `error: ...` on stderr, or with `--output json` also one JSON document on stdout, so a
@@ -202,7 +227,11 @@ async fn serve(cli: &Cli, cfg: Config, store: SqlStore, json: bool) -> Result<u8
             Err(e) => Err(AppError::Data(e)),
         };
     }
-    let app = App::build(cfg, store, Arc::new(SystemClock)).await?;
+    if matches!(cli.command, Command::RunOnce(_) | Command::Scheduler) {
+        app::claim_book(&cfg, &store, cli.adopt_book).await?;
+    }
+    let clock = app::clock_for(&cfg, &store).await?;
+    let app = App::build(cfg, store, clock).await?;
     match &cli.command {
         Command::RunOnce(args) => Ok(u8::from(commands::run_once::run(&app, args, cli.output).await?)),
         Command::Scheduler => commands::scheduler::run(&app).await.map(|()| 0),

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::cli::{mcbot, workdir};
+use crate::support::cli::{json, mcbot, workdir};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -125,6 +125,12 @@ fn mcbot_output_json_selects_json_and_errors_are_json_too() {
     let doc = crate::support::cli::json(&out);
     assert_eq!(doc["exit_code"], 2, "{doc}");
     assert!(doc["error"].as_str().unwrap().contains("config key risk.stop_loss_pct"), "{doc}");
+    // An argument clap refuses is reported the same way.
+    let out = mcbot(dir.path(), &["run-once", "--stage", "sideways", "--output", "json"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let doc = crate::support::cli::json(&out);
+    assert_eq!(doc["exit_code"], 2, "{doc}");
+    assert!(doc["error"].as_str().unwrap().contains("sideways"), "{doc}");
 }
 
 #[test]
@@ -444,4 +450,56 @@ fn status_shows_quote_totals_to_the_cent_and_breakers_by_name() {
         assert!(decimals <= 2, "{label}: {v}");
     }
     assert_eq!(value_of("breakers tripped"), "none", "{text}");
+}
+
+/// One database holds one mode's book: after a mock run, shadow refuses it (its orders would read as already
+/// placed) naming the owner and the way out, status says whose book it shows, and `--adopt-book` hands it over.
+#[test]
+fn a_database_keeps_one_modes_book_and_another_mode_is_refused_until_it_adopts_it() {
+    let dir = workdir();
+    let out = mcbot(dir.path(), &["run-once", "--stage", "all"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Nothing listens on port 9: a shadow run that got past the book check would fail on the venue instead.
+    let venue = [("MCBOT_EXCHANGE__BINANCE__REST_URL", "http://127.0.0.1:9")];
+    let out = mcbot(dir.path(), &["--mode", "shadow", "run-once", "--stage", "all"], &venue);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("holds the book of mode mock on sim") && err.contains("--adopt-book"), "{err}");
+
+    let status = json(&mcbot(dir.path(), &["--mode", "shadow", "status", "--output", "json"], &venue));
+    assert_eq!((status["book"]["mode"].as_str(), status["book_is_this_mode"].as_bool()), (Some("mock"), Some(false)));
+    let text = mcbot(dir.path(), &["--mode", "shadow", "status"], &venue);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("not this mode's"), "{text:?}");
+
+    let out = mcbot(dir.path(), &["--mode", "shadow", "--adopt-book", "run-once", "--stage", "all"], &venue);
+    assert!(!stderr(&out).contains("holds the book"), "{}", stderr(&out));
+    let status = json(&mcbot(dir.path(), &["--mode", "shadow", "status", "--output", "json"], &venue));
+    assert_eq!((status["book"]["mode"].as_str(), status["book_is_this_mode"].as_bool()), (Some("shadow"), Some(true)));
+    // And now mock is the stranger.
+    let out = mcbot(dir.path(), &["run-once", "--stage", "all"], &[]);
+    assert!(stderr(&out).contains("holds the book of mode shadow on binance"), "{}", stderr(&out));
+}
+
+/// The shipped replay example works as a demo: the replayed series runs on a clock that follows its data, so its
+/// bars are fresh, and each `run-once` trades the next bar of the file.
+#[test]
+fn a_replayed_series_trades_on_its_own_clock_one_bar_per_run() {
+    let dir = workdir();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backtest/BTC_USD-1h.csv");
+    let shipped = std::fs::read_to_string(dir.path().join("config/default.toml")).unwrap();
+    assert!(shipped.contains("tests/fixtures/backtest/BTC_USD-1h.csv"), "the shipped example names the fixture");
+    let profile = format!("[market]\nsymbols = [\"BTCUSDT\"]\n\n[sim]\nreplay = {{ BTCUSDT = {:?} }}\n", file);
+    std::fs::write(dir.path().join("config/replay.toml"), profile).unwrap();
+    let run =
+        || json(&mcbot(dir.path(), &["--profile", "replay", "run-once", "--stage", "all", "--output", "json"], &[]));
+    let first = run();
+    let second = run();
+    for doc in [&first, &second] {
+        let data = doc["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "data_collection").unwrap();
+        assert_eq!(data["status"], "ok", "the replayed bars are fresh: {doc}");
+        assert!(doc["bar_close"].as_str().unwrap().starts_with("2017-"), "{doc}");
+    }
+    let close =
+        |d: &serde_json::Value| d["bar_close"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert_eq!(close(&second) - close(&first), chrono::Duration::hours(1), "one bar per run");
 }

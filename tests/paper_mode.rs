@@ -18,7 +18,7 @@ use mcbot_stages::ports::{JobStatus, Store};
 use std::process::Command;
 
 use crate::support::cli::{command, paper_run_once, workdir};
-use crate::support::db::{SqliteTestDb, fresh_sqlite_url};
+use crate::support::db::{SqliteTestDb, fresh_pg_url, fresh_sqlite_url};
 use crate::support::fake_binance::{FakeBinance, FakeConfig, Fault};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,14 +113,14 @@ impl Paper {
             FakeBinance::start(FakeConfig { market_clock: Some(clock.clone()), ..FakeConfig::new(clock.clone()) })
                 .await;
         let db = fresh_sqlite_url();
-        let app = paper_app(&fake, &clock, &db).await;
+        let app = paper_app(&fake, &clock, db.url(), db.dir()).await;
         Self { clock, fake, app, _db: db }
     }
 }
 
 /// Mode paper on two 1m symbols against `fake`, a strategy that trades often, wide breakers, and only the
 /// trading cycle on a near schedule.
-async fn paper_app(fake: &FakeBinance, clock: &Arc<ManualClock>, db: &SqliteTestDb) -> App {
+async fn paper_app(fake: &FakeBinance, clock: &Arc<ManualClock>, url: &str, dir: &std::path::Path) -> App {
     let mut cfg = Config { mode: Mode::Paper, ..Config::default() };
     cfg.market.symbols = vec![Symbol::new("BTCUSDT").unwrap(), Symbol::new("ETHUSDT").unwrap()];
     cfg.market.timeframe = "1m".parse().unwrap();
@@ -131,12 +131,44 @@ async fn paper_app(fake: &FakeBinance, clock: &Arc<ManualClock>, db: &SqliteTest
     cfg.risk.max_daily_loss_pct = Decimal::from(90);
     cfg.risk.max_weekly_loss_pct = Decimal::from(90);
     cfg.risk.max_drawdown_pct = Decimal::from(90);
-    cfg.risk.kill_switch_file = db.dir().join("KILL");
+    cfg.risk.kill_switch_file = dir.join("KILL");
     cfg.sizing.rebalance_band_pct = Decimal::ONE;
     cfg.schedule.health = "0 0 0 1 * *".into();
     cfg.schedule.reconcile = "0 0 0 1 * *".into();
-    cfg.database.data_dir = db.dir().to_path_buf();
-    App::build(cfg, open_store(db.url()).await.unwrap(), clock.clone()).await.unwrap()
+    cfg.database.data_dir = dir.to_path_buf();
+    App::build(cfg, open_store(url).await.unwrap(), clock.clone()).await.unwrap()
+}
+
+/// Two paper replicas on one PostgreSQL database take turns at the bars (as the ledger hands each bar to one of
+/// them): each sees the other's fills, so both reconcile clean after every bar, their accounts agree, and neither
+/// writes a stale cash figure into the shared state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paper_replicas_on_one_database_share_one_account() {
+    let clock = Arc::new(ManualClock::new(START.parse().unwrap()));
+    let fake =
+        FakeBinance::start(FakeConfig { market_clock: Some(clock.clone()), ..FakeConfig::new(clock.clone()) }).await;
+    let db = fresh_pg_url().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = paper_app(&fake, &clock, db.url(), dir.path()).await;
+    let b = paper_app(&fake, &clock, db.url(), dir.path()).await;
+    let mut fills = 0;
+    for bar in 0..12 {
+        let open = fake.advance_bar();
+        clock.set(open + Duration::seconds(5));
+        let (runner, other) = if bar % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let out = runner.runtime.fire_named(TradingCycleJob::NAME, clock_now(&clock)).await.unwrap();
+        assert!(matches!(out, FireOutcome::Ran { status: JobStatus::Succeeded, .. }), "bar {bar}: {out:?}");
+        for (name, app) in [("runner", runner), ("other", other)] {
+            let report = app.reconcile.reconcile(None).await.unwrap();
+            assert!(report.is_clean(), "bar {bar}: the {name} replica reconciles clean: {report:?}");
+        }
+        assert_eq!(a.exchange.balances().await.unwrap(), b.exchange.balances().await.unwrap(), "bar {bar}");
+        fills = a.store.fills_between(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC).await.unwrap().len();
+    }
+    assert!(fills >= 4, "both replicas traded: {fills} fills");
+    let state = a.store.load_state().await.unwrap();
+    assert!(!state.safe_mode, "no drift latched safe mode: {:?}", state.safe_mode_reason);
+    assert!(fake.orders().is_empty(), "paper never sends an order to the venue");
 }
 
 /// The closed klines on the WebSocket start the cycle at the bar close; the cron fire at close + 5 s finds it

@@ -110,7 +110,7 @@ impl StreamTrigger {
             (FireOutcome::Ran { summary, .. }, Some(l)) => {
                 tracing::info!(latency_ms = l.num_milliseconds(), "bar {} closed: {summary}", ready.close)
             }
-            (other, _) => tracing::debug!(outcome = ?other, "bar {} closed", ready.close),
+            (other, _) => tracing::debug!(outcome = %other, "bar {} closed", ready.close),
         }
         Some(TriggeredCycle { bar: ready, outcome, latency })
     }

@@ -23,7 +23,7 @@ pub async fn run_until(
     drain_within: std::time::Duration,
 ) -> Result<(), DriverError> {
     for (job, outcome) in runtime.catch_up().await {
-        tracing::info!(%job, outcome = ?outcome, "catch-up on start");
+        tracing::info!(%job, %outcome, "catch-up on start");
     }
     let mut scheduler = JobScheduler::new().await?;
     for (name, expr) in runtime.schedules() {
@@ -34,7 +34,7 @@ pub async fn run_until(
             Box::pin(async move {
                 // Each trigger runs on its own task; the runtime refuses overlaps and duplicates.
                 if let Some(outcome) = rt.tick_job(&name).await {
-                    tracing::debug!(job = %name, outcome = ?outcome, "fired");
+                    tracing::debug!(job = %name, %outcome, "fired");
                 }
             })
         })?;

@@ -222,6 +222,19 @@ pub enum FireOutcome {
     ShuttingDown,
 }
 
+impl std::fmt::Display for FireOutcome {
+    /// One short line for the log: the run and how it ended, never the stored detail document (a catch-up logs one
+    /// line per job, and a cycle's detail runs to pages).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FireOutcome::Ran { run_id, status, summary, .. } => write!(f, "{run_id} {}: {summary}", status.as_str()),
+            FireOutcome::AlreadyDone { run_id } => write!(f, "{run_id} already done"),
+            FireOutcome::Busy { run_id, .. } => write!(f, "{run_id} is being run elsewhere"),
+            FireOutcome::ShuttingDown => f.write_str("not run: shutting down"),
+        }
+    }
+}
+
 /// What a fire does when its job is still running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Overlap {

@@ -1,5 +1,8 @@
 //! `mcbot status`: what a trader checks first: equity, cash, positions, safe mode, breakers, last runs.
 
+use std::collections::BTreeMap;
+
+use mcbot_stages::domain::{Decimal, Symbol};
 use mcbot_stages::ports::{Severity, Store};
 use serde_json::json;
 
@@ -11,19 +14,33 @@ use crate::output::{print_json, table};
 pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
     let store = app.store.as_ref();
     let state = store.load_state().await?;
-    let equity = store.equity_before(chrono::DateTime::<chrono::Utc>::MAX_UTC).await?;
+    let (min, max) = (chrono::DateTime::<chrono::Utc>::MIN_UTC, chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    let equity = store.equity_before(max).await?;
+    let book = store.book_owner().await?;
+    let want = crate::app::book_of(&app.cfg);
+    // A position's booked P&L counts the fees of its buys; shown alone, a position just opened would read as a
+    // realised loss. Fees get their own column and realised P&L is what sales made before them.
+    let mut fees: BTreeMap<Symbol, Decimal> = BTreeMap::new();
+    for f in store.fills_between(min, max).await? {
+        *fees.entry(f.symbol).or_default() += f.fee;
+    }
     let mut positions = Vec::new();
     for p in store.positions().await?.into_iter().filter(|p| !p.qty.is_zero()) {
         let mark = app.exchange.last_price(&p.symbol).await.ok();
+        let fee = fees.get(&p.symbol).copied().unwrap_or_default();
         positions.push(json!({
             "symbol": p.symbol, "qty": p.qty, "avg_price": p.avg_price, "mark": mark,
-            "value": mark.map(|m| (m * p.qty).round_dp(2)), "realized_pnl": p.realized_pnl,
+            "value": mark.map(|m| (m * p.qty).round_dp(2)),
+            "unrealized_pnl": mark.map(|m| (m - p.avg_price) * p.qty),
+            "realized_pnl": p.realized_pnl + fee, "fees": fee,
         }));
     }
     let runs = store.recent_runs(None, 10).await?;
     let events = store.recent_events(Severity::Warning, 5).await?;
     let doc = json!({
         "mode": app.cfg.mode.as_str(),
+        "book": book,
+        "book_is_this_mode": book.as_ref().is_none_or(|b| *b == want),
         "backend": store.backend(),
         "equity": equity.as_ref().map(|e| e.equity),
         "equity_at": equity.as_ref().map(|e| e.ts),
@@ -61,8 +78,14 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
         serde_json::Value::Array(a) => a.iter().map(show).collect::<Vec<_>>().join(", "),
         other => show(other),
     };
+    let book_line = match &book {
+        None => "empty (nothing traded yet)".to_owned(),
+        Some(b) if *b == want => b.to_string(),
+        Some(b) => format!("{b} (not this mode's: the figures below are that book's)"),
+    };
     let summary = [
         ("mode", show(&doc["mode"])),
+        ("book", book_line),
         ("store", show(&doc["backend"])),
         ("trading", show(&doc["trading"])),
         ("equity", cents(&doc["equity"])),
@@ -75,10 +98,12 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
     ];
     println!("{}", table(&["", ""], summary.into_iter().map(|(k, v)| vec![k.to_owned(), v])));
     let rows = positions.iter().map(|p| {
-        let cell = |k: &str| if k == "realized_pnl" { cents(&p[k]) } else { show(&p[k]) };
-        ["symbol", "qty", "avg_price", "mark", "value", "realized_pnl"].iter().map(|k| cell(k)).collect()
+        let cell = |k: &str| if k.ends_with("pnl") || k == "fees" { cents(&p[k]) } else { show(&p[k]) };
+        let keys = ["symbol", "qty", "avg_price", "mark", "value", "unrealized_pnl", "realized_pnl", "fees"];
+        keys.iter().map(|k| cell(k)).collect()
     });
-    println!("{}", table(&["symbol", "qty", "avg price", "mark", "value", "realized P&L"], rows));
+    let header = ["symbol", "qty", "avg price", "mark", "value", "unrealized P&L", "realized P&L", "fees"];
+    println!("{}", table(&header, rows));
     let rows = runs.iter().map(|r| {
         vec![
             r.job.clone(),

@@ -190,12 +190,14 @@ pub fn run(args: &ValidateArgs, json: bool) -> Result<u8, CommandError> {
         );
     }
     println!(
-        "DSR: best {} Sharpe {:.2}, expected best-of-{} by luck {:.2}, probability of a real edge {:.3}",
+        "Deflated Sharpe {:.2} (probability of a real edge {:.3}): best {} Sharpe {:.2} minus {:.2} expected of the \
+         best of {} by luck",
+        r.dsr.deflated_sharpe,
+        r.dsr.probability,
         name(r.dsr.chosen),
         r.dsr.sharpe,
-        r.dsr.trials,
         r.dsr.expected_max_sharpe,
-        r.dsr.probability
+        r.dsr.trials
     );
     let rows = r
         .verdict

@@ -9,11 +9,14 @@ use sqlx::{Connection, Executor};
 use super::SqlStore;
 use super::dialect::Backend;
 use super::query::{Pool, Sql};
-use super::{deliveries, events, job_ledger, leases, market_data, port, postgres, records, trading, unit_of_work};
+use super::{
+    book, deliveries, events, job_ledger, leases, market_data, port, postgres, records, trading, unit_of_work,
+};
 
 /// The statement texts for `backend`: the fixed ones and an example of each built at run time.
 fn statements(backend: Backend) -> Vec<String> {
     let fixed: Vec<&Sql> = [
+        book::STATEMENTS,
         deliveries::STATEMENTS,
         events::STATEMENTS,
         job_ledger::STATEMENTS,

@@ -10,9 +10,11 @@
 //! - `dialect`: which backend a URL names; `codec`: rows back to domain values.
 //! - `job_ledger`, `market_data`, `trading`, `records`, `leases`, `events`, `deliveries`: the statements, by
 //!   what they record.
+//! - `book`: which mode and venue a database's orders, fills and positions belong to.
 //! - `unit_of_work`: one transaction holding writes that belong together, with their events appended at commit.
 //! - `port`: the `Store` trait implementation, delegating to the above.
 
+mod book;
 mod catalogue;
 mod codec;
 mod deliveries;
@@ -31,6 +33,7 @@ mod sqlite;
 mod trading;
 mod unit_of_work;
 
+pub use book::BookOwner;
 pub use dialect::Backend;
 pub use records::Heartbeat;
 pub use sql_store::{PoolSettings, SqlStore};

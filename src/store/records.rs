@@ -29,7 +29,7 @@ static REPORT: Sql =
     Sql::new("SELECT kind, period_start, period_end, body FROM reports WHERE kind = $1 AND period_start = $2");
 static INSERT_HEARTBEAT: Sql = Sql::new("INSERT INTO heartbeats (ts, ok, detail) VALUES ($1, $2, $3)");
 static LATEST_HEARTBEAT: Sql = Sql::new("SELECT ts, ok, detail FROM heartbeats ORDER BY ts DESC, id DESC LIMIT 1");
-static LOAD_STATE: Sql = Sql::new("SELECT value, version FROM bot_state WHERE key = $1");
+pub(crate) static LOAD_STATE: Sql = Sql::new("SELECT value, version FROM bot_state WHERE key = $1");
 
 /// The fixed statements, for the catalogue.
 pub(crate) static STATEMENTS: &[&Sql] = &[

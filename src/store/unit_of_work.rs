@@ -46,7 +46,7 @@ static UPSERT_SIGNAL: Sql = Sql::new(
      DO UPDATE SET ts = excluded.ts, target_weight = excluded.target_weight, reason = excluded.reason",
 );
 // Compare-and-set on the version: the first save inserts version 1; later ones replace only the version read.
-static INSERT_STATE: Sql =
+pub(crate) static INSERT_STATE: Sql =
     Sql::new("INSERT INTO bot_state (key, value, version) VALUES ($1, $2, 1) ON CONFLICT (key) DO NOTHING");
 static UPDATE_STATE: Sql =
     Sql::new("UPDATE bot_state SET value = $2, version = version + 1 WHERE key = $1 AND version = $3");

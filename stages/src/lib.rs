@@ -14,4 +14,4 @@ pub mod ports;
 pub mod sim;
 pub mod strategy;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, ShiftedClock, SystemClock};

@@ -26,14 +26,46 @@ impl SimAccount {
         acc
     }
 
-    /// Books fills recorded earlier (a restart rebuilds the account from the store).
+    /// Books fills recorded earlier (a restart, or another process sharing the store, rebuilds the account from
+    /// it). The orders they belong to become known as filled, so placing one of them again returns it instead of
+    /// filling it twice.
     pub fn restore(&mut self, instruments: &[Instrument], fills: &[Fill]) {
         for fill in fills {
             if let Some(inst) = instruments.iter().find(|i| i.symbol == fill.symbol) {
                 self.book(inst, fill);
+                self.remember(fill);
             }
         }
         self.trade_seq = self.trade_seq.max(fills.len() as u64);
+    }
+
+    /// Adds a stored fill to the order it belongs to, creating the order (filled) the first time.
+    fn remember(&mut self, fill: &Fill) {
+        let ack = self.orders.entry(fill.client_order_id.clone()).or_insert_with(|| OrderAck {
+            order: Order {
+                client_order_id: fill.client_order_id.clone(),
+                run_id: String::new(),
+                symbol: fill.symbol.clone(),
+                side: fill.side,
+                qty: Decimal::ZERO,
+                filled_qty: Decimal::ZERO,
+                avg_price: None,
+                status: OrderStatus::Filled,
+                exchange_order_id: None,
+                created_at: fill.ts,
+                reason: "restored from the stored fills".into(),
+            },
+            fills: Vec::new(),
+        });
+        if ack.fills.iter().any(|f| f.trade_id == fill.trade_id) {
+            return;
+        }
+        let o = &mut ack.order;
+        let notional = o.avg_price.unwrap_or_default() * o.filled_qty + fill.notional();
+        o.filled_qty += fill.qty;
+        o.qty = o.qty.max(o.filled_qty);
+        o.avg_price = (!o.filled_qty.is_zero()).then(|| (notional / o.filled_qty).normalize());
+        ack.fills.push(fill.clone());
     }
 
     /// Non-zero balances.
@@ -123,7 +155,9 @@ impl SimAccount {
         }
         self.trade_seq += 1;
         let fill = Fill {
-            trade_id: format!("{}-{}", self.prefix, self.trade_seq),
+            // Named after the order (one fill per order here): unique without a counter, so two processes
+            // sharing one account never mint the same trade id, and a re-placed order maps to its first fill.
+            trade_id: format!("{}-{}", self.prefix, id),
             client_order_id: id.clone(),
             symbol: intent.symbol.clone(),
             side: intent.side,

@@ -3,6 +3,7 @@
 //! configured fee; shadow records the intended orders and fills nothing. Both are one wrapper: market data is
 //! delegated to the venue once, and only the fill model differs.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use crate::domain::{
     Timeframe,
 };
 use crate::pipeline::pretrade::Approved;
-use crate::ports::{Exchange, ExchangeError, OrderAck};
+use crate::ports::{Exchange, ExchangeError, OrderAck, Store};
 
 /// Where orders go when the venue only provides market data.
 enum FillModel {
@@ -33,6 +34,25 @@ pub struct PaperExchange {
     fills: FillModel,
     clock: Arc<dyn Clock>,
     name: String,
+    ledger: Option<Ledger>,
+}
+
+/// The store whose fills are the paper account: every process on the database, and every restart, books the same
+/// fills, so replicas share one account instead of each keeping its own in memory.
+struct Ledger {
+    store: Arc<dyn Store>,
+    seen: tokio::sync::Mutex<Seen>,
+}
+
+/// How far the account has caught up with the stored fills.
+#[derive(Default)]
+struct Seen {
+    /// Trade ids already booked (by this process's own orders or from the store).
+    trades: HashSet<String>,
+    /// The latest fill time read; later reads start a margin before it.
+    since: Option<DateTime<Utc>>,
+    /// Instruments by symbol, read from the venue once.
+    instruments: BTreeMap<Symbol, Instrument>,
 }
 
 impl PaperExchange {
@@ -40,27 +60,66 @@ impl PaperExchange {
     pub fn new(venue: Arc<dyn Exchange>, quote: &str, cash: Decimal, fee_rate: Decimal, clock: Arc<dyn Clock>) -> Self {
         let name = format!("paper:{}", venue.name());
         let account = Mutex::new(SimAccount::new(quote, cash, "paper"));
-        Self { venue, fills: FillModel::Paper { account, fee_rate, book_depth: 100 }, clock, name }
+        Self { venue, fills: FillModel::Paper { account, fee_rate, book_depth: 100 }, clock, name, ledger: None }
+    }
+
+    /// Keeps the paper account in `store`: before each read or order, fills another process (or an earlier run)
+    /// recorded are booked, so the account is the store's and not this process's memory. Nothing is read at
+    /// construction, so commands that never touch the account work while the venue is down.
+    pub fn with_ledger(mut self, store: Arc<dyn Store>) -> Self {
+        if matches!(self.fills, FillModel::Paper { .. }) {
+            self.ledger = Some(Ledger { store, seen: tokio::sync::Mutex::new(Seen::default()) });
+        }
+        self
+    }
+
+    /// Books the stored fills this account has not seen yet.
+    async fn sync(&self) -> Result<(), ExchangeError> {
+        let (Some(ledger), FillModel::Paper { account, .. }) = (&self.ledger, &self.fills) else { return Ok(()) };
+        let mut seen = ledger.seen.lock().await;
+        // From a margin before the latest fill read: a fill stamped earlier but committed later by another process
+        // is still found (the trade ids already booked are skipped).
+        let from = seen.since.map_or(DateTime::<Utc>::MIN_UTC, |t| t - LATE_COMMIT);
+        let fills = ledger.store.fills_between(from, DateTime::<Utc>::MAX_UTC).await.map_err(|e| {
+            ExchangeError::Retryable { retry_after: READ_RETRY, message: format!("paper account: {e}") }
+        })?;
+        let new: Vec<Fill> = fills.into_iter().filter(|f| !seen.trades.contains(&f.trade_id)).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        for f in &new {
+            if !seen.instruments.contains_key(&f.symbol) {
+                let inst = self.venue.instrument(&f.symbol).await?;
+                seen.instruments.insert(f.symbol.clone(), inst);
+            }
+        }
+        let instruments: Vec<Instrument> = seen.instruments.values().cloned().collect();
+        lock(account).restore(&instruments, &new);
+        for f in new {
+            seen.since = seen.since.max(Some(f.ts));
+            seen.trades.insert(f.trade_id);
+        }
+        Ok(())
+    }
+
+    /// Records fills this process made itself, so the next sync does not book them twice.
+    async fn saw(&self, fills: &[Fill]) {
+        if let Some(ledger) = &self.ledger {
+            let mut seen = ledger.seen.lock().await;
+            seen.trades.extend(fills.iter().map(|f| f.trade_id.clone()));
+        }
     }
 
     /// Shadows `venue` with a virtual `cash` in `quote`: intended orders are recorded, never sent or filled.
     pub fn shadow(venue: Arc<dyn Exchange>, quote: &str, cash: Decimal, clock: Arc<dyn Clock>) -> Self {
         let name = format!("shadow:{}", venue.name());
         let cash = Balance { asset: quote.to_owned(), free: cash, locked: Decimal::ZERO };
-        Self { venue, fills: FillModel::Shadow { cash }, clock, name }
-    }
-
-    /// Rebuilds the paper account from stored fills after a restart (nothing to do in shadow mode).
-    pub async fn restore(&self, fills: &[Fill]) -> Result<(), ExchangeError> {
-        let FillModel::Paper { account, .. } = &self.fills else { return Ok(()) };
-        let mut instruments = Vec::new();
-        for s in fills.iter().map(|f| &f.symbol).collect::<std::collections::BTreeSet<_>>() {
-            instruments.push(self.venue.instrument(s).await?);
-        }
-        lock(account).restore(&instruments, fills);
-        Ok(())
+        Self { venue, fills: FillModel::Shadow { cash }, clock, name, ledger: None }
     }
 }
+
+/// How much earlier than the latest fill read a late-committed fill may be stamped.
+const LATE_COMMIT: chrono::Duration = chrono::Duration::hours(1);
 
 /// Delay before a paper order whose market data could not be read is tried again.
 const READ_RETRY: Duration = Duration::from_secs(1);
@@ -112,6 +171,7 @@ impl Exchange for PaperExchange {
     }
 
     async fn balances(&self) -> Result<Vec<Balance>, ExchangeError> {
+        self.sync().await?;
         Ok(match &self.fills {
             FillModel::Paper { account, .. } => lock(account).balances(),
             FillModel::Shadow { cash } => vec![cash.clone()],
@@ -144,6 +204,7 @@ impl Exchange for PaperExchange {
                 return Ok(OrderAck { order, fills: Vec::new() });
             }
         };
+        self.sync().await.map_err(not_placed)?;
         if let Some(existing) = lock(account).order(client_order_id) {
             return Ok(existing);
         }
@@ -158,7 +219,9 @@ impl Exchange for PaperExchange {
             // No book: the next trade price, as a last resort.
             levels.push((self.venue.last_price(&intent.symbol).await.map_err(not_placed)?, intent.qty));
         }
-        lock(account).execute(client_order_id, run_id, intent, &inst, &levels, fee_rate, self.clock.now())
+        let ack = lock(account).execute(client_order_id, run_id, intent, &inst, &levels, fee_rate, self.clock.now())?;
+        self.saw(&ack.fills).await;
+        Ok(ack)
     }
 
     async fn order(
@@ -166,6 +229,7 @@ impl Exchange for PaperExchange {
         _symbol: &Symbol,
         client_order_id: &ClientOrderId,
     ) -> Result<Option<OrderAck>, ExchangeError> {
+        self.sync().await?;
         Ok(match &self.fills {
             FillModel::Paper { account, .. } => lock(account).order(client_order_id),
             FillModel::Shadow { .. } => None,
@@ -173,6 +237,7 @@ impl Exchange for PaperExchange {
     }
 
     async fn open_orders(&self) -> Result<Vec<Order>, ExchangeError> {
+        self.sync().await?;
         Ok(match &self.fills {
             FillModel::Paper { account, .. } => lock(account).open_orders(),
             FillModel::Shadow { .. } => Vec::new(),
