@@ -298,3 +298,42 @@ async fn run_once_in_paper_mode_against_the_fake_binance() {
     assert_eq!(doc["stages"][0]["status"], "ok", "{doc}");
     assert!(fake.orders().is_empty(), "paper never sends an order to the venue");
 }
+
+/// The paper account is read from the store when an order or a balance needs it, not when the bot is assembled:
+/// with fills stored and the venue unreachable, `status` and `jobs` still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_jobs_answer_in_paper_mode_while_the_venue_is_down() {
+    let fake = FakeBinance::start(FakeConfig::new(Arc::new(mcbot_stages::SystemClock))).await;
+    let env = binance_env(&fake);
+    let dir = workdir();
+    let path = dir.path().to_path_buf();
+    let run = move |args: Vec<&'static str>, env: Vec<(&'static str, String)>| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            crate::support::cli::mcbot(&path, &args, &env)
+        })
+    };
+    let out =
+        run(vec!["--mode", "paper", "run-once", "--stage", "all", "--output", "json"], env.clone()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let store = open_store(&mcbot::store::SqlStore::embedded_url(&dir.path().join("data"))).await.unwrap();
+    let fills = store.fills_between(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC).await.unwrap();
+    assert!(!fills.is_empty(), "the paper run filled something");
+    store.close().await;
+
+    let down: Vec<(&'static str, String)> = env
+        .into_iter()
+        .map(|(k, v)| match k {
+            "MCBOT_EXCHANGE__BINANCE__REST_URL" => (k, "http://127.0.0.1:9".to_owned()),
+            "MCBOT_EXCHANGE__BINANCE__WS_URL" => (k, "ws://127.0.0.1:9".to_owned()),
+            _ => (k, v),
+        })
+        .collect();
+    let status = run(vec!["--mode", "paper", "status", "--output", "json"], down.clone()).await.unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let doc = crate::support::cli::json(&status);
+    assert_eq!(doc["book"]["mode"], "paper", "{doc}");
+    let jobs = run(vec!["--mode", "paper", "jobs"], down).await.unwrap();
+    assert!(jobs.status.success(), "{}", String::from_utf8_lossy(&jobs.stderr));
+}
