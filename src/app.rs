@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use mcbot_schedules::jobs::{HealthJob, Period, ReconcileJob, ReportJob, TradingCycleJob};
+use mcbot_schedules::jobs::{BacktestReference, HealthJob, Monitors, Period, ReconcileJob, ReportJob, TradingCycleJob};
 use mcbot_schedules::{Job, Runtime, RuntimeConfig, Schedule, ScheduleError};
 use mcbot_stages::domain::{Instrument, Symbol};
 use mcbot_stages::pipeline::{Pipeline, PipelineConfig};
@@ -282,6 +282,21 @@ impl App {
                 .with_tolerance(cfg.reconcile.drift_tolerance_pct / rust_decimal::Decimal::ONE_HUNDRED)
                 .with_unmanaged_holdings(cfg.reconcile.unmanaged_holdings),
         );
+        // The return monitors hold the live record against the same strategy backtested on the bars it saw.
+        let reference = registry::build(&cfg.strategy.name, &cfg.strategy.params_as_strings(), tf)
+            .map_err(|e| AppError::Strategy(e.to_string()))?;
+        let monitors = Monitors {
+            execution: cfg.monitor.execution.clone(),
+            returns: cfg.monitor.returns.clone(),
+            process: cfg.monitor.process(),
+            reference: Some(Arc::new(BacktestReference::new(
+                dyn_store.clone(),
+                Arc::from(reference),
+                symbols.clone(),
+                tf,
+            ))),
+            probe: Some(Arc::new(crate::metrics::process::ProcProbe)),
+        };
         let s = &cfg.schedule;
         let jobs: Vec<(Schedule, Arc<dyn Job>)> = vec![
             (
@@ -306,7 +321,8 @@ impl App {
                         tf,
                         cfg.pipeline.max_stale_bars,
                     )
-                    .with_event_retention(Duration::days(cfg.events.retention_days)),
+                    .with_event_retention(Duration::days(cfg.events.retention_days))
+                    .with_monitors(monitors),
                 ),
             ),
             (Schedule::parse(&s.reconcile)?, reconcile.clone()),

@@ -125,3 +125,75 @@ async fn a_fresh_database_is_waiting_for_its_first_bar_not_stale() {
     assert!(out.summary.starts_with("unhealthy"), "{}", out.summary);
     assert_eq!(bot.events(EventKind::StaleData).await.len(), 3, "every symbol without bars is stale now");
 }
+
+/// The execution monitor reads the last hour's fills against the price each order was sized at: a fill 50 bps
+/// worse than its sizing price is critical, raised once however often the health job runs, and cleared once when
+/// the hour has passed. The process monitor compares the process's real resident memory with its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execution_and_process_monitors_raise_once_and_clear_once() {
+    use mcbot_schedules::jobs::Monitors;
+    use mcbot_stages::domain::{ClientOrderId, Fill, Order, OrderStatus, Side};
+    use mcbot_stages::monitors::process::ProcessLimits;
+    use mcbot_stages::pipeline::booking;
+    use mcbot_stages::ports::OrderAck;
+    use rust_decimal_macros::dec;
+
+    let bot = Bot::new(Backend::Postgres).await;
+    let at = crate::support::venue::start() + Duration::hours(20) + Duration::seconds(5);
+    bot.clock.set(at);
+    let id = ClientOrderId::derive(&RunId::new("trading-cycle", at), &sym("BTCUSDT"), "buy");
+    let order = Order {
+        client_order_id: id.clone(),
+        run_id: "trading-cycle@t".into(),
+        symbol: sym("BTCUSDT"),
+        side: Side::Buy,
+        qty: dec!(0.1),
+        filled_qty: dec!(0),
+        avg_price: None,
+        status: OrderStatus::PendingNew,
+        exchange_order_id: None,
+        created_at: at,
+        reason: "test".into(),
+    };
+    assert!(booking::record_pending(bot.store.as_ref(), None, &order, Some(dec!(100))).await.unwrap());
+    let fill = Fill {
+        trade_id: "t-1".into(),
+        client_order_id: id,
+        symbol: sym("BTCUSDT"),
+        side: Side::Buy,
+        qty: dec!(0.1),
+        price: dec!(100.5),
+        fee: dec!(0.01),
+        ts: at + Duration::seconds(2),
+    };
+    let filled = Order { filled_qty: dec!(0.1), avg_price: Some(dec!(100.5)), status: OrderStatus::Filled, ..order };
+    let ack = OrderAck { order: filled, fills: vec![fill] };
+    booking::record_ack(bot.store.as_ref(), None, &ack, OrderStatus::PendingNew, at).await.unwrap();
+
+    let monitors = Monitors {
+        process: ProcessLimits { rss_bytes: 1024 * 1024, ..Default::default() },
+        probe: Some(Arc::new(mcbot::metrics::process::ProcProbe)),
+        ..Default::default()
+    };
+    let job = health(&bot, 1000).with_monitors(monitors);
+    bot.clock.set(at + Duration::minutes(5));
+    run(&job, &bot.clock).await;
+    run(&job, &bot.clock).await;
+    let alerts = bot.events(EventKind::MonitorAlert).await;
+    let keys: Vec<_> = alerts.iter().map(|e| (e.event.dedup_key.clone().unwrap(), e.event.severity)).collect();
+    assert_eq!(
+        keys,
+        [("monitor:slippage".to_owned(), Severity::Critical), ("monitor:memory".to_owned(), Severity::Warning)],
+        "{alerts:#?}"
+    );
+    assert!(alerts[0].event.message.contains("50.0 bps"), "{}", alerts[0].event.message);
+
+    // The fill leaves the one-hour window: slippage clears, once; memory keeps firing, silently.
+    bot.clock.set(at + Duration::minutes(70));
+    run(&job, &bot.clock).await;
+    run(&job, &bot.clock).await;
+    let cleared = bot.events(EventKind::MonitorCleared).await;
+    assert_eq!(cleared.len(), 1, "{cleared:#?}");
+    assert_eq!(cleared[0].event.dedup_key.as_deref(), Some("monitor:slippage"));
+    assert_eq!(bot.events(EventKind::MonitorAlert).await.len(), 2);
+}

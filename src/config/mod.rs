@@ -205,17 +205,45 @@ impl std::fmt::Debug for SentryConfig {
     }
 }
 
-/// Limits of the process itself, exported as metrics so the alert rules compare against the configured value.
+/// The health job's monitors: limits of the process itself (the memory limit is also exported as a metric, so
+/// the alert rules compare against the configured value), of execution quality, and of live returns against the
+/// strategy's backtest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MonitorConfig {
     /// Resident memory the scheduler should stay under.
     pub rss_limit_bytes: u64,
+    /// Delay of a freshly spawned task, in seconds, beyond which the runtime is starved.
+    pub runtime_lag_secs: f64,
+    /// Open file descriptors beyond which something leaks.
+    pub open_fds_limit: u64,
+    /// Slippage, fill latency and fee limits of the health job's execution monitor.
+    pub execution: mcbot_stages::monitors::execution::ExecutionLimits,
+    /// Drawdown, drift and distribution limits of the health job's return monitors.
+    pub returns: mcbot_stages::monitors::returns::ReturnLimits,
 }
 
 impl Default for MonitorConfig {
     fn default() -> Self {
-        Self { rss_limit_bytes: 512 * 1024 * 1024 }
+        let process = mcbot_stages::monitors::process::ProcessLimits::default();
+        Self {
+            rss_limit_bytes: process.rss_bytes,
+            runtime_lag_secs: process.runtime_lag_secs,
+            open_fds_limit: process.open_fds,
+            execution: Default::default(),
+            returns: Default::default(),
+        }
+    }
+}
+
+impl MonitorConfig {
+    /// The process monitor's limits.
+    pub fn process(&self) -> mcbot_stages::monitors::process::ProcessLimits {
+        mcbot_stages::monitors::process::ProcessLimits {
+            runtime_lag_secs: self.runtime_lag_secs,
+            rss_bytes: self.rss_limit_bytes,
+            open_fds: self.open_fds_limit,
+        }
     }
 }
 

@@ -244,6 +244,19 @@ const BAD: &[(&str, &str, &str)] = &[
     ("sentry.environment", "5", "invalid type: integer `5`, expected a string"),
     ("sentry.shutdown_timeout_ms", "0", "must be in [100, 60000], got 0"),
     ("monitor.rss_limit_bytes", "1024", "must be >= 1048576, got 1024"),
+    ("monitor.runtime_lag_secs", "0", "must be in (0, 3600], got 0"),
+    ("monitor.open_fds_limit", "8", "must be in [16, 1048576], got 8"),
+    ("monitor.execution.slippage_p95_bps", "-1", "must be in (0, 10000], got -1"),
+    ("monitor.execution.slippage_max_bps", "0", "must be in (0, 10000], got 0"),
+    ("monitor.execution.latency_p95_secs", "0", "must be in (0, 3600], got 0"),
+    ("monitor.execution.latency_max_secs", "-3", "must be in (0, 3600], got -3"),
+    ("monitor.execution.fees_per_hour_pct", "150", "must be in (0, 100], got 150"),
+    ("monitor.returns.min_days", "1", "must be in [5, 3650], got 1"),
+    ("monitor.returns.drawdown_confidence", "1.0", "must be in (0.5, 1), got 1"),
+    ("monitor.returns.drift_delta_sd", "-0.5", "must be in [0, 10], got -0.5"),
+    ("monitor.returns.drift_threshold_sd", "0", "must be in (0, 1000], got 0"),
+    ("monitor.returns.ks_window_days", "0", "must be in [5, 3650], got 0"),
+    ("monitor.returns.ks_p_value", "0.9", "must be in (0, 0.5], got 0.9"),
 ];
 
 /// Rows whose values only their component can judge: a strategy's parameters are checked by the strategy

@@ -242,7 +242,9 @@ fn record_one(memory: &mut Memory, e: &Event) -> bool {
         | EventKind::ReconcileDrift
         | EventKind::ReconcileClosedUnplaced
         | EventKind::StaleData
-        | EventKind::DataRecovered => true,
+        | EventKind::DataRecovered
+        | EventKind::MonitorAlert
+        | EventKind::MonitorCleared => true,
         EventKind::StageHalted
         | EventKind::JobFailed
         | EventKind::Started

@@ -114,3 +114,15 @@ pub fn render_stats(out: &mut String, stats: &ProcessStats) {
         family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", start);
     }
 }
+
+/// The health job's view of this process, from `/proc`.
+pub struct ProcProbe;
+
+impl mcbot_schedules::jobs::ProcessProbe for ProcProbe {
+    fn sample(&self) -> (Option<u64>, Option<u64>) {
+        match read() {
+            Some(s) => (Some(s.resident_bytes as u64), Some(s.open_fds as u64)),
+            None => (None, None),
+        }
+    }
+}

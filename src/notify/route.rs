@@ -69,6 +69,7 @@ impl ChannelRule {
 pub fn clears(kind: EventKind) -> Option<&'static str> {
     match kind {
         EventKind::DataRecovered => Some(""),
+        EventKind::MonitorCleared => Some(""),
         EventKind::BreakerCleared => Some(""),
         EventKind::SafeModeOff => Some("safe_mode"),
         _ => None,

@@ -12,7 +12,9 @@ use mcbot_stages::domain::{Symbol, Timeframe};
 use mcbot_stages::ports::{EventKind, Exchange, FailureKind, NewEvent, Severity, Store};
 use serde_json::json;
 
+use super::monitor_inputs::Monitors;
 use crate::runtime::{Job, JobContext, JobError, JobOutcome};
+use mcbot_stages::monitors::{Finding, Level};
 
 /// The health job.
 pub struct HealthJob {
@@ -23,6 +25,7 @@ pub struct HealthJob {
     timeframe: Timeframe,
     max_stale_bars: i32,
     retention: chrono::Duration,
+    monitors: Monitors,
 }
 
 impl HealthJob {
@@ -36,7 +39,13 @@ impl HealthJob {
         max_stale_bars: i32,
     ) -> Self {
         let retention = chrono::Duration::days(400);
-        Self { store, exchange, clock, symbols, timeframe, max_stale_bars, retention }
+        Self { store, exchange, clock, symbols, timeframe, max_stale_bars, retention, monitors: Monitors::default() }
+    }
+
+    /// The execution, return and process monitors to run, with their limits.
+    pub fn with_monitors(mut self, monitors: Monitors) -> Self {
+        self.monitors = monitors;
+        self
     }
 
     /// How long events are kept (default 400 days); older ones are pruned by each health run.
@@ -94,7 +103,10 @@ impl Job for HealthJob {
         let detail = json!({
             "store": true, "exchange": exchange_ok, "bars_behind": ages, "stale": stale, "waiting_for_first_bar": waiting,
         });
-        self.store.insert_heartbeat(now, ok, &detail).await?;
+        let findings = self.monitors.findings(self.store.as_ref(), now).await?;
+        let mut detail = detail;
+        detail["monitors"] = json!(findings);
+        self.store.insert_heartbeat(now, ok && findings.is_empty(), &detail).await?;
         let run_id = cx.run_id.to_string();
         mutate_state(self.store.as_ref(), cx.fence.as_ref(), |st| {
             let mut events = Vec::new();
@@ -129,6 +141,7 @@ impl Job for HealthJob {
                     _ => {}
                 }
             }
+            events.extend(monitor_events(&mut st.conditions, &findings, now, &run_id));
             events
         })
         .await?;
@@ -137,6 +150,12 @@ impl Job for HealthJob {
             tracing::info!(pruned, "events older than the retention pruned");
         }
         let summary = match (ok, waiting.is_empty()) {
+            (true, true) if !findings.is_empty() => {
+                format!(
+                    "healthy; monitors: {}",
+                    findings.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; ")
+                )
+            }
             (true, true) => "healthy".to_owned(),
             (true, false) => "healthy; waiting for the first trading cycle to store bars".to_owned(),
             (false, _) => format!("unhealthy: {detail}"),
@@ -148,4 +167,47 @@ impl Job for HealthJob {
         }
         Ok(outcome)
     }
+}
+
+/// Raises a monitor's condition once when it starts firing and clears it once when it stops; a monitor that keeps
+/// firing adds nothing (and one that turns critical while raised as a warning is raised again, louder).
+fn monitor_events(
+    conditions: &mut std::collections::BTreeMap<String, String>,
+    findings: &[Finding],
+    now: chrono::DateTime<chrono::Utc>,
+    run_id: &str,
+) -> Vec<NewEvent> {
+    let mut events = Vec::new();
+    for f in findings {
+        let marker = match f.level {
+            Level::Warning => "warning",
+            Level::Critical => "critical",
+        };
+        let raised = conditions.get(&f.key);
+        if raised.is_some_and(|m| m.starts_with(marker) || m.starts_with("critical")) {
+            continue;
+        }
+        conditions.insert(f.key.clone(), format!("{marker}: {}", f.message));
+        let severity = if f.level == Level::Critical { Severity::Critical } else { Severity::Warning };
+        events.push(
+            NewEvent::new(now, EventKind::MonitorAlert, severity, f.message.clone())
+                .run(run_id.to_owned())
+                .dedup(f.key.clone()),
+        );
+    }
+    let gone: Vec<String> = conditions
+        .keys()
+        .filter(|k| k.starts_with("monitor:") && !findings.iter().any(|f| &f.key == *k))
+        .cloned()
+        .collect();
+    for key in gone {
+        conditions.remove(&key);
+        let what = key.trim_start_matches("monitor:").replace('_', " ");
+        events.push(
+            NewEvent::new(now, EventKind::MonitorCleared, Severity::Info, format!("{what} back within its limit"))
+                .run(run_id.to_owned())
+                .dedup(key),
+        );
+    }
+    events
 }

@@ -97,6 +97,11 @@ event_kinds! {
     StaleData => "stale_data",
     /// Stale market data recovered.
     DataRecovered => "data_recovered",
+    /// A health monitor started firing (slippage, fill latency, fees, drawdown beyond its bound, a shift in
+    /// returns, runtime lag, memory, descriptors); its condition key is the dedup key.
+    MonitorAlert => "monitor_alert",
+    /// A health monitor stopped firing.
+    MonitorCleared => "monitor_cleared",
     /// The venue rate-limited the bot.
     RateLimited => "rate_limited",
     /// The venue banned the bot's IP or key.
