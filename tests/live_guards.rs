@@ -216,7 +216,8 @@ async fn with_balances_unreadable_it_trades_paper() {
     let body = r#"{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}"#;
     d.fake.fault_next_n(Some(Method::GET), "/api/v3/account", Fault::Body { status: 401, body: body.into() }, 1_000);
     // Paper needs the venue's data only; the account is not read again after the guards.
-    let (out, _) = d.run_once().await;
+    let (out, report) = d.run_once().await;
+    assert!(report["orders"].as_array().is_some_and(|o| !o.is_empty()), "it traded paper: {report}");
     assert!(stderr(&out).contains("balances_readable"), "{}", stderr(&out));
     assert!(d.fake.orders().is_empty());
     let store = d.store().await;
@@ -346,7 +347,8 @@ async fn on_upbit_the_key_guard_wants_the_owners_word() {
 }
 
 /// `mcbot --mode live scheduler` with a guard missing: the start-up line says paper and why, `/metrics` shows
-/// every guard, and the control API (with its token) reports the refusal and halts the bot.
+/// every guard, the control API (with its token) reports the refusal, a market stream down too long stops
+/// entries until it is back, and a kill over HTTP halts the bot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_says_why_in_its_start_line_metrics_and_http_status() {
     use std::io::{BufRead, BufReader};
@@ -356,6 +358,7 @@ async fn the_scheduler_says_why_in_its_start_line_metrics_and_http_status() {
     let token_file = d.dir.path().join("api-token");
     std::fs::write(&token_file, "t0ken-for-tests\n").unwrap();
     d.set("MCBOT_HTTP__API_TOKEN_FILE", &token_file.display().to_string());
+    d.set("MCBOT_RISK__MAX_STREAM_DOWN_SECS", "1");
     let env: Vec<(&str, &str)> = d.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut child = crate::support::cli::command(d.dir.path(), &["--mode", "live", "scheduler"], &env)
         .stdout(Stdio::piped())
@@ -388,6 +391,36 @@ async fn the_scheduler_says_why_in_its_start_line_metrics_and_http_status() {
         .unwrap();
     assert_eq!(status["live"]["active"], false, "{status}");
     assert!(status["live"]["failed"]["live_trading_env"].is_string(), "{status}");
+    // The market stream goes down for longer than risk.max_stream_down_secs: entries stop; back up, they resume.
+    let status_doc = || {
+        let (http, url) = (http.clone(), format!("http://{base}/api/v1/status"));
+        async move {
+            let r = http.get(url).bearer_auth("t0ken-for-tests").send().await.unwrap();
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let until = |want: bool| {
+        let status_doc = &status_doc;
+        async move {
+            for _ in 0..300 {
+                let doc = status_doc().await;
+                if doc["breakers_tripped"].get("stream_down").is_some() == want {
+                    return doc;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("stream_down never became {want}: {}", status_doc().await);
+        }
+    };
+    until(false).await;
+    d.fake.ws_set_available(false);
+    d.fake.ws_drop_all();
+    let down = until(true).await;
+    assert!(down["blocked_by"][0].as_str().unwrap().contains("market stream down"), "{down}");
+    d.fake.ws_set_available(true);
+    let up = until(false).await;
+    assert_eq!(up["entries_allowed"], true, "{up}");
+
     let kill = http
         .post(format!("http://{base}/api/v1/kill"))
         .bearer_auth("t0ken-for-tests")
@@ -403,4 +436,29 @@ async fn the_scheduler_says_why_in_its_start_line_metrics_and_http_status() {
     let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert_eq!(exit.code(), Some(0));
     assert!(d.fake.orders().is_empty());
+}
+
+/// The canary sizes every target on `live.capital_fraction` of equity, and the start message reports it: half
+/// the account on BTC is 50 000 of the 1 000 000 USDT at 0.1, twice that at 0.2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_trades_its_share_of_equity_and_says_so() {
+    for (fraction, pct, want) in [("0.1", "10%", 50_000), ("0.2", "20%", 100_000)] {
+        let mut d = Deployment::ready().await;
+        // Caps high enough not to bind (still under 30 % of the account), so the fraction decides the size.
+        d.set("MCBOT_LIVE__MAX_ORDER_NOTIONAL", "400000");
+        d.set("MCBOT_PRETRADE__MAX_ORDER_NOTIONAL", "400000");
+        d.set("MCBOT_LIVE__CAPITAL_FRACTION", fraction);
+        let (out, report) = d.run_once().await;
+        assert!(out.status.success(), "{report}\n{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("{pct} of equity (live.capital_fraction {fraction})")),
+            "{}",
+            stderr(&out)
+        );
+        let btc = d.fake.orders().into_iter().find(|o| o.symbol == "BTCUSDT").unwrap_or_else(|| panic!("{report}"));
+        let want = Decimal::from(want);
+        // Within the 1 % cash buffer and a bar's price move of the target.
+        let off = (btc.cumulative_quote - want).abs() / want;
+        assert!(off < Decimal::new(3, 2), "{fraction}: bought {} for a target of {want}", btc.cumulative_quote);
+    }
 }
