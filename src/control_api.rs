@@ -1,7 +1,7 @@
 //! The control API of the admin HTTP server: the off switch that works from anywhere the owner can reach.
 //!
 //! `POST /api/v1/kill` (`{"reason": "...", "flatten": true}`), `/pause`, `/resume`, `/reset-safe-mode` (a reason
-//! is required) and `GET /api/v1/status`. Each call is a spine command with issuer `http`, recorded as an event
+//! is required), `/reset-breaker` (`{"breaker": "daily_loss", "reason": "..."}`) and `GET /api/v1/status`. Each call is a spine command with issuer `http`, recorded as an event
 //! like the CLI's and the chat's. Every route here needs `Authorization: Bearer <token>` with the token of
 //! `http.api_token` (a secret, normally from `MCBOT_HTTP__API_TOKEN_FILE`), compared in constant time; a wrong or
 //! missing token gets 401 and a warning event (at most one a minute, the others counted in it and in
@@ -106,6 +106,7 @@ pub fn router(api: Arc<ControlApi>) -> Router {
         .route("/api/v1/pause", post(pause))
         .route("/api/v1/resume", post(resume))
         .route("/api/v1/reset-safe-mode", post(reset_safe_mode))
+        .route("/api/v1/reset-breaker", post(reset_breaker))
         .route("/api/v1/{*rest}", get(not_found).post(not_found))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), bearer))
         .with_state(api)
@@ -142,6 +143,8 @@ struct Body {
     reason: Option<String>,
     #[serde(default)]
     flatten: bool,
+    /// The breaker to reset (`reset-breaker`).
+    breaker: Option<String>,
 }
 
 /// The body (empty is no reason), or why it is unreadable.
@@ -210,6 +213,16 @@ async fn reset_safe_mode(State(api): State<Arc<ControlApi>>, bytes: Bytes) -> Re
     match body(&bytes) {
         Ok(Body { reason: Some(r), .. }) if !r.trim().is_empty() => run(&api, Command::ResetSafeMode, &r).await,
         Ok(_) => answer(StatusCode::BAD_REQUEST, json!({"ok": false, "error": "a reason is required"})),
+        Err(why) => bad_body(why),
+    }
+}
+
+async fn reset_breaker(State(api): State<Arc<ControlApi>>, bytes: Bytes) -> Response {
+    match body(&bytes) {
+        Ok(Body { reason: Some(r), breaker: Some(name), .. }) if !r.trim().is_empty() => {
+            run(&api, Command::ResetBreaker { name }, &r).await
+        }
+        Ok(_) => answer(StatusCode::BAD_REQUEST, json!({"ok": false, "error": "a breaker and a reason are required"})),
         Err(why) => bad_body(why),
     }
 }

@@ -74,7 +74,8 @@ impl Server {
 async fn without_the_token_every_control_call_is_401_and_reported_once_a_minute() {
     let db = fresh_sqlite_url();
     let s = Server::start(&db, Some(TOKEN)).await;
-    for path in ["/api/v1/status", "/api/v1/kill", "/api/v1/pause", "/api/v1/resume", "/api/v1/reset-safe-mode"] {
+    let paths = ["/api/v1/status", "/api/v1/kill", "/api/v1/pause", "/api/v1/resume", "/api/v1/reset-safe-mode"];
+    for path in paths.into_iter().chain(["/api/v1/reset-breaker"]) {
         let method = if path.ends_with("status") { "GET" } else { "POST" };
         for token in [None, Some("wrong"), Some(&TOKEN[..TOKEN.len() - 1]), Some("")] {
             let (code, doc) = s.call(method, path, token, Some(json!({"reason": "x", "flatten": true}))).await;
@@ -86,14 +87,14 @@ async fn without_the_token_every_control_call_is_401_and_reported_once_a_minute(
     let state = s.store.load_state().await.unwrap();
     assert_eq!(state.trading, TradingMode::Active, "nothing changed");
     let warned = s.events(EventKind::UnauthorizedApi).await;
-    assert_eq!(warned.len(), 1, "rate-limited: one event for 21 refusals within a minute");
+    assert_eq!(warned.len(), 1, "rate-limited: one event for 25 refusals within a minute");
     assert_eq!(warned[0].event.severity, mcbot_stages::ports::Severity::Warning);
     assert!(!warned[0].event.message.contains(TOKEN), "{warned:?}");
     s.clock.set("2026-03-01T10:01:11Z".parse().unwrap());
     s.call("POST", "/api/v1/pause", Some("wrong"), None).await;
     let warned = s.events(EventKind::UnauthorizedApi).await;
     assert_eq!(warned.len(), 2, "a minute later, the next one is reported");
-    assert_eq!(warned[1].event.payload["refused"], 21, "with the count since the last report: {warned:?}");
+    assert_eq!(warned[1].event.payload["refused"], 25, "with the count since the last report: {warned:?}");
 
     // The probes and metrics need no token.
     for path in ["/healthz", "/readyz", "/metrics"] {
@@ -161,6 +162,25 @@ async fn each_call_is_a_command_with_issuer_http() {
         (off[0].event.payload["issuer"].as_str(), off[0].event.payload["reason"].as_str()),
         (Some("http"), Some("checked the books"))
     );
+
+    // A latched breaker is reset by name, with a reason.
+    mutate_state(s.store.as_ref(), None, |st| {
+        st.tripped.insert("api_failures".into(), "5 consecutive exchange failures".into());
+        Vec::new()
+    })
+    .await
+    .unwrap();
+    let (code, _) = s.call("POST", "/api/v1/reset-breaker", t, Some(json!({"breaker": "api_failures"}))).await;
+    assert_eq!(code, 400, "the reason is required");
+    let body = json!({"breaker": "daily_loss", "reason": "x"});
+    let (code, doc) = s.call("POST", "/api/v1/reset-breaker", t, Some(body)).await;
+    assert_eq!(code, 409, "not tripped: {doc}");
+    let body = json!({"breaker": "api_failures", "reason": "venue back"});
+    let (code, doc) = s.call("POST", "/api/v1/reset-breaker", t, Some(body)).await;
+    assert_eq!(code, 200, "{doc}");
+    assert!(s.store.load_state().await.unwrap().tripped.is_empty());
+    let cleared = s.events(EventKind::BreakerCleared).await;
+    assert_eq!(cleared[0].event.payload["issuer"], "http", "{cleared:?}");
 
     let (code, doc) = s.call("POST", "/api/v1/pause", t, Some(json!({"reason": 5}))).await;
     assert_eq!(code, 400, "a malformed body is refused: {doc}");
