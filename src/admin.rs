@@ -1,6 +1,7 @@
 //! The admin HTTP server of `mcbot scheduler` (axum): `GET /metrics` for Prometheus, `GET /healthz` (the
 //! process answers) and `GET /readyz` (database reachable, migrations applied, market data fresh, not halted)
-//! for an orchestrator or a load balancer. It listens on loopback unless configured otherwise (`http.listen`).
+//! for an orchestrator or a load balancer, and the control API (`/api/v1/*`, see [`crate::control_api`]). It
+//! listens on loopback unless configured otherwise (`http.listen`).
 //!
 //! [`Monitoring::start`] also starts what feeds `/metrics`: the metrics consumer of the event log, the stored
 //! state refresher and the async runtime lag probe.
@@ -53,15 +54,22 @@ pub struct AdminState {
     pub timeframe: Timeframe,
     /// Bars the newest stored bar may lag behind the last close before data counts as stale.
     pub max_stale_bars: i32,
+    /// The control API (`/api/v1/*`, bearer token); `None` leaves those routes out.
+    pub control: Option<Arc<crate::control_api::ControlApi>>,
 }
 
-/// The routes.
+/// The routes: the probes and metrics without a token, the control API behind one.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let control = state.control.clone();
+    let open = Router::new()
         .route("/metrics", get(serve_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(state)
+        .with_state(state);
+    match control {
+        Some(api) => open.merge(crate::control_api::router(api)),
+        None => open,
+    }
 }
 
 async fn serve_metrics(State(s): State<AdminState>) -> impl IntoResponse {
@@ -170,11 +178,18 @@ impl Monitoring {
             addr = Some(listener.local_addr().map_err(bind)?);
             let state = AdminState {
                 exporter,
-                store,
+                store: store.clone(),
                 clock: app.clock.clone(),
                 symbols: app.cfg.market.symbols.clone(),
                 timeframe: app.cfg.market.timeframe,
                 max_stale_bars: app.cfg.pipeline.max_stale_bars,
+                control: Some(Arc::new(crate::control_api::ControlApi::new(
+                    app.cfg.http.api_token.as_deref(),
+                    store.clone(),
+                    app.clock.clone(),
+                    Some(app.exchange.clone()),
+                    app.cfg.mode.as_str(),
+                ))),
             };
             let mut stop = stop.clone();
             tasks.push(tokio::spawn(async move {

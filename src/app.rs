@@ -9,6 +9,10 @@ use chrono::{DateTime, Duration, Utc};
 use mcbot_schedules::jobs::{BacktestReference, HealthJob, Monitors, Period, ReconcileJob, ReportJob, TradingCycleJob};
 use mcbot_schedules::{Job, Runtime, RuntimeConfig, Schedule, ScheduleError};
 use mcbot_stages::domain::{Instrument, Symbol};
+use mcbot_stages::live::LiveExchange;
+use mcbot_stages::pipeline::execution::SizingParams;
+use mcbot_stages::pipeline::pretrade::PreTradeLimits;
+use mcbot_stages::pipeline::risk::RiskLimits;
 use mcbot_stages::pipeline::{Pipeline, PipelineConfig};
 use mcbot_stages::ports::{Exchange, Store, StoreError};
 use mcbot_stages::sim::{MarketSource, PaperExchange, RandomWalk, SimConfig, SimExchange};
@@ -19,6 +23,7 @@ use crate::candles_csv::{CandleCsvError, read_candles};
 use crate::config::{Config, ConfigError, Mode, Venue};
 use crate::exchange::binance::BinanceExchange;
 use crate::exchange::upbit::UpbitExchange;
+use crate::live::{Clearance, GuardEnv, GuardVenue, LiveVerdict};
 use crate::store::{BookOwner, SqlStore};
 
 /// Why the bot could not be assembled or run; each variant knows its exit code.
@@ -27,11 +32,6 @@ pub enum AppError {
     /// Configuration is wrong (exit 2).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The mode is not available (exit 2).
-    #[error(
-        "mode {0} refuses to start: real orders need the live guards, which this build does not have; use paper or shadow"
-    )]
-    ModeUnavailable(&'static str),
     /// An exchange adapter could not be built from its settings (exit 2).
     #[error("exchange: {0}")]
     Exchange(String),
@@ -101,6 +101,18 @@ pub struct App {
     pub reconcile: Arc<ReconcileJob>,
     /// The Binance adapter when it is the venue, so the scheduler can run its kline stream.
     pub binance: Option<Arc<BinanceExchange>>,
+    /// Mode live: the guards' verdict at this start (`None` in other modes, and for commands that do not trade).
+    pub live: Option<LiveVerdict>,
+}
+
+/// How mode live is assembled.
+pub enum LiveGate {
+    /// Every guard passed: real orders (after the dry-run cycles).
+    Cleared(Clearance, LiveVerdict),
+    /// A guard failed: paper fills on the live venue's data.
+    Refused(LiveVerdict),
+    /// Not checked (a command that does not trade): the venue for reading and cancelling, every order refused.
+    ReadOnly,
 }
 
 /// The cursor name of the notification consumer.
@@ -221,16 +233,68 @@ pub async fn open_store(url: &str) -> Result<SqlStore, AppError> {
 }
 
 impl App {
-    /// Assembles the bot for `cfg.mode` on `store`, restoring the simulator from stored fills in mode mock.
+    /// Assembles the bot for `cfg.mode` on `store`, restoring the simulator from stored fills in mode mock. In
+    /// mode live nothing is checked here, so no order can be placed: the venue is read-only (see [`App::start`]).
     pub async fn build(cfg: Config, store: SqlStore, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+        Self::assemble(cfg, store, clock, LiveGate::ReadOnly, None).await
+    }
+
+    /// Assembles the bot to trade: in mode live the guards are checked first (the same checks as
+    /// `mcbot preflight`) and recorded; with every guard met the bot trades live, otherwise paper, and says why.
+    pub async fn start(cfg: Config, store: SqlStore, clock: Arc<dyn Clock>, env: &GuardEnv) -> Result<Self, AppError> {
+        if cfg.mode != Mode::Live {
+            return Self::build(cfg, store, clock).await;
+        }
+        let dyn_store: Arc<dyn Store> = Arc::new(store.clone());
+        let venue = guard_venue(&cfg, clock.clone(), dyn_store.clone())?;
+        let verdict = crate::live::assess(&cfg, env, &venue, dyn_store.clone(), clock.clone()).await;
+        crate::live::record(&cfg, &verdict, dyn_store.as_ref()).await?;
+        let message = crate::live::start_message(&cfg, &verdict);
+        if verdict.passed() {
+            tracing::warn!("{message}");
+        } else {
+            tracing::error!("{message}");
+        }
+        let gate = match verdict.clearance() {
+            Some(c) => LiveGate::Cleared(c, verdict),
+            None => LiveGate::Refused(verdict),
+        };
+        Self::assemble(cfg, store, clock, gate, Some(venue)).await
+    }
+
+    /// The pipeline's view of `cfg`'s limits in mode live: the canary's share of equity, its notional cap and
+    /// its trade count on top of the configured ones (the paper fallback rehearses the same sizes).
+    fn canary(cfg: &Config, sizing: &mut SizingParams, pretrade: &mut PreTradeLimits, risk: &mut RiskLimits) {
+        if cfg.mode == Mode::Live {
+            sizing.capital_fraction = cfg.live.capital_fraction;
+            pretrade.max_order_notional = crate::live::live_max_order_notional(cfg);
+            risk.max_trades_per_day = cfg.live.max_trades_per_day;
+        }
+    }
+
+    async fn assemble(
+        cfg: Config,
+        store: SqlStore,
+        clock: Arc<dyn Clock>,
+        gate: LiveGate,
+        venue: Option<GuardVenue>,
+    ) -> Result<Self, AppError> {
         let store = Arc::new(store);
         let dyn_store: Arc<dyn Store> = store.clone();
+        let guard = match (cfg.mode, venue) {
+            (Mode::Live, Some(v)) => Some(v),
+            (Mode::Live, None) => Some(guard_venue(&cfg, clock.clone(), dyn_store.clone())?),
+            _ => None,
+        };
         let binance = match (cfg.mode, cfg.exchange.venue) {
             (Mode::Paper | Mode::Shadow, Venue::Binance) => {
                 Some(Arc::new(binance_adapter(&cfg, clock.clone(), dyn_store.clone())?))
             }
+            (Mode::Live, _) => guard.as_ref().and_then(|v| v.binance.clone()),
             _ => None,
         };
+        let mut live_exchange = None;
+        let mut live = None;
         let venue = || -> Result<Arc<dyn Exchange>, AppError> {
             match &binance {
                 Some(b) => Ok(b.clone()),
@@ -250,7 +314,31 @@ impl App {
                 let venue = venue()?;
                 Arc::new(PaperExchange::shadow(venue, &cfg.market.quote, cfg.exchange.paper_cash, clock.clone()))
             }
-            Mode::Live => return Err(AppError::ModeUnavailable("live")),
+            Mode::Live => {
+                let venue =
+                    guard.as_ref().map(|v| v.exchange.clone()).ok_or_else(|| AppError::Exchange("no venue".into()))?;
+                match gate {
+                    LiveGate::Cleared(clearance, verdict) => {
+                        live = Some(verdict);
+                        let x = crate::live::live_exchange(clearance, &cfg, venue, dyn_store.clone(), clock.clone());
+                        live_exchange = Some(x.clone());
+                        x
+                    }
+                    LiveGate::Refused(verdict) => {
+                        live = Some(verdict);
+                        let x = &cfg.exchange;
+                        let paper =
+                            PaperExchange::new(venue, &cfg.market.quote, x.paper_cash, x.paper_fee_rate, clock.clone());
+                        Arc::new(paper.with_ledger(dyn_store.clone()))
+                    }
+                    LiveGate::ReadOnly => Arc::new(LiveExchange::read_only(
+                        venue,
+                        dyn_store.clone(),
+                        clock.clone(),
+                        "this process was not cleared for live orders (only a trading start checks the live guards)",
+                    )),
+                }
+            }
         };
         let tf = cfg.market.timeframe;
         let strategy = registry::build(&cfg.strategy.name, &cfg.strategy.params_as_strings(), tf)
@@ -263,6 +351,8 @@ impl App {
                 Err(_) => risk.kill_switch_file.clone(),
             };
         }
+        let (mut sizing, mut pretrade) = (cfg.sizing.clone(), cfg.pretrade.clone());
+        Self::canary(&cfg, &mut sizing, &mut pretrade, &mut risk);
         let pcfg = PipelineConfig {
             symbols: cfg.market.symbols.clone(),
             timeframe: tf,
@@ -270,8 +360,8 @@ impl App {
             stage_timeout: std::time::Duration::from_secs(cfg.pipeline.stage_timeout_secs),
             lookback: cfg.pipeline.lookback_bars,
             risk,
-            pretrade: cfg.pretrade.clone(),
-            sizing: cfg.sizing.clone(),
+            pretrade,
+            sizing,
             gate: cfg.strategy.gate.clone(),
         };
         let pipeline = Arc::new(Pipeline::new(pcfg, exchange.clone(), dyn_store.clone(), clock.clone(), strategy));
@@ -333,15 +423,17 @@ impl App {
         let rcfg =
             RuntimeConfig { grace: Duration::seconds(s.grace_secs), stale_after: Duration::seconds(s.stale_run_secs) };
         let liveness = Arc::new(crate::liveness::OsLiveness::current());
-        let runtime = Arc::new(
-            Runtime::new(jobs, dyn_store, clock.clone(), rcfg)
-                .with_liveness(liveness)
-                .with_observer(Arc::new(crate::metrics::JobMetrics))
-                .with_observer(Arc::new(crate::error_tracking::CronMonitors::new(Some(
-                    cfg.sentry.environment.clone().unwrap_or_else(|| cfg.mode.as_str().to_owned()),
-                )))),
-        );
-        Ok(Self { cfg, store, exchange, clock, pipeline, runtime, reconcile, binance })
+        let mut runtime = Runtime::new(jobs, dyn_store, clock.clone(), rcfg)
+            .with_liveness(liveness)
+            .with_observer(Arc::new(crate::metrics::JobMetrics))
+            .with_observer(Arc::new(crate::error_tracking::CronMonitors::new(Some(
+                cfg.sentry.environment.clone().unwrap_or_else(|| cfg.mode.as_str().to_owned()),
+            ))));
+        if let Some(x) = live_exchange {
+            runtime = runtime.with_observer(Arc::new(crate::live::DryRunCounter(x)));
+        }
+        let runtime = Arc::new(runtime);
+        Ok(Self { cfg, store, exchange, clock, pipeline, runtime, reconcile, binance, live })
     }
 
     /// The notification pipeline of this process: the consumer that records deliveries from the event log
@@ -448,6 +540,18 @@ pub fn build_venue(
         Venue::Upbit => Arc::new(
             UpbitExchange::new(cfg.exchange.upbit.clone(), clock).map_err(|e| AppError::Exchange(e.to_string()))?,
         ),
+    })
+}
+
+/// The configured venue for mode live, with the Binance adapter itself when it is Binance (its time and key
+/// calls serve the guards, its stream the scheduler).
+pub fn guard_venue(cfg: &Config, clock: Arc<dyn Clock>, store: Arc<dyn Store>) -> Result<GuardVenue, AppError> {
+    Ok(match cfg.exchange.venue {
+        Venue::Binance => {
+            let b = Arc::new(binance_adapter(cfg, clock, store)?);
+            GuardVenue { exchange: b.clone(), binance: Some(b) }
+        }
+        Venue::Upbit => GuardVenue { exchange: build_venue(cfg, None, clock, store)?, binance: None },
     })
 }
 

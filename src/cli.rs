@@ -76,6 +76,9 @@ pub enum Command {
     ResetSafeMode(RequiredReason),
     /// Clear one tripped circuit breaker (names as `mcbot status` shows them).
     ResetBreaker(ResetBreakerArgs),
+    /// Check every live guard (environment, confirmation file, risk limits, exchange, clock, balances, API key
+    /// rights, dry run, reconciliation) and print each with ✓/✗ and why; exit 0 only when all pass.
+    Preflight,
     /// Read the event log: every fact the bot recorded, in order.
     Events(EventsArgs),
     /// Copy the embedded SQLite database to FILE while the bot may be running (for PostgreSQL: use pg_dump).

@@ -133,10 +133,6 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         Command::Scheduler => mcbot::error_tracking::ErrorTracking::init(&cfg)?,
         _ => None,
     };
-    if cfg.mode == mcbot::config::Mode::Live {
-        // Refused before any database is created or migrated.
-        return Err(AppError::ModeUnavailable("live"));
-    }
     let url = app::database_url(&cfg, cli.database_url.clone())?;
     if let Command::Migrate = cli.command {
         commands::migrate::run(&url, cli.output).await?;
@@ -227,11 +223,20 @@ async fn serve(cli: &Cli, cfg: Config, store: SqlStore, json: bool) -> Result<u8
             Err(e) => Err(AppError::Data(e)),
         };
     }
+    if let Command::Preflight = &cli.command {
+        return commands::preflight::run(cfg, store, Arc::new(SystemClock), cli.output).await;
+    }
     if matches!(cli.command, Command::RunOnce(_) | Command::Scheduler) {
         app::claim_book(&cfg, &store, cli.adopt_book).await?;
     }
     let clock = app::clock_for(&cfg, &store).await?;
-    let app = App::build(cfg, store, clock).await?;
+    // Only the commands that trade check the live guards; the others get a venue that places nothing.
+    let app = match &cli.command {
+        Command::RunOnce(_) | Command::Scheduler => {
+            App::start(cfg, store, clock, &mcbot::live::GuardEnv::from_process()).await?
+        }
+        _ => App::build(cfg, store, clock).await?,
+    };
     match &cli.command {
         Command::RunOnce(args) => Ok(u8::from(commands::run_once::run(&app, args, cli.output).await?)),
         Command::Scheduler => commands::scheduler::run(&app).await.map(|()| 0),
@@ -249,6 +254,7 @@ async fn serve(cli: &Cli, cfg: Config, store: SqlStore, json: bool) -> Result<u8
         | Command::Events(_)
         | Command::Config(_)
         | Command::Notify(_)
+        | Command::Preflight
         | Command::Backup(_) => Ok(0),
     }
 }

@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use mcbot_schedules::{Runtime, StreamTrigger, TriggeredCycle};
 use mcbot_stages::Clock;
+use mcbot_stages::control::mutate_state;
+use mcbot_stages::pipeline::risk::{STREAM_BREAKER, stream_watch};
+use mcbot_stages::ports::Store;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -17,6 +20,7 @@ use crate::exchange::binance::StreamHandle;
 pub struct MarketStream {
     stream: StreamHandle,
     trigger: Option<AbortOnDrop>,
+    watch: Option<AbortOnDrop>,
     cycles: broadcast::Sender<TriggeredCycle>,
 }
 
@@ -33,7 +37,12 @@ impl MarketStream {
             let trigger = StreamTrigger::new(&symbols, tf);
             AbortOnDrop(tokio::spawn(drive(bars, trigger, app.runtime.clone(), app.clock.clone(), cycles.clone())))
         });
-        Some(Self { stream, trigger, cycles })
+        let limit = app.cfg.risk.max_stream_down_secs;
+        let watch = (app.cfg.mode == crate::config::Mode::Live && limit > 0).then(|| {
+            let store: Arc<dyn Store> = app.store.clone();
+            AbortOnDrop(tokio::spawn(watch_connection(stream.connected_probe(), store, app.clock.clone(), limit)))
+        });
+        Some(Self { stream, trigger, watch, cycles })
     }
 
     /// Every cycle the stream starts from now on (for tests and, later, metrics).
@@ -49,6 +58,7 @@ impl MarketStream {
     /// Stops the trigger (a cycle in progress is left to the runtime's drain) and closes the connection.
     pub async fn shutdown(self) {
         drop(self.trigger);
+        drop(self.watch);
         self.stream.shutdown().await;
     }
 }
@@ -59,6 +69,37 @@ struct AbortOnDrop(JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The market-stream breaker of mode live: a stream down for `limit_secs` stops entries until it is back.
+/// Looks once a second; the state is touched only when the breaker must trip or clear.
+async fn watch_connection(
+    connected: impl Fn() -> bool + Send + Sync + 'static,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    limit_secs: u64,
+) {
+    let mut down_since = None;
+    // Unknown at first: a breaker left tripped by an earlier process is cleared once the stream is up.
+    let mut tripped = None;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = clock.now();
+        down_since = if connected() { None } else { Some(down_since.unwrap_or(now)) };
+        let over = down_since.is_some_and(|d| now - d >= chrono::Duration::seconds(limit_secs as i64));
+        let act = match (down_since.is_some(), tripped) {
+            (true, t) => over && t != Some(true),
+            (false, t) => t != Some(false),
+        };
+        if !act {
+            continue;
+        }
+        match mutate_state(store.as_ref(), None, |st| stream_watch(st, down_since, now, limit_secs)).await {
+            Ok((st, _)) => tripped = Some(st.tripped.contains_key(STREAM_BREAKER)),
+            Err(e) => tracing::warn!("market-stream breaker not updated: {e}"),
+        }
     }
 }
 

@@ -38,6 +38,7 @@ async fn readiness_follows_data_freshness_and_the_trading_state() {
         symbols: symbols.clone(),
         timeframe: tf,
         max_stale_bars: 1,
+        control: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

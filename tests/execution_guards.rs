@@ -1,6 +1,7 @@
 //! Execution's guards, on the real pipeline, simulator and store: an unreadable order book sends no new exposure
 //! for that symbol (an exit still goes out); a pause issued while a cycle runs stops the very next buy of that cycle (exits still go out); a kill
-//! with flatten sells everything at the next cycle and buys nothing.
+//! with flatten sells everything at the next cycle and buys nothing; the frequency limits and the equity share of
+//! one buy refuse entries, never exits.
 
 use mcbot::store::Backend;
 use mcbot_stages::Clock;
@@ -120,4 +121,55 @@ async fn a_kill_with_flatten_sells_everything_at_the_next_cycle_and_buys_nothing
     bot.venue.clear_sent();
     bot.cycle(FIRST + 2).await;
     assert!(bot.venue.sent().is_empty());
+}
+
+/// The frequency limits on the real pipeline: at most `max_entries_per_day` buys a UTC day, and a symbol is not
+/// entered again within `min_entry_interval_secs`; sells are never limited. Counts survive in the stored state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_per_day_and_the_interval_per_symbol_limit_buys_not_sells() {
+    let bot = Bot::with_risk(Backend::Sqlite, |r| {
+        r.max_entries_per_day = 2;
+        r.min_entry_interval_secs = 4 * 3600;
+    })
+    .await;
+    for s in ["BTCUSDT", "ETHUSDT", "SOLUSDT"] {
+        bot.target(s, pct(20));
+    }
+    let report = bot.cycle(FIRST).await;
+    assert_eq!(bot.venue.sent().len(), 2, "two entries a day: {report:?}");
+    let why = skipped_reason(&report, "SOLUSDT");
+    assert!(why.len() == 1 && why[0].contains("max entries per day (2) reached"), "{:?}", report.skipped);
+    let state = bot.store.load_state().await.unwrap();
+    let counts = state.day_counts.clone().unwrap();
+    assert_eq!((counts.entries, counts.trades), (2, 2), "{state:?}");
+    assert!(state.last_entry.contains_key("BTCUSDT") && state.last_entry.contains_key("ETHUSDT"));
+
+    // An hour later: BTC wants more, but was entered less than 4 h ago; ETH is sold regardless.
+    bot.venue.clear_sent();
+    bot.target("BTCUSDT", pct(40));
+    bot.target("ETHUSDT", Decimal::ZERO);
+    let report = bot.cycle(FIRST + 1).await;
+    assert_eq!(bot.venue.sent(), vec![(sym("ETHUSDT"), Side::Sell)], "{report:?}");
+    let why = skipped_reason(&report, "BTCUSDT");
+    assert!(why.len() == 1 && why[0].contains("frequency limit"), "{:?}", report.skipped);
+
+    // The next UTC day, long after the interval: entries again.
+    bot.venue.clear_sent();
+    let report = bot.cycle(FIRST + 24).await;
+    let sent = bot.venue.sent();
+    assert!(sent.contains(&(sym("BTCUSDT"), Side::Buy)), "{report:?}");
+    assert_eq!(sent.iter().filter(|(_, side)| *side == Side::Buy).count(), 2, "{report:?}");
+}
+
+/// One buy above `max_order_equity_pct` of equity is refused, not reduced; a smaller one goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_buy_above_the_equity_share_is_refused() {
+    let bot = Bot::with_risk(Backend::Sqlite, |r| r.max_order_equity_pct = Decimal::from(30)).await;
+    bot.target("BTCUSDT", pct(40));
+    bot.target("ETHUSDT", pct(20));
+    let report = bot.cycle(FIRST).await;
+    assert_eq!(bot.venue.sent(), vec![(sym("ETHUSDT"), Side::Buy)], "{report:?}");
+    let why = skipped_reason(&report, "BTCUSDT");
+    assert!(why.len() == 1 && why[0].contains("more than 30% of equity"), "{:?}", report.skipped);
+    assert_eq!(bot.position("BTCUSDT").await, Decimal::ZERO);
 }

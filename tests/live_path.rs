@@ -1,5 +1,5 @@
-//! The live code path against the loopback fake Binance with 10 % random faults. Mode live refuses to start in
-//! the CLI until its guards exist, so this test composes what `App::build` would for it: the real Binance adapter
+//! The live code path against the loopback fake Binance with 10 % random faults. The guards of mode live are
+//! tested in `live_guards`; this test composes the order path behind them: the real Binance adapter
 //! as the exchange the pipeline sends orders to, a real SQL store, the trading-cycle job with reconciliation and
 //! retries, and the job runtime. Real orders reach the fake, so this is where "an order is placed at most once
 //! and every fill is booked" is checked against the exchange's own records, not against the bot's.
@@ -105,6 +105,7 @@ impl Live {
                 stop_loss_pct: None,
                 take_profit_pct: None,
                 kill_switch_file: kill_dir.path().join("KILL"),
+                ..RiskLimits::default()
             },
             pretrade: Default::default(),
             sizing: SizingParams { rebalance_band_pct: Decimal::new(1, 1), ..SizingParams::default() },

@@ -341,15 +341,6 @@ fn database_errors_name_their_cause() {
 }
 
 #[test]
-fn live_mode_refuses_before_creating_a_database() {
-    let dir = workdir();
-    let out = mcbot(dir.path(), &["--mode", "live", "run-once"], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(!dir.path().join("data").exists(), "no database created or migrated");
-    assert!(!stderr(&out).contains("issue"), "{}", stderr(&out));
-}
-
-#[test]
 fn bad_candle_files_exit_2_naming_file_and_row_in_backtest_and_import_alike() {
     let dir = workdir();
     let header_only = dir.path().join("empty.csv");

@@ -187,9 +187,13 @@ fn startup_line(app: &App, next: Option<chrono::DateTime<chrono::Utc>>, admin: O
         None => "no trading cycle scheduled".to_owned(),
     };
     let metrics = admin.map_or_else(String::new, |a| format!("; metrics http://{a}/metrics"));
+    // Mode live says at once whether real orders go out, at which canary share, or which guards failed.
+    let mode = match &app.live {
+        Some(verdict) => format!("{} ({})", cfg.mode.as_str(), crate::live::start_message(cfg, verdict)),
+        None => cfg.mode.as_str().to_owned(),
+    };
     format!(
-        "mcbot scheduler: mode {}, {venue}, {} on {}, database {database}; {next}{metrics}; Ctrl-C or SIGTERM stops it",
-        cfg.mode.as_str(),
+        "mcbot scheduler: mode {mode}, {venue}, {} on {}, database {database}; {next}{metrics}; Ctrl-C or SIGTERM stops it",
         cfg.market.timeframe,
         symbols.join(" "),
     )

@@ -50,6 +50,7 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
         "safe_mode": state.safe_mode,
         "safe_mode_reason": state.safe_mode_reason,
         "breakers_tripped": state.tripped,
+        "live": state.live,
         "last_bar": state.last_bar,
         "positions": positions,
         "last_runs": runs.iter().map(|r| json!({
@@ -94,6 +95,7 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
         ("safe mode", show(&doc["safe_mode"])),
         ("safe mode reason", show(&doc["safe_mode_reason"])),
         ("breakers tripped", names(&doc["breakers_tripped"])),
+        ("live", live_line(state.live.as_ref())),
         ("last bar processed", show(&doc["last_bar"])),
     ];
     println!("{}", table(&["", ""], summary.into_iter().map(|(k, v)| vec![k.to_owned(), v])));
@@ -122,4 +124,20 @@ pub async fn run(app: &App, output: Output) -> Result<(), AppError> {
         println!("{}", table(&["when", "severity", "event", "message"], rows));
     }
     Ok(())
+}
+
+/// One line on mode live: trading live at which canary share, or paper and every failed guard with why.
+fn live_line(live: Option<&mcbot_stages::ports::LiveStatus>) -> String {
+    match live {
+        None => "-".into(),
+        Some(l) if l.active => format!(
+            "active: {}% of equity, first {} cycle(s) after start dry",
+            (l.capital_fraction * rust_decimal::Decimal::ONE_HUNDRED).normalize(),
+            l.dry_run_cycles
+        ),
+        Some(l) => {
+            let why: Vec<String> = l.failed.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            format!("REFUSED, trading paper: {}", why.join("; "))
+        }
+    }
 }

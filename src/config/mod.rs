@@ -160,20 +160,75 @@ pub struct Config {
     pub sentry: SentryConfig,
     /// Process limits the health alerts compare against.
     pub monitor: MonitorConfig,
+    /// Mode live: its guards and the canary.
+    pub live: LiveConfig,
+}
+
+/// Mode live: what must be true before real orders go out, and how small the first phase trades. A guard that
+/// fails never stops the bot: it trades paper and says why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveConfig {
+    /// The owner's confirmation; its content names the venue and the account (`venue = "binance"`,
+    /// `account = "..."`), so a file copied from another deployment does not count.
+    pub confirmation_file: PathBuf,
+    /// The account this deployment trades, as the confirmation file must name it.
+    pub account: String,
+    /// The owner's word that the API key cannot withdraw, for venues whose API does not show it (Upbit).
+    pub key_cannot_withdraw: bool,
+    /// Accept a key that can withdraw (refused unless this is set).
+    pub allow_withdrawal_key: bool,
+    /// Trading cycles after every start that simulate their orders on the live book and send nothing.
+    pub dry_run_cycles: u32,
+    /// Largest clock offset from the venue's.
+    pub max_clock_offset_ms: i64,
+    /// Share of equity the bot trades (the canary): 0.1 sizes every target on a tenth of equity.
+    pub capital_fraction: Decimal,
+    /// Largest single buy in mode live, in the quote asset, over `pretrade.max_order_notional`.
+    pub max_order_notional: Decimal,
+    /// Most orders per UTC day in mode live; entries stop for the day once reached (exits still go).
+    pub max_trades_per_day: u32,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            confirmation_file: PathBuf::from("data/LIVE_OK"),
+            account: String::new(),
+            key_cannot_withdraw: false,
+            allow_withdrawal_key: false,
+            dry_run_cycles: 3,
+            max_clock_offset_ms: 1000,
+            capital_fraction: Decimal::new(1, 1),
+            max_order_notional: Decimal::from(1000),
+            max_trades_per_day: 10,
+        }
+    }
 }
 
 /// The admin HTTP server of the scheduler: `/metrics` for Prometheus, `/healthz` and `/readyz` for the
 /// orchestrator. It listens on loopback by default, so nothing is exposed unless the operator says so.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// `ip:port` to listen on; empty turns the server off.
     pub listen: String,
+    /// Bearer token of the control API (`/api/v1/...`); without one, every control call is refused.
+    pub api_token: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9184".into() }
+        Self { listen: "127.0.0.1:9184".into(), api_token: None }
+    }
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("api_token", &self.api_token.as_ref().map(|_| "[redacted]"))
+            .finish()
     }
 }
 

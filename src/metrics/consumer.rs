@@ -228,6 +228,9 @@ fn record_one(memory: &mut Memory, e: &Event) -> bool {
             true
         }
         EventKind::UnauthorizedChat
+        | EventKind::UnauthorizedApi
+        | EventKind::LiveStarted
+        | EventKind::LiveRefused
         | EventKind::ChannelFailed
         | EventKind::BreakerCleared
         | EventKind::SafeModeOn

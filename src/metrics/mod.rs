@@ -149,6 +149,14 @@ pub mod names {
     pub const EXCHANGE_WS_MESSAGES: &str = "mcbot_exchange_ws_messages_total";
     /// Time of the last stream frame.
     pub const EXCHANGE_WS_LAST_MESSAGE: &str = "mcbot_exchange_ws_last_message_timestamp_seconds";
+    /// 1 when a live guard was met at start, 0 when it failed (mode live only).
+    pub const LIVE_GUARD_OK: &str = "mcbot_live_guard_ok";
+    /// 1 while mode live sends real orders, 0 when a guard failed and the bot trades paper instead.
+    pub const LIVE_ACTIVE: &str = "mcbot_live_active";
+    /// The canary's share of equity traded in mode live.
+    pub const LIVE_CAPITAL_FRACTION: &str = "mcbot_live_capital_fraction";
+    /// Calls to the control API refused for a wrong or missing token.
+    pub const API_UNAUTHORIZED: &str = "mcbot_api_unauthorized_total";
 }
 
 /// The installed recorder's handle; one per process (the recorder is global, like the tracing subscriber).
@@ -265,6 +273,10 @@ pub fn describe() {
     describe_gauge!(CONSUMER_CURSOR, "Id of the last event the consumer handled.");
     describe_gauge!(RSS_LIMIT, Unit::Bytes, "Resident memory the process should stay under (monitor.rss_limit_bytes).");
     describe_gauge!(STORE_UP, "1 when the database answered the last probe.");
+    describe_gauge!(LIVE_GUARD_OK, "Mode live: 1 when the guard was met at start, 0 when it failed (then paper).");
+    describe_gauge!(LIVE_ACTIVE, "Mode live: 1 while real orders go out, 0 while a failed guard keeps it on paper.");
+    describe_gauge!(LIVE_CAPITAL_FRACTION, "Mode live: the share of equity traded (the canary).");
+    describe_counter!(API_UNAUTHORIZED, "Control API calls refused for a wrong or missing bearer token.");
     describe_counter!(
         EXCHANGE_REQUESTS,
         "REST requests to the venue by endpoint and status class (2xx, 4xx, 429, 418, 5xx, transport_error)."

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod control;
 pub mod domain;
 pub mod indicators;
+pub mod live;
 pub mod monitors;
 pub mod pipeline;
 pub mod ports;

@@ -26,6 +26,13 @@ pub fn approved(intent: OrderIntent) -> Approved<OrderIntent> {
         step_size: Decimal::ZERO,
         min_notional: Decimal::ZERO,
     };
-    let cx = PreTradeContext { limits: &limits, symbols: &symbols, held: &held, entries_blocked: None };
+    let cx = PreTradeContext {
+        limits: &limits,
+        symbols: &symbols,
+        held: &held,
+        entries_blocked: None,
+        frequency: None,
+        max_share: None,
+    };
     approve(intent, &inst, &cx).unwrap_or_else(|refusal| panic!("permissive pre-trade checks refused: {refusal}"))
 }

@@ -326,6 +326,8 @@ struct WsConn {
 
 struct State0 {
     cfg: FakeConfig,
+    /// What `GET /sapi/v1/account/apiRestrictions` answers: (enableWithdrawals, ipRestrict).
+    key_rights: (bool, bool),
     markets: BTreeMap<String, Market>,
     balances: BTreeMap<String, Decimal>,
     /// Tied up in open LIMIT orders (not part of `balances`, which are free amounts).
@@ -418,6 +420,7 @@ impl FakeBinance {
         let balances = cfg.balances.iter().cloned().collect();
         let state = Arc::new(Mutex::new(State0 {
             cfg,
+            key_rights: (false, true),
             markets,
             balances,
             locked: BTreeMap::new(),
@@ -545,6 +548,12 @@ impl FakeBinance {
     /// Leaves the bar of `symbol` opened at `open_time` out of every klines answer.
     pub fn omit_kline(&self, symbol: &str, open_time: DateTime<Utc>) {
         self.lock().omitted.push((symbol.into(), open_time.timestamp_millis()));
+    }
+
+    /// What the API key may do, as `GET /sapi/v1/account/apiRestrictions` reports it (default: no withdrawals,
+    /// IP-restricted).
+    pub fn set_key_rights(&self, withdrawals: bool, ip_restrict: bool) {
+        self.lock().key_rights = (withdrawals, ip_restrict);
     }
 
     /// Sets a balance.
@@ -938,6 +947,13 @@ impl State0 {
                     "canDeposit": true, "updateTime": now_ms, "accountType": "SPOT", "balances": balances,
                     "permissions": ["SPOT"], "uid": 1}))
             }
+            ("GET", "/sapi/v1/account/apiRestrictions") => {
+                let (withdrawals, ip_restrict) = self.key_rights;
+                Ok(json!({"ipRestrict": ip_restrict, "createTime": 1_700_000_000_000_i64,
+                    "enableInternalTransfer": false, "enableFutures": false, "enablePortfolioMarginTrading": false,
+                    "enableVanillaOptions": false, "permitsUniversalTransfer": false, "enableReading": true,
+                    "enableSpotAndMarginTrading": true, "enableWithdrawals": withdrawals, "enableMargin": false}))
+            }
             ("POST", "/api/v3/order") => self.new_order(params, fault),
             ("GET", "/api/v3/order") => {
                 let o = self.find_order(params).ok_or_else(|| refusal(400, -2013, "Order does not exist."))?;
@@ -1313,7 +1329,8 @@ fn respond(status: u16, body: String, used_weight: u32, retry_after: Option<u64>
     b.body(Body::from(body)).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-const SIGNED: [&str; 4] = ["/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/api/v3/myTrades"];
+const SIGNED: [&str; 5] =
+    ["/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/api/v3/myTrades", "/sapi/v1/account/apiRestrictions"];
 
 /// What the handler does after the state was updated under the lock.
 enum Then {

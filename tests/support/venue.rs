@@ -286,6 +286,11 @@ pub const FIRST: i64 = 10;
 impl Bot {
     /// A fresh bot on a fresh database of `backend`, the clock at bar [`FIRST`].
     pub async fn new(backend: Backend) -> Self {
+        Self::with_risk(backend, |_| {}).await
+    }
+
+    /// [`Bot::new`] with the risk limits edited by `edit`.
+    pub async fn with_risk(backend: Backend, edit: impl FnOnce(&mut RiskLimits)) -> Self {
         let TestStore { store, guard, .. } = test_store(backend).await;
         let store: Arc<dyn Store> = Arc::new(store);
         let clock = Arc::new(ManualClock::new(start() + Duration::hours(FIRST) + Duration::seconds(5)));
@@ -298,7 +303,12 @@ impl Bot {
             quote: "USDT".into(),
             stage_timeout: StdDuration::from_secs(30),
             lookback: 5,
-            risk: RiskLimits { stop_loss_pct: None, kill_switch_file: kill_dir.join("KILL"), ..Default::default() },
+            risk: {
+                let mut r =
+                    RiskLimits { stop_loss_pct: None, kill_switch_file: kill_dir.join("KILL"), ..Default::default() };
+                edit(&mut r);
+                r
+            },
             pretrade: PreTradeLimits::default(),
             sizing: SizingParams::default(),
             gate: Default::default(),

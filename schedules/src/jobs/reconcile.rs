@@ -14,6 +14,7 @@ use mcbot_stages::control::{StateWrite, mutate_state, mutate_state_with};
 use mcbot_stages::domain::{Decimal, OrderStatus, Position, Symbol};
 use mcbot_stages::pipeline::booking::{close_unplaced, record_ack};
 use mcbot_stages::pipeline::execution::UNKNOWN_BREAKER;
+use mcbot_stages::pipeline::risk::API_FAILURE_BREAKER;
 use mcbot_stages::ports::{EventKind, Exchange, ExchangeError, FailureKind, NewEvent, RunFence, Severity, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -191,6 +192,59 @@ impl ReconcileJob {
         Ok(report)
     }
 
+    /// What a reconciliation would find now, without writing anything (the live guards ask before the bot may
+    /// trade, and a bot that ends up trading paper must not have taken over the venue's holdings). A pending
+    /// order the exchange knows counts as resolved (its symbol's quantity is compared once it is booked); at the
+    /// first reconcile the holdings beyond the stored positions are the baseline, as the real one records them.
+    pub async fn check(&self) -> Result<ReconcileReport, JobError> {
+        let now = self.clock.now();
+        let mut report = ReconcileReport::default();
+        let mut booking = std::collections::BTreeSet::new();
+        for order in self.store.open_orders().await? {
+            match self.exchange.order(&order.symbol, &order.client_order_id).await.map_err(ex)? {
+                Some(_) => {
+                    report.resolved_orders += 1;
+                    booking.insert(order.symbol.clone());
+                }
+                None if now - order.created_at >= self.unplaced_after => {
+                    report.closed_unplaced.push(order.client_order_id.to_string())
+                }
+                None => report.awaiting_orders.push(order.client_order_id.to_string()),
+            }
+        }
+        for order in self.exchange.open_orders().await.map_err(ex)? {
+            if self.store.order(&order.client_order_id).await?.is_none() {
+                report.unknown_open_orders.push(order.client_order_id.to_string());
+            }
+        }
+        let balances: BTreeMap<String, Decimal> =
+            self.exchange.balances().await.map_err(ex)?.into_iter().map(|b| (b.asset.clone(), b.total())).collect();
+        let positions: BTreeMap<Symbol, Position> =
+            self.store.positions().await?.into_iter().map(|p| (p.symbol.clone(), p)).collect();
+        let recorded = self.store.load_state().await?.unmanaged;
+        for s in self.symbols.iter().filter(|s| !booking.contains(*s)) {
+            let inst = self.exchange.instrument(s).await.map_err(ex)?;
+            let stored = positions.get(s).map_or(Decimal::ZERO, |p| p.qty);
+            let held = balances.get(&inst.base).copied().unwrap_or_default();
+            let baseline = match &recorded {
+                Some(u) => u.get(&inst.base).copied().unwrap_or_default(),
+                // The first reconcile takes (or adopts) whatever is beyond the stored positions.
+                None => (held - stored).max(Decimal::ZERO),
+            };
+            let actual = held - baseline;
+            let diff = (actual - stored).abs();
+            if diff < inst.step_size.max(Decimal::new(1, 12)) {
+                continue;
+            }
+            if stored > Decimal::ZERO && actual >= Decimal::ZERO && diff <= stored * self.tolerance {
+                report.corrected.push((s.clone(), stored, actual));
+            } else {
+                report.drifts.push((s.clone(), stored, actual));
+            }
+        }
+        Ok(report)
+    }
+
     /// At the first reconcile: holdings beyond the stored positions are mcbot's baseline (ignored) or adopted as
     /// positions at the last price, by policy. Recorded once, with an event.
     async fn record_unmanaged(
@@ -258,25 +312,33 @@ impl ReconcileJob {
     }
 
     /// Reconciles, then fails closed on anything unclean: safe mode on with one critical event (none again while
-    /// it stays on). A clean result clears the unknown-order breaker. Run by the job and after every trading
+    /// it stays on). A clean result clears the unknown-order and API-failure breakers. Run by the job and after every trading
     /// cycle that traded.
     pub async fn reconcile_and_guard(&self, fence: Option<&RunFence>) -> Result<ReconcileReport, JobError> {
         let report = self.reconcile(fence).await?;
         let now = self.clock.now();
         let run_id = fence.map(|f| f.run_id.clone());
         if report.is_clean() {
-            mutate_state(self.store.as_ref(), fence, |st| match st.tripped.remove(UNKNOWN_BREAKER) {
-                Some(was) => vec![
-                    NewEvent::new(
-                        now,
-                        EventKind::BreakerCleared,
-                        Severity::Info,
-                        format!("breaker {UNKNOWN_BREAKER} cleared: every order resolved (it was: {was})"),
-                    )
-                    .maybe_run(run_id.as_deref())
-                    .dedup(format!("breaker:{UNKNOWN_BREAKER}")),
-                ],
-                None => Vec::new(),
+            mutate_state(self.store.as_ref(), fence, |st| {
+                let mut events = Vec::new();
+                for (name, why) in
+                    [(UNKNOWN_BREAKER, "every order resolved"), (API_FAILURE_BREAKER, "the exchange answers again")]
+                {
+                    if let Some(was) = st.tripped.remove(name) {
+                        events.push(
+                            NewEvent::new(
+                                now,
+                                EventKind::BreakerCleared,
+                                Severity::Info,
+                                format!("breaker {name} cleared by a clean reconcile: {why} (it was: {was})"),
+                            )
+                            .maybe_run(run_id.as_deref())
+                            .payload(json!({"breaker": name, "issuer": "system"}))
+                            .dedup(format!("breaker:{name}")),
+                        );
+                    }
+                }
+                events
             })
             .await?;
         } else if !report.needs_safe_mode() {

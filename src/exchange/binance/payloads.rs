@@ -51,6 +51,20 @@ pub struct ServerTime {
     pub server_time: i64,
 }
 
+/// `GET /sapi/v1/account/apiRestrictions`, trimmed to what the live guards read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiRestrictions {
+    /// Calls are accepted from listed IPs only (recommended for a trading key).
+    #[serde(default)]
+    pub ip_restrict: bool,
+    /// The key can withdraw funds: refused for live trading unless explicitly allowed.
+    pub enable_withdrawals: bool,
+    /// The key can trade spot.
+    #[serde(default)]
+    pub enable_spot_and_margin_trading: bool,
+}
+
 /// `GET /api/v3/exchangeInfo`, trimmed to what trading needs.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ExchangeInfo {

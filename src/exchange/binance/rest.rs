@@ -59,6 +59,8 @@ const QUERY_ORDER: Endpoint = Endpoint::signed("order (query)", Method::GET, "/a
 const CANCEL_ORDER: Endpoint = Endpoint::signed("order (cancel)", Method::DELETE, "/api/v3/order", 1, true);
 const OPEN_ORDERS: Endpoint = Endpoint::signed("openOrders", Method::GET, "/api/v3/openOrders", 6, false);
 const MY_TRADES: Endpoint = Endpoint::signed("myTrades", Method::GET, "/api/v3/myTrades", 20, false);
+const API_RESTRICTIONS: Endpoint =
+    Endpoint::signed("account/apiRestrictions", Method::GET, "/sapi/v1/account/apiRestrictions", 1, false);
 
 /// Most rows one klines request returns.
 pub const KLINES_MAX_LIMIT: u16 = 1000;
@@ -243,6 +245,11 @@ impl BinanceRest {
     /// `GET /api/v3/account`: balances and permissions.
     pub async fn account(&self) -> Result<Account, BinanceError> {
         self.call(&ACCOUNT, &[("omitZeroBalances", "true".into())]).await
+    }
+
+    /// `GET /sapi/v1/account/apiRestrictions`: what the API key may do (withdraw, trade, from which IPs).
+    pub async fn api_restrictions(&self) -> Result<super::payloads::ApiRestrictions, BinanceError> {
+        self.call(&API_RESTRICTIONS, &[]).await
     }
 
     /// `POST /api/v3/order`: a MARKET order with `newOrderRespType=FULL`, so the fills come back at once.

@@ -84,6 +84,12 @@ impl StreamHandle {
         stats
     }
 
+    /// A probe that tells whether a connection is open now, for a watcher that outlives this borrow.
+    pub fn connected_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let counters = self.counters.clone();
+        move || counters.lock().unwrap_or_else(|p| p.into_inner()).stats.connected
+    }
+
     /// Closes the connection and waits for the task to end.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);

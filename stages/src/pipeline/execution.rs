@@ -12,7 +12,7 @@ use super::book::Book;
 use super::booking;
 use super::liquidity;
 use super::pretrade::{Approved, PreTradeContext, PreTradeLimits, approve};
-use super::risk::RiskVerdict;
+use super::risk::{RiskLimits, RiskVerdict, count_order, entry_limit};
 use super::stage::{CycleContext, Stage, StageError, StageName};
 use crate::control::{StateWrite, mutate_state_with};
 use crate::domain::{ClientOrderId, Instrument, Order, OrderIntent, OrderStatus, Side, Symbol};
@@ -34,6 +34,9 @@ pub struct SizingParams {
     pub cash_buffer_pct: Decimal,
     /// Largest slippage (in %) an order may cause according to the order book; larger orders are reduced.
     pub max_slippage_pct: Decimal,
+    /// Share of equity the targets are sized on (the canary's `live.capital_fraction`; 1 outside mode live).
+    #[serde(skip)]
+    pub capital_fraction: Decimal,
 }
 
 impl Default for SizingParams {
@@ -42,6 +45,7 @@ impl Default for SizingParams {
             rebalance_band_pct: Decimal::from(2),
             cash_buffer_pct: Decimal::ONE,
             max_slippage_pct: Decimal::new(3, 1),
+            capital_fraction: Decimal::ONE,
         }
     }
 }
@@ -85,6 +89,7 @@ pub struct Execution {
     quote: String,
     limits: PreTradeLimits,
     sizing: SizingParams,
+    risk: RiskLimits,
 }
 
 impl Execution {
@@ -97,7 +102,14 @@ impl Execution {
         limits: PreTradeLimits,
         sizing: SizingParams,
     ) -> Self {
-        Self { exchange, store, symbols: symbols.iter().cloned().collect(), quote, limits, sizing }
+        let risk = RiskLimits::default();
+        Self { exchange, store, symbols: symbols.iter().cloned().collect(), quote, limits, sizing, risk }
+    }
+
+    /// The risk limits checked on each order: the size as a share of equity and the frequency limits.
+    pub fn with_risk(mut self, risk: RiskLimits) -> Self {
+        self.risk = risk;
+        self
     }
 
     async fn cash(&self) -> Result<Decimal, StageError> {
@@ -114,6 +126,8 @@ impl Execution {
         }
         let (mut intents, mut skipped) = (Vec::new(), Vec::new());
         let band = self.sizing.rebalance_band_pct / Decimal::ONE_HUNDRED * equity;
+        // The canary trades a share of equity: targets are weights of that share.
+        let equity = equity * self.sizing.capital_fraction;
         for (symbol, (weight, reason)) in wanted {
             let Some(price) = input.book.marks.get(&symbol).copied().filter(|p| *p > Decimal::ZERO) else {
                 skipped.push((symbol, "no price".into()));
@@ -258,12 +272,13 @@ impl Execution {
 
     /// Why entries are blocked right now: RiskCheck's verdict from the start of the cycle, and the trading state
     /// as stored now, re-read before every order so a pause or kill issued mid-cycle applies to the next order.
-    async fn entries_blocked(&self, verdict: &RiskVerdict) -> Result<Option<String>, StageError> {
+    async fn entries_blocked(&self, verdict: &RiskVerdict) -> Result<(Option<String>, BotState), StageError> {
         let mut why = verdict.blocked_by.clone();
-        why.extend(super::risk::blocked_by(&self.store.load_state().await?));
+        let state = self.store.load_state().await?;
+        why.extend(super::risk::blocked_by(&state));
         why.sort();
         why.dedup();
-        Ok((!why.is_empty()).then(|| why.join("; ")))
+        Ok(((!why.is_empty()).then(|| why.join("; ")), state))
     }
 }
 
@@ -292,6 +307,8 @@ impl Stage for Execution {
         let (intents, mut skipped) = self.intents(&input, equity);
         let mut orders = Vec::new();
         let mut unknown = None;
+        // Orders placed this cycle (symbol, buy), counted for the frequency limits with the state at the end.
+        let mut placed: Vec<(Symbol, bool)> = Vec::new();
         for mut intent in intents {
             let inst = self.exchange.instrument(&intent.symbol).await.map_err(exchange_err)?;
             if intent.side == Side::Buy {
@@ -306,13 +323,21 @@ impl Stage for Execution {
             }
             let held: BTreeSet<Symbol> = book.held().map(|p| p.symbol.clone()).collect();
             let data_issue = input.data_issues.get(&intent.symbol).map(|s| format!("data: {s}"));
-            let entries_blocked = self.entries_blocked(&input.verdict).await?.or(data_issue);
+            let (entries_blocked, mut counted) = self.entries_blocked(&input.verdict).await?;
+            let entries_blocked = entries_blocked.or(data_issue);
+            for (s, buy) in &placed {
+                count_order(&mut counted, s, *buy, cx.now);
+            }
+            let frequency = entry_limit(&self.risk, &counted, &intent.symbol, cx.now);
             let pcx = PreTradeContext {
                 limits: &self.limits,
                 symbols: &self.symbols,
                 held: &held,
                 entries_blocked: entries_blocked.as_deref(),
+                frequency: frequency.as_deref(),
+                max_share: Some((book.equity(), self.risk.max_order_equity_pct)),
             };
+            let buy = intent.side == Side::Buy;
             let symbol = intent.symbol.clone();
             let approved = match approve(intent, &inst, &pcx) {
                 Ok(a) => a,
@@ -323,6 +348,9 @@ impl Stage for Execution {
             };
             match self.submit(cx, approved).await {
                 Ok(Some((ack, before))) => {
+                    if before == OrderStatus::PendingNew {
+                        placed.push((symbol.clone(), buy));
+                    }
                     let store = self.store.as_ref();
                     let booked = booking::record_ack(store, cx.fence.as_ref(), &ack, before, cx.now).await?;
                     for p in booked.positions {
@@ -346,6 +374,9 @@ impl Stage for Execution {
         let writes = [StateWrite::Equity(&snapshot)];
         let (state, _) = mutate_state_with(self.store.as_ref(), cx.fence.as_ref(), &writes, |st| {
             st.cash = Some(book.cash);
+            for (s, buy) in &placed {
+                count_order(st, s, *buy, cx.now);
+            }
             st.peak_equity = Some(st.peak_equity.map_or(equity, |p| p.max(equity)));
             if complete && st.last_bar.is_none_or(|b| b < cx.bar_close) {
                 st.last_bar = Some(cx.bar_close);

@@ -204,7 +204,8 @@ impl Pipeline {
             cfg.quote.clone(),
             cfg.pretrade.clone(),
             cfg.sizing.clone(),
-        );
+        )
+        .with_risk(cfg.risk.clone());
         Self { cfg, exchange, store, clock, risk, data, analysis, execution }
     }
 

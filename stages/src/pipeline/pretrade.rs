@@ -61,6 +61,12 @@ pub enum Refusal {
     /// Below the exchange's minimum after rounding and reductions.
     #[error("notional {0} below minimum {1}")]
     BelowMinNotional(Decimal, Decimal),
+    /// A single buy larger than the configured share of equity: refused, never reduced.
+    #[error("order of {0} is more than {1}% of equity {2}: refused")]
+    TooLarge(Decimal, Decimal, Decimal),
+    /// A frequency limit (interval between entries, entries or trades per day) forbids the entry now.
+    #[error("frequency limit: {0}")]
+    Frequency(String),
 }
 
 /// What the checks need to know about the moment.
@@ -74,6 +80,10 @@ pub struct PreTradeContext<'a> {
     pub held: &'a BTreeSet<Symbol>,
     /// None when entries are allowed, else why not.
     pub entries_blocked: Option<&'a str>,
+    /// None when the frequency limits allow an entry in this symbol now, else why not.
+    pub frequency: Option<&'a str>,
+    /// Equity, and the largest share of it (in %) one buy may be; `None` leaves the size unchecked.
+    pub max_share: Option<(Decimal, Decimal)>,
 }
 
 /// Checks an intent. Risk-reducing sells always pass (exits stay allowed); buys are clipped to the max order
@@ -98,9 +108,17 @@ pub fn approve(
         if !cx.held.contains(&intent.symbol) && cx.held.len() >= cx.limits.max_open_positions {
             return Err(Refusal::TooManyPositions(cx.limits.max_open_positions));
         }
+        if let Some(why) = cx.frequency {
+            return Err(Refusal::Frequency(why.to_owned()));
+        }
         if intent.notional() > cx.limits.max_order_notional && intent.ref_price > Decimal::ZERO {
             intent.qty = inst.floor_qty(cx.limits.max_order_notional / intent.ref_price);
             intent.reason.push_str(&format!("; clipped to max order notional {}", cx.limits.max_order_notional));
+        }
+        if let Some((equity, pct)) = cx.max_share
+            && intent.notional() > equity * pct / Decimal::ONE_HUNDRED
+        {
+            return Err(Refusal::TooLarge(intent.notional(), pct, equity));
         }
     }
     if intent.notional() < inst.min_notional || intent.qty <= Decimal::ZERO {
@@ -125,7 +143,14 @@ pub(crate) fn approved_for_tests(intent: OrderIntent) -> Approved<OrderIntent> {
         step_size: Decimal::ZERO,
         min_notional: Decimal::ZERO,
     };
-    let cx = PreTradeContext { limits: &limits, symbols: &symbols, held: &held, entries_blocked: None };
+    let cx = PreTradeContext {
+        limits: &limits,
+        symbols: &symbols,
+        held: &held,
+        entries_blocked: None,
+        frequency: None,
+        max_share: None,
+    };
     approve(intent, &inst, &cx).expect("permissive limits approve any positive quantity")
 }
 
@@ -162,7 +187,14 @@ mod tests {
         let symbols: BTreeSet<_> = [inst().symbol].into();
         let none = BTreeSet::new();
         let other: BTreeSet<_> = [Symbol::new("ETHUSDT").unwrap()].into();
-        let cx = |held, blocked| PreTradeContext { limits: &limits, symbols: &symbols, held, entries_blocked: blocked };
+        let cx = |held, blocked| PreTradeContext {
+            limits: &limits,
+            symbols: &symbols,
+            held,
+            entries_blocked: blocked,
+            frequency: None,
+            max_share: None,
+        };
 
         let ok = approve(intent(Side::Buy, dec!(50)), &inst(), &cx(&none, None)).unwrap();
         assert_eq!(ok.get().qty, dec!(10), "clipped to 1000 notional");
@@ -176,6 +208,17 @@ mod tests {
             approve(intent(Side::Buy, dec!(0.05)), &inst(), &cx(&none, None)),
             Err(Refusal::BelowMinNotional(..))
         ));
+        let freq = PreTradeContext { frequency: Some("max entries per day (5) reached"), ..cx(&none, None) };
+        assert!(matches!(approve(intent(Side::Buy, dec!(1)), &inst(), &freq), Err(Refusal::Frequency(_))));
+        assert!(approve(intent(Side::Sell, dec!(1)), &inst(), &freq).is_ok(), "exits are never limited");
+        // 30 % of 1000 equity is 300: 3 at 100 passes, 3.001 is refused (not reduced), a sell of any size passes.
+        let share = PreTradeContext { max_share: Some((dec!(1000), dec!(30))), ..cx(&none, None) };
+        assert!(approve(intent(Side::Buy, dec!(3)), &inst(), &share).is_ok());
+        assert_eq!(
+            approve(intent(Side::Buy, dec!(3.001)), &inst(), &share),
+            Err(Refusal::TooLarge(dec!(300.100), dec!(30), dec!(1000)))
+        );
+        assert!(approve(intent(Side::Sell, dec!(9)), &inst(), &share).is_ok());
         let mut foreign = intent(Side::Buy, dec!(1));
         foreign.symbol = Symbol::new("XRPUSDT").unwrap();
         assert!(matches!(approve(foreign, &inst(), &cx(&none, None)), Err(Refusal::NotAllowed(_))));

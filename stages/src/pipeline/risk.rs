@@ -32,6 +32,21 @@ pub struct RiskLimits {
     pub take_profit_pct: Option<Decimal>,
     /// A file whose mere existence blocks all entries (touch it to stop the bot trading).
     pub kill_switch_file: PathBuf,
+    /// Largest single buy as a share of equity (in %); a larger one is refused, not reduced: an order that big is
+    /// a sizing error, not a trade.
+    pub max_order_equity_pct: Decimal,
+    /// Least time between two entries (buys) in one symbol, in seconds; 0 turns the limit off.
+    pub min_entry_interval_secs: u64,
+    /// Most entries (buys) per UTC day over all symbols; 0 turns the limit off.
+    pub max_entries_per_day: u32,
+    /// Consecutive failed exchange calls that stop entries until a clean reconciliation; 0 turns it off.
+    pub max_api_failures: u32,
+    /// How long the market stream may be down before entries stop (exits still run), in seconds; 0 turns it off.
+    pub max_stream_down_secs: u64,
+    /// Most orders (buys and sells) per UTC day before entries stop for the day: the canary's trade count limit,
+    /// set from `live.max_trades_per_day` in mode live; 0 = none.
+    #[serde(skip)]
+    pub max_trades_per_day: u32,
 }
 
 impl Default for RiskLimits {
@@ -43,6 +58,12 @@ impl Default for RiskLimits {
             stop_loss_pct: Some(Decimal::from(8)),
             take_profit_pct: None,
             kill_switch_file: PathBuf::from("data/KILL"),
+            max_order_equity_pct: Decimal::ONE_HUNDRED,
+            min_entry_interval_secs: 0,
+            max_entries_per_day: 0,
+            max_api_failures: 5,
+            max_stream_down_secs: 300,
+            max_trades_per_day: 0,
         }
     }
 }
@@ -155,12 +176,15 @@ pub fn evaluate(
     }
     let dd = loss_pct(peak);
     if dd >= limits.max_drawdown_pct && !st.safe_mode {
+        // The worst case: close everything and stop. A person resets safe mode and resumes, each with a reason.
         let why = format!("drawdown {:.2}% from peak {} >= {}%", dd, peak.round_dp(2), limits.max_drawdown_pct);
         st.safe_mode = true;
         st.safe_mode_reason = Some(why.clone());
+        st.trading = TradingMode::Halted;
+        st.flatten = true;
         events.push(
-            NewEvent::new(now, EventKind::SafeModeOn, Severity::Critical, why)
-                .payload(serde_json::json!({"cause": "max_drawdown", "peak": peak.to_string(), "equity": equity.to_string()}))
+            NewEvent::new(now, EventKind::SafeModeOn, Severity::Emergency, format!("{why}: closing all positions and halting"))
+                .payload(serde_json::json!({"cause": "max_drawdown", "peak": peak.to_string(), "equity": equity.to_string(), "flatten": true}))
                 .dedup("safe_mode"),
         );
     }
@@ -228,6 +252,87 @@ pub fn blocked_by(state: &BotState) -> Vec<String> {
     }
     why.extend(state.tripped.values().cloned());
     why
+}
+
+/// The breaker that consecutive exchange failures trip; a clean reconciliation clears it.
+pub const API_FAILURE_BREAKER: &str = "api_failures";
+/// The breaker a market stream down for too long trips; it clears when the stream is back.
+pub const STREAM_BREAKER: &str = "stream_down";
+
+/// Why a buy of `symbol` may not be placed now under the frequency limits (minimum interval per symbol,
+/// entries per day, the canary's trades per day), or `None`. Exits are never limited.
+pub fn entry_limit(limits: &RiskLimits, state: &BotState, symbol: &Symbol, now: DateTime<Utc>) -> Option<String> {
+    let today = now.date_naive().and_time(NaiveTime::MIN).and_utc();
+    if let Some(c) = state.day_counts.as_ref().filter(|c| c.day == Some(today)) {
+        if limits.max_entries_per_day > 0 && c.entries >= limits.max_entries_per_day {
+            return Some(format!("max entries per day ({}) reached", limits.max_entries_per_day));
+        }
+        if limits.max_trades_per_day > 0 && c.trades >= limits.max_trades_per_day {
+            return Some(format!("daily trade limit ({}) reached", limits.max_trades_per_day));
+        }
+    }
+    if limits.min_entry_interval_secs > 0
+        && let Some(last) = state.last_entry.get(symbol.as_str())
+    {
+        let next = *last + Duration::seconds(i64::try_from(limits.min_entry_interval_secs).unwrap_or(i64::MAX / 2_000));
+        if now < next {
+            return Some(format!("{symbol} entered at {last}; the next entry is allowed from {next}"));
+        }
+    }
+    None
+}
+
+/// Counts an order placed at `now` in `state`: a trade, and for a buy an entry of its symbol.
+pub fn count_order(state: &mut BotState, symbol: &Symbol, buy: bool, now: DateTime<Utc>) {
+    let today = now.date_naive().and_time(NaiveTime::MIN).and_utc();
+    let c = state.day_counts.get_or_insert_with(Default::default);
+    if c.day != Some(today) {
+        *c = crate::ports::DayCounts { day: Some(today), entries: 0, trades: 0 };
+    }
+    c.trades += 1;
+    if buy {
+        c.entries += 1;
+        state.last_entry.insert(symbol.as_str().to_owned(), now);
+    }
+}
+
+/// The market-stream breaker: trips once the stream has been down (since `down_since`) for `limit_secs`, and
+/// clears as soon as it is up again. Entries stop while it is tripped; exits still run.
+pub fn stream_watch(
+    state: &mut BotState,
+    down_since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    limit_secs: u64,
+) -> Vec<NewEvent> {
+    let limit = Duration::seconds(i64::try_from(limit_secs).unwrap_or(i64::MAX / 2_000));
+    match down_since {
+        Some(since) if limit_secs > 0 && now - since >= limit => {
+            if state.tripped.contains_key(STREAM_BREAKER) {
+                return Vec::new();
+            }
+            let why = format!("market stream down since {since} (over {limit_secs} s): no entries until it is back");
+            state.tripped.insert(STREAM_BREAKER.into(), why.clone());
+            vec![
+                NewEvent::new(now, EventKind::BreakerTripped, Severity::Critical, why)
+                    .payload(serde_json::json!({"breaker": STREAM_BREAKER, "down_since": since}))
+                    .dedup(format!("breaker:{STREAM_BREAKER}")),
+            ]
+        }
+        Some(_) => Vec::new(),
+        None => match state.tripped.remove(STREAM_BREAKER) {
+            Some(was) => vec![
+                NewEvent::new(
+                    now,
+                    EventKind::BreakerCleared,
+                    Severity::Info,
+                    format!("breaker {STREAM_BREAKER} cleared: the market stream is back (it was: {was})"),
+                )
+                .payload(serde_json::json!({"breaker": STREAM_BREAKER, "issuer": "system"}))
+                .dedup(format!("breaker:{STREAM_BREAKER}")),
+            ],
+            None => Vec::new(),
+        },
+    }
 }
 
 /// What RiskCheck needs: the book at the start of the cycle and the persisted state.
@@ -337,6 +442,65 @@ mod tests {
         let b = evaluate(&lim, &st, &book(dec!(3000), dec!(0), dec!(0), dec!(1)), t("2024-01-05T10:00:00Z"), false);
         assert!(!b.verdict.entries_allowed, "safe mode stays until a human clears it");
         assert!(b.verdict.blocked_by[0].starts_with("safe mode"));
+    }
+
+    #[test]
+    fn max_drawdown_flattens_and_halts() {
+        let lim = RiskLimits { max_daily_loss_pct: dec!(100), max_weekly_loss_pct: dec!(100), ..Default::default() };
+        let st = BotState { peak_equity: Some(dec!(2000)), ..Default::default() };
+        // Holding 1 at a mark of 100 (entry 100: no stop-loss) with 1500 cash: equity 1600, 20 % below the peak.
+        let a = evaluate(&lim, &st, &book(dec!(1500), dec!(1), dec!(100), dec!(100)), t("2024-01-03T10:00:00Z"), false);
+        assert_eq!(a.state.trading, TradingMode::Halted, "halted");
+        assert!(a.state.flatten && a.state.safe_mode);
+        assert_eq!(a.verdict.exits.len(), 1, "every position is closed: {:?}", a.verdict.exits);
+        assert_eq!(a.events[0].severity, Severity::Emergency);
+        // Just above the limit: nothing happens.
+        let b = evaluate(&lim, &st, &book(dec!(1501), dec!(1), dec!(100), dec!(100)), t("2024-01-03T10:00:00Z"), false);
+        assert_eq!(b.state.trading, TradingMode::Active);
+        assert!(b.verdict.exits.is_empty() && b.verdict.entries_allowed);
+    }
+
+    #[test]
+    fn entry_frequency_limits() {
+        let btc = Symbol::new("BTCUSDT").unwrap();
+        let eth = Symbol::new("ETHUSDT").unwrap();
+        let lim = RiskLimits { min_entry_interval_secs: 4 * 3600, max_entries_per_day: 2, ..Default::default() };
+        let mut st = BotState::default();
+        let t0 = t("2024-01-03T10:00:00Z");
+        assert_eq!(entry_limit(&lim, &st, &btc, t0), None);
+        count_order(&mut st, &btc, true, t0);
+        let soon = entry_limit(&lim, &st, &btc, t("2024-01-03T13:59:59Z")).unwrap();
+        assert!(soon.contains("next entry is allowed from 2024-01-03 14:00:00"), "{soon}");
+        assert_eq!(entry_limit(&lim, &st, &btc, t("2024-01-03T14:00:00Z")), None, "after 4 h");
+        assert_eq!(entry_limit(&lim, &st, &eth, t0), None, "per symbol");
+        count_order(&mut st, &eth, false, t0);
+        assert_eq!(entry_limit(&lim, &st, &eth, t0), None, "a sell is not an entry");
+        count_order(&mut st, &eth, true, t0);
+        let day = entry_limit(&lim, &st, &Symbol::new("XRPUSDT").unwrap(), t0).unwrap();
+        assert!(day.contains("max entries per day (2)"), "{day}");
+        assert_eq!(entry_limit(&lim, &st, &Symbol::new("XRPUSDT").unwrap(), t("2024-01-04T00:00:00Z")), None);
+        // The canary's trade count: sells count too.
+        let canary = RiskLimits { max_trades_per_day: 3, ..Default::default() };
+        let why = entry_limit(&canary, &st, &btc, t0).unwrap();
+        assert!(why.contains("daily trade limit (3)"), "{why}");
+        let off = RiskLimits::default();
+        assert_eq!(entry_limit(&off, &st, &btc, t0), None, "0 turns the limits off");
+    }
+
+    #[test]
+    fn stream_breaker_trips_after_the_limit_and_clears_when_back() {
+        let mut st = BotState::default();
+        let since = t("2024-01-03T10:00:00Z");
+        assert!(stream_watch(&mut st, Some(since), t("2024-01-03T10:04:59Z"), 300).is_empty());
+        assert!(super::blocked_by(&st).is_empty());
+        let ev = stream_watch(&mut st, Some(since), t("2024-01-03T10:05:00Z"), 300);
+        assert_eq!(ev[0].kind, EventKind::BreakerTripped);
+        assert!(super::blocked_by(&st)[0].contains("market stream down"));
+        assert!(stream_watch(&mut st, Some(since), t("2024-01-03T10:09:00Z"), 300).is_empty(), "reported once");
+        let ev = stream_watch(&mut st, None, t("2024-01-03T10:10:00Z"), 300);
+        assert_eq!(ev[0].kind, EventKind::BreakerCleared);
+        assert!(st.tripped.is_empty());
+        assert!(stream_watch(&mut st, Some(since), t("2024-01-04T00:00:00Z"), 0).is_empty(), "0 is off");
     }
 
     #[test]

@@ -118,6 +118,12 @@ event_kinds! {
     UnauthorizedChat => "unauthorized_chat",
     /// A notification channel cannot work as configured (another process polls the same chat bot).
     ChannelFailed => "channel_failed",
+    /// Mode live started with every guard met: real orders (after the dry-run cycles), at the canary fraction.
+    LiveStarted => "live_started",
+    /// Mode live was asked for but a guard failed: the bot trades paper, and says which guard and why.
+    LiveRefused => "live_refused",
+    /// A call to the admin HTTP API came without the right token (rate-limited: one event per minute).
+    UnauthorizedApi => "unauthorized_api",
 }
 
 impl std::fmt::Display for EventKind {

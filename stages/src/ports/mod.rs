@@ -13,6 +13,6 @@ pub use exchange::{Exchange, ExchangeError, OrderAck};
 pub use failure::FailureKind;
 pub use notifier::{Alert, ChannelNotifier, Notifier, NotifyError, NotifyErrorKind, Severity};
 pub use store::{
-    BotState, Claimant, EquitySnapshot, JobClaim, JobRunRecord, JobStatus, ReportRecord, RunFence, RunHolder,
-    SignalRecord, Store, StoreError, TradingMode, UnitOfWork, Versioned,
+    BotState, Claimant, DayCounts, EquitySnapshot, JobClaim, JobRunRecord, JobStatus, LiveStatus, ReportRecord,
+    RunFence, RunHolder, SignalRecord, Store, StoreError, TradingMode, UnitOfWork, Versioned,
 };

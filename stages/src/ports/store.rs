@@ -247,6 +247,41 @@ pub struct BotState {
     /// Holdings of each base asset that mcbot does not manage (present before its first reconcile and ignored
     /// by policy); `None` until that first reconcile recorded them. Drift is measured on mcbot's own share.
     pub unmanaged: Option<BTreeMap<String, Decimal>>,
+    /// What the last start in mode live decided: trading live, or running paper because a guard failed.
+    pub live: Option<LiveStatus>,
+    /// Entries and trades placed in the current UTC day, for the daily frequency limits.
+    pub day_counts: Option<DayCounts>,
+    /// When each symbol was last entered (a buy placed), for the minimum interval between entries.
+    pub last_entry: BTreeMap<String, DateTime<Utc>>,
+}
+
+/// The live guards' verdict at a start in mode live, kept in the state so `status`, the HTTP API and the
+/// metrics of any process say why the bot is (or is not) trading real money.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LiveStatus {
+    /// True when every guard passed and real orders may be sent (after the dry-run cycles).
+    pub active: bool,
+    /// When the guards were checked.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Each guard that failed, with why.
+    pub failed: BTreeMap<String, String>,
+    /// Cycles after the start that only simulate their orders.
+    pub dry_run_cycles: u32,
+    /// Share of equity traded (the canary fraction).
+    pub capital_fraction: Decimal,
+}
+
+/// Counts of one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DayCounts {
+    /// Start of the UTC day counted.
+    pub day: Option<DateTime<Utc>>,
+    /// Buys placed.
+    pub entries: u32,
+    /// Orders placed (buys and sells).
+    pub trades: u32,
 }
 
 /// A stored value with the version it was read at: a write names the version it replaces.
