@@ -242,3 +242,63 @@ async fn a_run_held_by_a_replica_that_dies_is_taken_over_by_the_next_look() {
     assert!(alive.retry_held().await.is_empty(), "superseded by the 00:02 fire");
     assert_eq!(job.0.load(std::sync::atomic::Ordering::SeqCst), 1, "every run ran once");
 }
+
+/// `mcbot scheduler` replicas on one PostgreSQL record their own starts and stops: a replica starting beside a
+/// running one does not report it as crashed; one killed with SIGKILL is reported by the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_starting_beside_a_running_one_does_not_report_it_crashed() {
+    use std::io::{BufRead, BufReader};
+
+    use crate::support::cli::{command, json, mcbot, workdir};
+    let db = fresh_pg_url().await;
+    let dir = workdir();
+    let url = db.url().to_owned();
+    let start = |dir: &std::path::Path| {
+        let mut child = command(dir, &["scheduler"], &[("DATABASE_URL", url.as_str())])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let line = BufReader::new(stdout).lines().map_while(Result::ok).next().expect("the start-up line");
+        assert!(line.starts_with("mcbot scheduler"), "{line}");
+        child
+    };
+    let crashed = |dir: &std::path::Path| {
+        let out = mcbot(dir, &["events", "--kind", "crashed", "--output", "json"], &[("DATABASE_URL", url.as_str())]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count()
+    };
+    let (d1, d2) = (dir.path().join("a"), dir.path().join("b"));
+    for d in [&d1, &d2] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::create_dir(d.join("config")).unwrap();
+        for f in std::fs::read_dir(dir.path().join("config")).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, d.join("config").join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut a = start(&d1);
+    let a_pid = a.id();
+    let mut b = start(&d2);
+    assert_eq!(crashed(&d2), 0, "B's start does not call the running A crashed");
+    kill9(&mut a);
+    let mut c = start(&d1);
+    assert_eq!(crashed(&d1), 1, "the killed A is reported by the next start");
+    let out = mcbot(&d1, &["events", "--kind", "crashed", "--output", "json"], &[("DATABASE_URL", url.as_str())]);
+    let doc = json(&std::process::Output {
+        stdout: String::from_utf8_lossy(&out.stdout).lines().next().unwrap().as_bytes().to_vec(),
+        ..out
+    });
+    assert!(doc["payload"]["holder"].as_str().is_some_and(|h| h.ends_with(&format!(":{a_pid}"))), "{doc}");
+    for child in [&mut b, &mut c] {
+        assert!(
+            std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success()
+        );
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    }
+    // Two clean stops: the next start reports nothing new.
+    let mut d = start(&d2);
+    assert_eq!(crashed(&d2), 1);
+    kill9(&mut d);
+}

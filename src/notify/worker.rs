@@ -99,11 +99,24 @@ impl DeliveryWorker {
     }
 
     /// True when this worker may send now (it holds, or has just taken, the lease; or it has none to hold).
+    /// A lease left by a process that died on this host (a `kill -9`, a restarted container) is freed at once:
+    /// the messages would otherwise wait for it to run out.
     async fn leader(&self) -> Result<bool, StoreError> {
-        match &self.lease {
-            None => Ok(true),
-            Some(l) => l.store.try_acquire_lease(WORKER_LEASE, &l.holder, self.clock.now(), l.ttl).await,
+        let Some(l) = &self.lease else { return Ok(true) };
+        if l.store.try_acquire_lease(WORKER_LEASE, &l.holder, self.clock.now(), l.ttl).await? {
+            return Ok(true);
         }
+        let Some(old) = l.store.lease_holder(WORKER_LEASE).await? else { return Ok(false) };
+        let Some((host, pid)) = old.rsplit_once(':') else { return Ok(false) };
+        let Ok(pid) = pid.parse::<u32>() else { return Ok(false) };
+        use mcbot_schedules::Liveness;
+        let claimant = mcbot_stages::ports::Claimant { pid, host: host.to_owned() };
+        if !crate::liveness::OsLiveness::current().is_dead(&claimant) {
+            return Ok(false);
+        }
+        tracing::info!(holder = %old, "the delivery worker's lease belongs to a process that is gone: taking it");
+        l.store.release_lease(WORKER_LEASE, &old).await?;
+        l.store.try_acquire_lease(WORKER_LEASE, &l.holder, self.clock.now(), l.ttl).await
     }
 
     /// Gives the lease up (at a clean stop), so another process sends without waiting for it to expire.
