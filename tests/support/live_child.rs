@@ -523,7 +523,22 @@ pub async fn books_match_the_exchange(c: &Cluster, bars: &[DateTime<Utc>]) -> (u
     }
     let running: Vec<_> = runs.iter().filter(|r| r.status == JobStatus::Running).collect();
     assert!(running.is_empty(), "no run left running: {running:?}");
+    let at_exchange: BTreeMap<&str, &crate::support::fake_binance::FakeOrder> =
+        orders.iter().map(|o| (o.client_order_id.as_str(), o)).collect();
     for r in &runs {
+        // One decision per symbol and bar: a run that was killed and taken over re-sends under the same ids, so
+        // the exchange never holds two orders of one run for one symbol.
+        let mut per_symbol: BTreeMap<String, usize> = BTreeMap::new();
+        for s in store.orders_of_run(&r.run_id).await.unwrap() {
+            if at_exchange.contains_key(s.client_order_id.as_str()) {
+                *per_symbol.entry(s.symbol.to_string()).or_default() += 1;
+            }
+        }
+        assert!(
+            per_symbol.values().all(|n| *n == 1),
+            "run {}: orders at the exchange per symbol {per_symbol:?}",
+            r.run_id
+        );
         for s in store.orders_of_run(&r.run_id).await.unwrap() {
             if !by_client_id.contains_key(s.client_order_id.as_str()) {
                 assert!(
