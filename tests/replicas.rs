@@ -43,8 +43,14 @@ async fn two_replicas_run_every_job_once_and_one_is_killed_mid_cycle() {
                     Some(r)
                         if r.status == JobStatus::Running && r.claimant.as_ref().is_some_and(|h| h.pid == b_pid) =>
                     {
-                        kill9(&mut b);
-                        killed_at = Some(close);
+                        // Give A time to fire this bar too and find it held (its loop looks every 5 ms), so the
+                        // take-over is A looking again at a held run, not A's first look finding B dead.
+                        tokio::time::sleep(StdDuration::from_millis(25)).await;
+                        let still = c.run(TradingCycleJob::NAME, close).await;
+                        if still.is_some_and(|r| r.status == JobStatus::Running) {
+                            kill9(&mut b);
+                            killed_at = Some(close);
+                        }
                         break;
                     }
                     Some(r) if r.status != JobStatus::Running => break,
