@@ -454,9 +454,13 @@ impl App {
         ));
         let wake = handler.waker();
         let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
-        let consumer = mcbot_schedules::Consumer::new(self.store.clone(), self.clock.clone(), handler, holder);
+        let consumer = mcbot_schedules::Consumer::new(self.store.clone(), self.clock.clone(), handler, holder.clone());
         let notifiers = setup::notifiers(n, self.clock.clone(), None)?;
-        let worker = DeliveryWorker::new(outbox, self.clock.clone(), notifiers, setup::policy(n));
+        // One sender across replicas: the lease outlives the slowest attempt (a channel request's time-out).
+        let ttl =
+            Duration::milliseconds(i64::try_from(n.request_timeout_ms).unwrap_or(i64::MAX / 2)) + Duration::seconds(60);
+        let lease = crate::notify::worker::WorkerLease { store: self.store.clone(), holder: holder.clone(), ttl };
+        let worker = DeliveryWorker::new(outbox, self.clock.clone(), notifiers, setup::policy(n)).with_lease(lease);
         Ok(Notifications { consumer, worker, wake })
     }
 

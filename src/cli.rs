@@ -54,6 +54,8 @@ pub enum Command {
     RunOnce(RunOnceArgs),
     /// Run all jobs on their schedules until SIGINT/SIGTERM.
     Scheduler,
+    /// Ask the running scheduler's admin server whether it is alive (`--probe`: for Docker/Kubernetes, exit 0/1).
+    Health(crate::commands::health::HealthArgs),
     /// List the jobs and their next fire times.
     Jobs,
     /// Apply database migrations and exit.
@@ -62,8 +64,8 @@ pub enum Command {
     Status,
     /// Download candles from an exchange to Parquet, or import a CSV.
     Data(Box<crate::commands::data::DataArgs>),
-    /// Backtest a strategy on candle files.
-    Backtest(Box<crate::commands::backtest::BacktestArgs>),
+    /// Backtest a strategy on candle files (`backtest merge DIR...` combines sweep shards).
+    Backtest(Box<crate::commands::backtest::BacktestCli>),
     /// Validate a strategy against overfitting (IS/OOS, walk-forward, CPCV, PBO, deflated Sharpe).
     Validate(Box<crate::commands::validate::ValidateArgs>),
     /// Stop new entries; exits (stops, reductions) still run. Takes effect before the next order.

@@ -93,11 +93,24 @@ fn report(json: bool, code: u8, message: &str) {
     }
 }
 
+/// default.toml, the mode's own profile (paper.toml, live.toml) when it exists, the `--profile`s, the env.
+fn load_config(cli: &Cli) -> Result<Config, AppError> {
+    let mut profiles = Vec::new();
+    if let Some(mode) = cli.mode.filter(|m| cli.config.join(format!("{}.toml", m.as_str())).exists()) {
+        profiles.push(mode.as_str().to_owned());
+    }
+    profiles.extend(cli.profile.iter().cloned());
+    Ok(Config::load_as(&cli.config, &profiles, std::env::vars(), cli.mode)?)
+}
+
 async fn run(cli: Cli) -> Result<u8, AppError> {
     let json = cli.output == mcbot::cli::Output::Json;
     match &cli.command {
         Command::Backtest(args) => {
-            return Ok(finish(json, commands::backtest::run(args, json).map_err(|e| (e.exit_code(), e.to_string()))));
+            return Ok(finish(
+                json,
+                commands::backtest::run_cli(args, json).map_err(|e| (e.exit_code(), e.to_string())),
+            ));
         }
         Command::Validate(args) => {
             return Ok(match commands::validate::run(args, json) {
@@ -109,15 +122,14 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
             print!("{}", Config::reference_markdown());
             return Ok(0);
         }
+        Command::Health(args) => {
+            // A probe exits 0 or 1 whatever goes wrong, a bad configuration included (Docker reserves 2).
+            let listen = load_config(&cli).map(|c| c.http.listen).map_err(|e| e.to_string());
+            return Ok(commands::health::run(listen, args, json).await);
+        }
         _ => {}
     }
-    let mut profiles = Vec::new();
-    // The mode's own profile (paper.toml, live.toml) is layered in when it exists.
-    if let Some(mode) = cli.mode.filter(|m| cli.config.join(format!("{}.toml", m.as_str())).exists()) {
-        profiles.push(mode.as_str().to_owned());
-    }
-    profiles.extend(cli.profile.iter().cloned());
-    let cfg = Config::load_as(&cli.config, &profiles, std::env::vars(), cli.mode)?;
+    let cfg = load_config(&cli)?;
     mcbot::logging::init(cli.log_format.unwrap_or(cfg.log.format), &cfg.log.level);
     if let Command::Config(_) = cli.command {
         println!("configuration valid (mode {})", cfg.mode.as_str());
@@ -243,6 +255,7 @@ async fn serve(cli: &Cli, cfg: Config, store: SqlStore, json: bool) -> Result<u8
         Command::Jobs => commands::jobs::run(&app, cli.output).map(|()| 0),
         Command::Status => commands::status::run(&app, cli.output).await.map(|()| 0),
         Command::Migrate
+        | Command::Health(_)
         | Command::Backtest(_)
         | Command::Validate(_)
         | Command::Data(_)

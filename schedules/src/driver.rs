@@ -8,6 +8,9 @@ use tokio_cron_scheduler::{Job as CronJob, JobScheduler, JobSchedulerError};
 
 use crate::runtime::Runtime;
 
+/// How often a run held by another replica is looked at again.
+const HELD_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The scheduler could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("scheduler: {0}")]
@@ -41,6 +44,19 @@ pub async fn run_until(
         scheduler.add(job).await?;
     }
     scheduler.start().await?;
+    // A run another replica held when this one fired is looked at again every few seconds: done by then, it is
+    // forgotten; its holder dead or stale, this process takes it over.
+    let retry = {
+        let rt = runtime.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HELD_RETRY).await;
+                for (job, outcome) in rt.retry_held().await {
+                    tracing::debug!(%job, outcome = ?outcome, "held run looked at again");
+                }
+            }
+        })
+    };
     shutdown.await;
     tracing::info!("shutdown requested: no new runs; waiting for running jobs to finish");
     runtime.stop();
@@ -55,5 +71,8 @@ pub async fn run_until(
     } else {
         tracing::info!("all jobs idle, state persisted; bye");
     }
+    // After the drain: a retry that was running has finished (or been abandoned with the rest), and the stopped
+    // runtime starts no new one.
+    retry.abort();
     Ok(())
 }

@@ -258,6 +258,9 @@ struct Registered {
     job: Arc<dyn Job>,
     running: Mutex<()>,
     last_fired: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// The newest fire another claimant held when this process fired it: retried by
+    /// [`Runtime::retry_held`] until it is done, so a replica that died holding it is taken over.
+    held: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 /// The runtime. Cheap to share behind an `Arc`.
@@ -298,6 +301,7 @@ impl Runtime {
                 job,
                 running: Mutex::new(()),
                 last_fired: std::sync::Mutex::new(None),
+                held: std::sync::Mutex::new(None),
             })
             .collect();
         let liveness: Arc<dyn Liveness> =
@@ -376,6 +380,37 @@ impl Runtime {
             }
         }
         out
+    }
+
+    /// Fires again every fire that another claimant held when this process fired it, as long as it is still
+    /// its job's newest fire: once the holder finished it is done (and forgotten); once the holder is gone (a
+    /// dead process on this host) or its claim went stale (`stale_after`, another host) this process takes the
+    /// run over. So of several replicas, one that dies mid-job has its run finished by another, instead of the
+    /// run staying `running` until someone restarts. A newer fire of the job supersedes the held one.
+    pub async fn retry_held(&self) -> Vec<(String, FireOutcome)> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for idx in 0..self.jobs.len() {
+            let r = &self.jobs[idx];
+            let Some(fire) = *r.held.lock().unwrap_or_else(|e| e.into_inner()) else { continue };
+            if r.schedule.last_at_or_before(now) != Some(fire) {
+                self.set_held(idx, fire, false);
+                continue;
+            }
+            out.push((r.job.name().to_owned(), self.fire(idx, fire).await));
+        }
+        out
+    }
+
+    /// Remembers (or forgets) `fire` as held by another claimant.
+    fn set_held(&self, idx: usize, fire: DateTime<Utc>, held: bool) {
+        let mut slot = self.jobs[idx].held.lock().unwrap_or_else(|e| e.into_inner());
+        match (held, *slot) {
+            (true, Some(f)) if f > fire => {}
+            (true, _) => *slot = Some(fire),
+            (false, Some(f)) if f == fire => *slot = None,
+            (false, _) => {}
+        }
     }
 
     /// Fires one job by name if due (the production driver's callback).
@@ -477,11 +512,13 @@ impl Runtime {
             let (attempt, fence) = match self.claim(&run_id, &name, key).await {
                 Ok(JobClaim::Claimed { attempt, fence }) => (attempt, fence),
                 Ok(JobClaim::AlreadyDone) => {
+                    self.set_held(idx, fire, false);
                     self.not_run(&name, "already_done");
                     return FireOutcome::AlreadyDone { run_id: run_id.to_string() };
                 }
                 Ok(JobClaim::Busy { holder }) => {
                     tracing::info!(holder = %self.describe_holder(holder.as_ref()), "run held by another claimant");
+                    self.set_held(idx, fire, true);
                     self.not_run(&name, "busy");
                     return FireOutcome::Busy { run_id: run_id.to_string(), holder };
                 }
@@ -496,6 +533,7 @@ impl Runtime {
                     };
                 }
             };
+            self.set_held(idx, fire, false);
             let schedule = r.schedule.expr();
             let start = RunStart { job: &name, schedule, run_id: run_id.as_str(), scheduled_at: key };
             for o in &self.observers {

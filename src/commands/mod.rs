@@ -6,6 +6,7 @@ pub mod backup;
 pub mod control;
 pub mod data;
 pub mod events;
+pub mod health;
 pub mod jobs;
 pub mod migrate;
 pub mod notify;

@@ -85,6 +85,8 @@ pub async fn deliver_before_exit(app: &App) -> Result<(), AppError> {
             tracing::warn!("notifications still pending after {} s: the next process sends them", timeout.as_secs())
         }
     }
+    // A scheduler beside this run takes the sending back at once instead of after the lease's time-out.
+    n.worker.release().await;
     Ok(())
 }
 

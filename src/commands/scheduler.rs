@@ -17,7 +17,9 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     // Metrics and the admin server come up before the start is recorded, so its event is counted too; a listen
     // address in use stops the start here, before any job runs.
     let monitoring = crate::admin::Monitoring::start(app, stop_rx.clone()).await?;
-    lifecycle_started(app).await?;
+    let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
+    let alive = keep_alive(app, &holder);
+    lifecycle_started(app, &holder).await?;
     app.prime_notifications().await?;
     let notify = app.notifications()?;
     let poll = std::time::Duration::from_secs(5);
@@ -25,7 +27,6 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     let sender = tokio::spawn(notify.worker.run(notify.wake.clone(), worker_stop_rx.clone(), poll));
     let chat = app.chat_poller()?.map(|p| tokio::spawn(p.run(worker_stop_rx)));
     // With error tracking on, failures in the event log go to Sentry through their own consumer.
-    let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
     if sentry::Hub::main().client().is_some() {
         skip_history(app, "sentry", &holder).await;
     }
@@ -35,7 +36,7 @@ pub async fn run(app: &App) -> Result<(), AppError> {
             crate::error_tracking::dsn(&app.cfg).ok().flatten().as_deref(),
         );
         let handler = std::sync::Arc::new(crate::error_tracking::SentryEvents::new(scrubber));
-        let consumer = mcbot_schedules::Consumer::new(app.store.clone(), app.clock.clone(), handler, holder);
+        let consumer = mcbot_schedules::Consumer::new(app.store.clone(), app.clock.clone(), handler, holder.clone());
         tokio::spawn(consumer.run(stop_rx, poll))
     });
     match app.reconcile.reconcile(None).await {
@@ -65,7 +66,8 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     if let Some(s) = stream {
         s.shutdown().await;
     }
-    let stopped = NewEvent::new(app.clock.now(), EventKind::Stopped, Severity::Info, stopped_line(app, started).await);
+    let stopped = NewEvent::new(app.clock.now(), EventKind::Stopped, Severity::Info, stopped_line(app, started).await)
+        .payload(serde_json::json!({ "holder": holder }));
     if let Err(e) = app.store.append_events(vec![stopped]).await {
         tracing::error!("stop not recorded: {e}");
     }
@@ -87,6 +89,8 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     if tokio::time::timeout(timeout + std::time::Duration::from_secs(1), last.worker.flush(timeout)).await.is_err() {
         tracing::warn!("notifications still pending at exit: the next start sends them");
     }
+    // Another replica sends from now on, without waiting for the lease to run out.
+    last.worker.release().await;
     if let Some(Err(e)) = match sentry_events {
         Some(task) => Some(task.await),
         None => None,
@@ -94,6 +98,10 @@ pub async fn run(app: &App) -> Result<(), AppError> {
         tracing::warn!("error tracking consumer ended abnormally: {e}");
     }
     monitoring.finish().await;
+    alive.abort();
+    if let Err(e) = app.store.release_lease(&alive_lease(&holder), &holder).await {
+        tracing::warn!("alive lease not released: {e}");
+    }
     result
 }
 
@@ -129,15 +137,89 @@ async fn skip_history(app: &App, consumer: &str, holder: &str) {
     }
 }
 
-/// Records the start, and a crash when the previous start never recorded its stop.
-async fn lifecycle_started(app: &App) -> Result<(), AppError> {
-    let query = EventQuery { kinds: vec![EventKind::Started, EventKind::Stopped], ..Default::default() };
-    let last = app.store.read_events(&query).await?.pop();
+/// The lease each running scheduler renews, named by its holder (`host:pid`): while it is held that scheduler is
+/// alive, so a replica starting beside it does not report it as crashed.
+fn alive_lease(holder: &str) -> String {
+    format!("scheduler-alive:{holder}")
+}
+
+/// How long one renewal of the alive lease holds; renewed at a third of it.
+const ALIVE_TTL_SECS: i64 = 90;
+
+/// Keeps this scheduler's alive lease until the returned task is aborted (at a clean stop, which also releases it).
+fn keep_alive(app: &App, holder: &str) -> tokio::task::JoinHandle<()> {
+    let (store, clock, name, holder) = (app.store.clone(), app.clock.clone(), alive_lease(holder), holder.to_owned());
+    tokio::spawn(async move {
+        loop {
+            let ttl = chrono::Duration::seconds(ALIVE_TTL_SECS);
+            if let Err(e) = store.try_acquire_lease(&name, &holder, clock.now(), ttl).await {
+                tracing::warn!("alive lease not renewed: {e}");
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(ALIVE_TTL_SECS as u64 / 3)).await;
+        }
+    })
+}
+
+/// Whether the scheduler that recorded `started` (and no stop) is gone: the same process identity as this one (a
+/// container restarted with the same pid), a process of this host that no longer exists, or one whose alive
+/// lease has run out. A start recorded before starts named their holder counts as gone, as it always did.
+async fn gone(app: &App, started: &mcbot_stages::ports::Event, me: &str) -> bool {
+    let Some(holder) = started.event.payload.get("holder").and_then(|h| h.as_str()) else {
+        return true;
+    };
+    if holder == me {
+        return true;
+    }
+    if let Some((host, pid)) = holder.rsplit_once(':')
+        && let Ok(pid) = pid.parse::<u32>()
+    {
+        use mcbot_schedules::Liveness;
+        let claimant = mcbot_stages::ports::Claimant { pid, host: host.to_owned() };
+        if crate::liveness::OsLiveness::current().is_dead(&claimant) {
+            return true;
+        }
+    }
+    // Taking its lease for no time at all succeeds exactly when it is free or expired.
+    let name = alive_lease(holder);
+    match app.store.try_acquire_lease(&name, me, app.clock.now(), chrono::Duration::zero()).await {
+        Ok(true) => {
+            let _ = app.store.release_lease(&name, me).await;
+            true
+        }
+        Ok(false) => false,
+        // Unknown: say nothing rather than cry wolf; the start event still names this process.
+        Err(_) => false,
+    }
+}
+
+/// Records the start, and a crash for every earlier start that never recorded its stop and whose process is gone.
+/// Replicas on one database each record their own start and stop (named by `host:pid`), so a replica starting
+/// beside a running one does not report it as crashed.
+async fn lifecycle_started(app: &App, me: &str) -> Result<(), AppError> {
+    let query =
+        EventQuery { kinds: vec![EventKind::Started, EventKind::Stopped, EventKind::Crashed], ..Default::default() };
+    let log = app.store.read_events(&query).await?;
     let now = app.clock.now();
     let mut events = Vec::new();
-    if let Some(prev) = last.filter(|e| e.event.kind == EventKind::Started) {
-        let msg = format!("the scheduler started at {} ended without stopping cleanly", prev.event.ts);
-        events.push(NewEvent::new(now, EventKind::Crashed, Severity::Critical, msg));
+    let holder_of =
+        |e: &mcbot_stages::ports::Event| e.event.payload.get("holder").and_then(|h| h.as_str()).map(str::to_owned);
+    // Open starts: a start with no later stop or crash report of the same holder (unnamed ones pair with any).
+    let mut open: Vec<&mcbot_stages::ports::Event> = Vec::new();
+    for e in &log {
+        match e.event.kind {
+            EventKind::Started => open.push(e),
+            _ => {
+                let h = holder_of(e);
+                open.retain(|s| h.is_some() && holder_of(s).is_some() && holder_of(s) != h);
+            }
+        }
+    }
+    for prev in open {
+        if gone(app, prev, me).await {
+            let msg = format!("the scheduler started at {} ended without stopping cleanly", prev.event.ts);
+            let payload = serde_json::json!({ "holder": holder_of(prev) });
+            events.push(NewEvent::new(now, EventKind::Crashed, Severity::Critical, msg).payload(payload));
+        }
     }
     let cfg = &app.cfg;
     let equity = app.store.equity_before(chrono::DateTime::<chrono::Utc>::MAX_UTC).await?.map(|e| e.equity.round_dp(2));
@@ -159,7 +241,7 @@ async fn lifecycle_started(app: &App) -> Result<(), AppError> {
     );
     let payload = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"), "mode": cfg.mode.as_str(), "venue": venue,
-        "strategy": cfg.strategy.name, "symbols": symbols, "equity": equity,
+        "strategy": cfg.strategy.name, "symbols": symbols, "equity": equity, "holder": me,
     });
     events.push(NewEvent::new(now, EventKind::Started, Severity::Info, who).payload(payload));
     app.store.append_events(events).await?;

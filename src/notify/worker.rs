@@ -57,12 +57,27 @@ enum Attempt {
     Later(DateTime<Utc>),
 }
 
+/// The lease that makes one worker of several processes (scheduler replicas, a `run-once` beside a scheduler)
+/// the sender: without it two workers read the same pending row and the owner gets the message twice.
+pub const WORKER_LEASE: &str = "notify-delivery-worker";
+
+/// The worker's hold on [`WORKER_LEASE`], renewed before every attempt.
+pub struct WorkerLease {
+    /// Where the lease lives.
+    pub store: Arc<crate::store::SqlStore>,
+    /// This process (`host:pid`).
+    pub holder: String,
+    /// How long one renewal holds: longer than the slowest single attempt, so a live sender is never overtaken.
+    pub ttl: Duration,
+}
+
 /// Sends pending deliveries through the channel adapters.
 pub struct DeliveryWorker {
     outbox: Arc<dyn DeliveryStore>,
     clock: Arc<dyn Clock>,
     notifiers: Vec<Arc<dyn ChannelNotifier>>,
     policy: RetryPolicy,
+    lease: Option<WorkerLease>,
 }
 
 impl DeliveryWorker {
@@ -73,7 +88,44 @@ impl DeliveryWorker {
         notifiers: Vec<Arc<dyn ChannelNotifier>>,
         policy: RetryPolicy,
     ) -> Self {
-        Self { outbox, clock, notifiers, policy }
+        Self { outbox, clock, notifiers, policy, lease: None }
+    }
+
+    /// Sends only while holding [`WORKER_LEASE`] in `lease.store`, so of several processes on one database one
+    /// sends at a time; another takes over when the holder stops renewing.
+    pub fn with_lease(mut self, lease: WorkerLease) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// True when this worker may send now (it holds, or has just taken, the lease; or it has none to hold).
+    /// A lease left by a process that died on this host (a `kill -9`, a restarted container) is freed at once:
+    /// the messages would otherwise wait for it to run out.
+    async fn leader(&self) -> Result<bool, StoreError> {
+        let Some(l) = &self.lease else { return Ok(true) };
+        if l.store.try_acquire_lease(WORKER_LEASE, &l.holder, self.clock.now(), l.ttl).await? {
+            return Ok(true);
+        }
+        let Some(old) = l.store.lease_holder(WORKER_LEASE).await? else { return Ok(false) };
+        let Some((host, pid)) = old.rsplit_once(':') else { return Ok(false) };
+        let Ok(pid) = pid.parse::<u32>() else { return Ok(false) };
+        use mcbot_schedules::Liveness;
+        let claimant = mcbot_stages::ports::Claimant { pid, host: host.to_owned() };
+        if !crate::liveness::OsLiveness::current().is_dead(&claimant) {
+            return Ok(false);
+        }
+        tracing::info!(holder = %old, "the delivery worker's lease belongs to a process that is gone: taking it");
+        l.store.release_lease(WORKER_LEASE, &old).await?;
+        l.store.try_acquire_lease(WORKER_LEASE, &l.holder, self.clock.now(), l.ttl).await
+    }
+
+    /// Gives the lease up (at a clean stop), so another process sends without waiting for it to expire.
+    pub async fn release(&self) {
+        if let Some(l) = &self.lease
+            && let Err(e) = l.store.release_lease(WORKER_LEASE, &l.holder).await
+        {
+            tracing::warn!("delivery worker lease not released: {e}");
+        }
     }
 
     /// One pass over every channel; the earliest time something is due again.
@@ -91,6 +143,7 @@ impl DeliveryWorker {
     }
 
     /// Sends the due deliveries of one channel in id order, stopping at the first that is not due or fails.
+    /// Another process holding the worker lease makes this a pass that sends nothing.
     pub async fn pass_channel(&self, n: &dyn ChannelNotifier) -> Result<Pass, StoreError> {
         let mut sent = 0;
         loop {
@@ -102,6 +155,10 @@ impl DeliveryWorker {
                 let now = self.clock.now();
                 if d.next_attempt_at > now {
                     return Ok(Pass { sent, next_due: Some(d.next_attempt_at) });
+                }
+                // Renewed before each attempt; lost, this process stops sending and the holder goes on.
+                if !self.leader().await? {
+                    return Ok(Pass { sent, next_due: None });
                 }
                 match self.attempt(n, &d).await? {
                     Attempt::Sent => sent += 1,

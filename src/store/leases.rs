@@ -6,6 +6,7 @@ use mcbot_stages::ports::StoreError;
 
 use super::SqlStore;
 
+use super::codec::Cols;
 use super::query::{Q, Sql};
 
 // One statement decides: insert a free lease, or take it over when it is ours (renewal) or has expired. Under
@@ -16,9 +17,10 @@ static ACQUIRE: Sql = Sql::new(
      WHERE leases.holder = excluded.holder OR leases.expires_at <= $4",
 );
 static RELEASE: Sql = Sql::new("DELETE FROM leases WHERE name = $1 AND holder = $2");
+static HOLDER: Sql = Sql::new("SELECT holder FROM leases WHERE name = $1");
 
 /// The fixed statements, for the catalogue.
-pub(crate) static STATEMENTS: &[&Sql] = &[&ACQUIRE, &RELEASE];
+pub(crate) static STATEMENTS: &[&Sql] = &[&ACQUIRE, &RELEASE, &HOLDER];
 
 impl SqlStore {
     /// Takes or renews lease `name` for `holder` until `now + ttl`. True when `holder` now holds it; false when
@@ -41,6 +43,12 @@ impl SqlStore {
             .await
             .map_err(self.err("try_acquire_lease"))?;
         Ok(done == 1)
+    }
+
+    /// Who holds (or last held) lease `name`, if anyone: to tell whether that process is still alive.
+    pub async fn lease_holder(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = Q::fixed(&HOLDER).bind(name).fetch_optional(&self.pool).await.map_err(self.err("lease_holder"))?;
+        Ok(row.as_ref().map(|r| Cols::new(r, "leases").opt_text("holder")).transpose()?.flatten())
     }
 
     /// Gives lease `name` up if `holder` holds it, so another replica need not wait for expiry. True if it was

@@ -6,6 +6,7 @@ pub mod fake_binance;
 pub mod fake_discord;
 pub mod fake_telegram;
 pub mod fake_upbit;
+pub mod live_child;
 pub mod multipart;
 pub mod smtp_sink;
 pub mod venue;

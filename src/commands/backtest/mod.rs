@@ -8,6 +8,7 @@
 pub mod chart;
 pub mod data;
 pub mod export;
+pub mod shard;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -193,6 +194,9 @@ pub struct BacktestArgs {
     /// Write the sweep results (.csv, .parquet or .json).
     #[arg(long)]
     pub sweep_out: Option<PathBuf>,
+    /// Write this shard's results to DIR/shard-I-of-N.json, for `mcbot backtest merge DIR...`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// Sweep rows shown in the text table (best total return first).
     #[arg(long, default_value_t = 20)]
     pub top: usize,
@@ -205,6 +209,39 @@ pub struct BacktestArgs {
     /// Write a PNG chart of equity and drawdown.
     #[arg(long)]
     pub chart: Option<PathBuf>,
+}
+
+/// `mcbot backtest`: a run or sweep (the flags), or a subcommand such as `merge`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BacktestCli {
+    /// A subcommand instead of a run.
+    #[command(subcommand)]
+    pub action: Option<BacktestAction>,
+    /// The run or sweep.
+    #[command(flatten)]
+    pub run: BacktestArgs,
+}
+
+/// `mcbot backtest` subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BacktestAction {
+    /// Combine sweep shards (`--shard I/N --out DIR`) into exactly the table an unsharded sweep prints.
+    Merge(MergeArgs),
+}
+
+/// `mcbot backtest merge` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// Directories holding shard-I-of-N.json files (or the files themselves); every shard must be present.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Rows shown in the text table (best total return first).
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Write the merged results (.csv, .parquet or .json).
+    #[arg(long)]
+    pub sweep_out: Option<PathBuf>,
 }
 
 /// A trade with its symbol and times, as reported and exported.
@@ -436,10 +473,13 @@ pub fn execute(args: &BacktestArgs) -> Result<Outcome, CommandError> {
         if let Some(path) = &args.sweep_out {
             export::write_sweep(path, &out)?;
         }
+        if let Some(dir) = &args.out {
+            shard::write(dir, &out, &args.sim.param_map(), &args.sweep, &args.sim.sim_config()?)?;
+        }
         return Ok(Outcome::Sweep(Box::new(out)));
     }
-    if args.sweep_out.is_some() {
-        return Err(CommandError::Usage("--sweep-out needs --sweep".into()));
+    if args.sweep_out.is_some() || args.out.is_some() {
+        return Err(CommandError::Usage("--sweep-out and --out need --sweep".into()));
     }
     let out = backtest_series(&series, &args.sim, args.engine)?;
     if let Some(path) = &args.trades_out {
@@ -464,6 +504,28 @@ fn fmt_params(p: &BTreeMap<String, String>) -> String {
 
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
+}
+
+/// Runs `mcbot backtest` or its subcommand and prints the result: one JSON document when `json`, else tables.
+pub fn run_cli(cli: &BacktestCli, json: bool) -> Result<(), CommandError> {
+    match &cli.action {
+        None => run(&cli.run, json),
+        Some(BacktestAction::Merge(args)) => merge(args, json),
+    }
+}
+
+/// `mcbot backtest merge`: the shards put back together, printed as the unsharded sweep prints.
+pub fn merge(args: &MergeArgs, json: bool) -> Result<(), CommandError> {
+    let out = shard::merge(&args.dirs)?;
+    if let Some(path) = &args.sweep_out {
+        export::write_sweep(path, &out)?;
+    }
+    if json {
+        print_json(&out).map_err(|message| CommandError::Output { path: "stdout".into(), message })
+    } else {
+        print_sweep(&out, args.top);
+        Ok(())
+    }
 }
 
 /// Runs `mcbot backtest` and prints the report: one JSON document when `json`, else tables.

@@ -3,14 +3,14 @@
 //! bars per year); the rest are the usual definitions, stated on each field.
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::scan::{min_of, next_at_least};
 use super::simulator::Trade;
 
 /// What a trader reads to judge a backtest. Ratios that are undefined on the data (no losing trade, zero
 /// variance) are `None` (JSON `null`), never infinite or NaN.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Bars in the run.
     pub bars: usize,
