@@ -21,6 +21,7 @@ mod paper_mode;
 mod pipeline_e2e;
 mod pipeline_faults;
 mod reconcile_drift;
+mod reports;
 mod shutdown;
 mod store_contract;
 mod support;

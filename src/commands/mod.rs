@@ -9,6 +9,7 @@ pub mod events;
 pub mod jobs;
 pub mod migrate;
 pub mod notify;
+pub mod report;
 pub mod run_once;
 pub mod scheduler;
 pub mod status;

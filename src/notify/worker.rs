@@ -267,6 +267,7 @@ mod tests {
                 fields: vec![],
                 ts: at,
                 image_png: None,
+                charts: Vec::new(),
             },
             created_at: at,
         }
