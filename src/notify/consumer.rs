@@ -181,9 +181,12 @@ impl NotificationConsumer {
     }
 }
 
+/// A report message's title, headline figures and charts.
+type ReportParts = (String, Vec<(String, String)>, Vec<mcbot_stages::ports::ChartImage>);
+
 /// A report event's title, headline figures and charts, drawn from the report its payload carries; `None` for an
 /// event without one (older releases), which gets [`report_chart`].
-fn report_message(e: &Event) -> Option<(String, Vec<(String, String)>, Vec<mcbot_stages::ports::ChartImage>)> {
+fn report_message(e: &Event) -> Option<ReportParts> {
     let p = &e.event.payload;
     let report: mcbot_schedules::reports::Report = serde_json::from_value(p.get("report")?.clone()).ok()?;
     let quote = p.get("quote").and_then(|q| q.as_str()).unwrap_or_default();

@@ -331,7 +331,8 @@ pub fn calendar(r: &Report, title: &str) -> Result<Vec<u8>, ChartError> {
     let max_abs = days.iter().map(|d| f(d.pnl).abs()).fold(0.0, f64::max);
     let text = text_ok();
     render("calendar", |root| {
-        let body = if text { root.titled(title, font(CAPTION)).map_err(e2s)? } else { root.clone() };
+        let framed = root.margin(16, 8, 8, 8);
+        let body = if text { framed.titled(title, font(CAPTION)).map_err(e2s)? } else { framed };
         let (w, h) = body.dim_in_pixel();
         let (left, top) = (20i32, 50i32);
         let cw = (w as i32 - 2 * left) / 7;
