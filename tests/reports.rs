@@ -416,3 +416,46 @@ async fn the_readme_charts_and_samples_come_from_the_fixture() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_chat_answers_the_report_commands_from_the_store() {
+    use mcbot::notify::chat::ChatControl;
+    let db = test_store(Backend::Sqlite).await;
+    load_fixture(&db.store).await;
+    let clock = Arc::new(ManualClock::new(t("2026-03-16T08:00:00Z")));
+    let exchange: Arc<dyn mcbot_stages::ports::Exchange> = Arc::new(mcbot_stages::sim::SimExchange::new(
+        mcbot_stages::sim::MarketSource::Replay(Default::default()),
+        mcbot_stages::sim::SimConfig {
+            quote: "USDT".into(),
+            initial_cash: Decimal::from(1000),
+            fee_rate: Decimal::ZERO,
+            slippage_bps: Decimal::ZERO,
+            timeframe: Timeframe::from_minutes(60).expect("1h"),
+            instruments: vec![],
+        },
+        clock.clone(),
+    ));
+    let store: Arc<dyn Store> = Arc::new(db.store.clone());
+    let chat = ChatControl::new([7], store, exchange, clock.clone(), None, "mock").with_reports(settings());
+    let ask = |text: &'static str| {
+        let chat = &chat;
+        async move { chat.command(7, text).await.expect("answer").html }
+    };
+    let daily = ask("/daily").await;
+    assert!(daily.contains("Daily report 2026-03-15") && daily.contains("Rolling 30 days"), "{daily}");
+    let days = ask("/daily 3").await;
+    assert!(days.contains("2026-03-15: +39.06 (+0.40 %), 2 trades"), "{days}");
+    assert!(days.contains("2026-03-14") && days.contains("2026-03-13") && !days.contains("2026-03-12"), "{days}");
+    let weekly = ask("/weekly").await;
+    assert!(weekly.contains("Weekly report 2026-03-09") && weekly.contains("P&amp;L per strategy"), "{weekly}");
+    let monthly = ask("/monthly 2").await;
+    assert!(monthly.contains("2026-02:") && monthly.contains("2026-01:"), "{monthly}");
+    let report = ask("/report monthly").await;
+    assert!(report.contains("Monthly report 2026-02") && report.contains("Daily P&amp;L:"), "{report}");
+    assert!(ask("/report yearly").await.contains("usage"));
+    assert!(ask("/daily 99").await.contains("usage"));
+    let perf = ask("/performance").await;
+    for want in ["Performance, last 30 days", "Sharpe", "Sortino", "Per strategy", "BTCUSDT buy and hold"] {
+        assert!(perf.contains(want), "{want} missing: {perf}");
+    }
+}
