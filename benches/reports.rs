@@ -129,9 +129,17 @@ fn bench(c: &mut Criterion) {
             })
         });
         spent.sort();
+        // where the time goes: the figures from the store, then the charts
+        let t = Instant::now();
+        let r = rt.block_on(build_report(&store, &settings, period, start, end)).expect("report");
+        let figures = t.elapsed();
+        let t = Instant::now();
+        let _charts = mcbot::reports::charts::all(&r);
+        let charts = t.elapsed();
         if let Some(median) = spent.get(spent.len() / 2) {
             println!(
-                "{name} (1 year hourly, 5000 trades): median {median:?}; target {target} s; ratio {:.2}x",
+                "{name} (1 year hourly, 5000 trades): median {median:?} (figures {figures:?}, charts {charts:?}); \
+                 target {target} s; ratio {:.2}x",
                 median.as_secs_f64() / target
             );
         }

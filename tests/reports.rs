@@ -459,3 +459,38 @@ async fn the_chat_answers_the_report_commands_from_the_store() {
         assert!(perf.contains(want), "{want} missing: {perf}");
     }
 }
+
+#[tokio::test]
+async fn report_send_delivers_the_report_with_its_charts_through_telegram() {
+    let dir = workdir();
+    let db_dir = dir.path().join("db");
+    std::fs::create_dir_all(&db_dir).expect("db dir");
+    let url = SqlStore::embedded_url(&db_dir);
+    {
+        let store = SqlStore::open(&url).await.expect("open");
+        load_fixture(&store).await;
+        store.close().await;
+    }
+    let fake = FakeTelegram::start("424242:AAH-report-token").await;
+    let run = {
+        let (p, url, api) = (dir.path().to_owned(), url.clone(), fake.url.clone());
+        tokio::task::spawn_blocking(move || {
+            let env = [
+                ("DATABASE_URL", url.as_str()),
+                ("MCBOT_NOTIFY__TELEGRAM__TOKEN", "424242:AAH-report-token"),
+                ("MCBOT_NOTIFY__TELEGRAM__CHAT_IDS", "[7]"),
+                ("MCBOT_NOTIFY__TELEGRAM__API_URL", api.as_str()),
+                ("MCBOT_NOTIFY__FLUSH_TIMEOUT_SECS", "5"),
+            ];
+            mcbot(&p, &["report", "weekly", "--date", "2026-03-11", "--send"], &env)
+        })
+        .await
+        .expect("join")
+    };
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("Weekly report 2026-03-09 – 2026-03-15"), "{stdout}");
+    let texts = fake.texts();
+    assert!(texts.iter().any(|t| t.contains("Weekly report 2026-03-09")), "{texts:?}");
+    assert_eq!(fake.calls_of("sendphoto").len(), 5, "the charts follow the text");
+}
