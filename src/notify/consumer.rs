@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use mcbot_schedules::EventHandler;
 use mcbot_stages::ports::{
-    BotState, DeliveryStatus, DeliveryStore, Event, EventKind, Message, NewDelivery, Route, Severity, Store,
+    BotState, Channel, DeliveryStatus, DeliveryStore, Event, EventKind, Message, NewDelivery, Route, Severity, Store,
     StoreError, TradingMode,
 };
 
@@ -125,7 +125,10 @@ impl NotificationConsumer {
             if let Some((title, fields, charts)) = &report {
                 message.title = title.clone();
                 message.fields = fields.clone();
-                message.charts = charts.clone();
+                // The log shows no pictures: its rows need not carry them.
+                if rule.channel != Channel::Log {
+                    message.charts = charts.clone();
+                }
             }
             let mut status = DeliveryStatus::Pending;
             let mut note = None;
