@@ -388,6 +388,7 @@ impl App {
             probe: Some(Arc::new(crate::metrics::process::ProcProbe)),
         };
         let s = &cfg.schedule;
+        let rs = crate::reports::settings(&cfg);
         let jobs: Vec<(Schedule, Arc<dyn Job>)> = vec![
             (
                 Schedule::parse(&tf.cron_after_close(s.bar_delay_secs))?,
@@ -416,9 +417,12 @@ impl App {
                 ),
             ),
             (Schedule::parse(&s.reconcile)?, reconcile.clone()),
-            (Schedule::parse(&s.report_daily)?, Arc::new(ReportJob::new(Period::Daily, dyn_store.clone()))),
-            (Schedule::parse(&s.report_weekly)?, Arc::new(ReportJob::new(Period::Weekly, dyn_store.clone()))),
-            (Schedule::parse(&s.report_monthly)?, Arc::new(ReportJob::new(Period::Monthly, dyn_store.clone()))),
+            (Schedule::parse(&s.report_daily)?, Arc::new(ReportJob::new(Period::Daily, dyn_store.clone(), rs.clone()))),
+            (
+                Schedule::parse(&s.report_weekly)?,
+                Arc::new(ReportJob::new(Period::Weekly, dyn_store.clone(), rs.clone())),
+            ),
+            (Schedule::parse(&s.report_monthly)?, Arc::new(ReportJob::new(Period::Monthly, dyn_store.clone(), rs))),
         ];
         let rcfg =
             RuntimeConfig { grace: Duration::seconds(s.grace_secs), stale_after: Duration::seconds(s.stale_run_secs) };
@@ -470,14 +474,17 @@ impl App {
         use crate::notify::setup;
         let Some(s) = setup::telegram_settings(&self.cfg.notify) else { return Ok(None) };
         let store: Arc<dyn Store> = self.store.clone();
-        let control = Arc::new(ChatControl::new(
-            s.chat_ids.clone(),
-            store,
-            self.exchange.clone(),
-            self.clock.clone(),
-            Some(self.runtime.clone()),
-            self.cfg.mode.as_str(),
-        ));
+        let control = Arc::new(
+            ChatControl::new(
+                s.chat_ids.clone(),
+                store,
+                self.exchange.clone(),
+                self.clock.clone(),
+                Some(self.runtime.clone()),
+                self.cfg.mode.as_str(),
+            )
+            .with_reports(crate::reports::settings(&self.cfg)),
+        );
         let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
         let scrub = Arc::new(setup::scrubber(&self.cfg.notify));
         let poller = Poller::new(&s, control, self.store.clone(), self.clock.clone(), holder, 25, scrub)

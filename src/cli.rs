@@ -83,6 +83,8 @@ pub enum Command {
     Preflight,
     /// Read the event log: every fact the bot recorded, in order.
     Events(EventsArgs),
+    /// A daily, weekly or monthly report on demand: printed, written with --out DIR, delivered with --send.
+    Report(crate::commands::report::ReportArgs),
     /// Copy the embedded SQLite database to FILE while the bot may be running (for PostgreSQL: use pg_dump).
     Backup(BackupArgs),
     /// Configuration: `mcbot config keys` lists every key with its type, valid range and default.

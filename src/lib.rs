@@ -18,4 +18,5 @@ pub mod market_stream;
 pub mod metrics;
 pub mod notify;
 pub mod output;
+pub mod reports;
 pub mod store;

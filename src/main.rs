@@ -254,6 +254,7 @@ async fn serve(cli: &Cli, cfg: Config, store: SqlStore, json: bool) -> Result<u8
         Command::Scheduler => commands::scheduler::run(&app).await.map(|()| 0),
         Command::Jobs => commands::jobs::run(&app, cli.output).map(|()| 0),
         Command::Status => commands::status::run(&app, cli.output).await.map(|()| 0),
+        Command::Report(args) => commands::report::run(&app, args, cli.output).await.map(|()| 0),
         Command::Migrate
         | Command::Health(_)
         | Command::Backtest(_)

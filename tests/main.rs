@@ -27,6 +27,7 @@ mod pipeline_faults;
 mod reconcile_drift;
 mod replica_child;
 mod replicas;
+mod reports;
 mod shutdown;
 mod store_contract;
 mod support;

@@ -305,6 +305,7 @@ async fn a_report_arrives_by_mail_as_html_with_a_plain_alternative_and_the_chart
         fields: vec![("return_pct".into(), "2.30".into())],
         ts: t0(),
         image_png: Some(png),
+        charts: Vec::new(),
     };
     notifiers[0].deliver(mcbot_stages::ports::Route::Reports, &message).await.expect("sent");
     let mails = sink.mails();
@@ -694,6 +695,7 @@ async fn a_discord_report_carries_its_chart_as_an_attached_png_the_embed_shows()
         fields: vec![("return_pct".into(), "1.10".into())],
         ts: t0(),
         image_png: Some(std::fs::read(&path).expect("png")),
+        charts: Vec::new(),
     };
     notifiers[0].deliver(mcbot_stages::ports::Route::Reports, &message).await.expect("sent");
     let posts = fake.posts();
@@ -727,6 +729,7 @@ async fn outbox_contract(o: &dyn DeliveryStore) {
                 fields: vec![("qty".into(), "0.010".into())],
                 ts: at,
                 image_png: None,
+                charts: Vec::new(),
             },
             created_at: at,
         }

@@ -9,6 +9,7 @@ pub mod bar_trigger;
 pub mod consumer;
 pub mod driver;
 pub mod jobs;
+pub mod reports;
 pub mod runtime;
 pub mod schedule;
 

@@ -187,6 +187,13 @@ pub trait Job: Send + Sync {
         fire_time
     }
 
+    /// True when a missed fire runs at start-up however long ago (reports: a missed period is still worth
+    /// producing); false for jobs whose missed fires are only run within the grace period (a week-old bar is not
+    /// traded).
+    fn catches_up_any_age(&self) -> bool {
+        false
+    }
+
     /// Does the work.
     async fn run(&self, cx: &JobContext) -> Result<JobOutcome, JobError>;
 }
@@ -421,8 +428,9 @@ impl Runtime {
         Some(self.fire(idx, fire).await)
     }
 
-    /// At start-up: each job's most recent missed fire runs once if it is within the grace period and the
-    /// ledger has no completed run for it; older fires are not replayed (a week-old bar is not traded).
+    /// At start-up: each job's most recent missed fire runs once if it is within the grace period (or the job
+    /// catches up at any age) and the ledger has no completed run for it; older fires are not replayed (a
+    /// week-old bar is not traded).
     pub async fn catch_up(&self) -> Vec<(String, FireOutcome)> {
         let now = self.clock.now();
         let mut out = Vec::new();
@@ -430,7 +438,7 @@ impl Runtime {
             let r = &self.jobs[idx];
             let Some(fire) = r.schedule.last_at_or_before(now) else { continue };
             self.mark_fired(idx, fire);
-            if now - fire <= self.cfg.grace {
+            if now - fire <= self.cfg.grace || r.job.catches_up_any_age() {
                 out.push((r.job.name().to_owned(), self.fire(idx, fire).await));
             }
         }

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod migrate;
 pub mod notify;
 pub mod preflight;
+pub mod report;
 pub mod run_once;
 pub mod scheduler;
 pub mod status;

@@ -29,6 +29,7 @@ pub async fn run(cfg: &Config, store: &SqlStore, sub: &NotifyCommand, output: Ou
                 fields: vec![("mode".into(), cfg.mode.as_str().into())],
                 ts: clock.now(),
                 image_png: None,
+                charts: Vec::new(),
             };
             let mut rows = Vec::new();
             let mut failed = false;

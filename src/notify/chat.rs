@@ -37,6 +37,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("resume", "trade again"),
     ("kill", "halt: no entries, open orders cancelled (asks to confirm)"),
     ("reset_safe_mode", "clear safe mode: /reset_safe_mode <reason> (asks to confirm)"),
+    ("daily", "the last day's report; /daily n lists the last n days"),
+    ("weekly", "the last week's report; /weekly n lists the last n weeks"),
+    ("monthly", "the last month's report; /monthly n lists the last n months"),
+    ("report", "a full report: /report daily|weekly|monthly"),
+    ("performance", "the last 30 days: return, Sharpe, Sortino, drawdown, P&L per strategy"),
     ("ack", "acknowledge the emergency"),
     ("version", "the running version"),
     ("help", "this list"),
@@ -67,6 +72,7 @@ pub struct ChatControl {
     mode: String,
     pending_reset: Mutex<HashMap<i64, String>>,
     refused: Mutex<HashMap<i64, DateTime<Utc>>>,
+    reports: Option<mcbot_schedules::reports::ReportSettings>,
 }
 
 impl ChatControl {
@@ -88,7 +94,14 @@ impl ChatControl {
             mode: mode.to_owned(),
             pending_reset: Mutex::default(),
             refused: Mutex::default(),
+            reports: None,
         }
+    }
+
+    /// Answers the report commands (`/daily`, `/weekly`, `/monthly`, `/report`, `/performance`) with `settings`.
+    pub fn with_reports(mut self, settings: mcbot_schedules::reports::ReportSettings) -> Self {
+        self.reports = Some(settings);
+        self
     }
 
     /// True for a configured chat.
@@ -168,6 +181,12 @@ impl ChatControl {
                     html: format!("<b>Clear safe mode?</b> Reason: {}", escape(&why)),
                     buttons: vec![("Clear safe mode".into(), "reset:yes".into()), ("Cancel".into(), "cancel".into())],
                 }
+            }
+            "daily" | "weekly" | "monthly" | "report" | "performance" => {
+                let Some(settings) = &self.reports else { return Ok(Reply::text("reports are not set up here")) };
+                let now = self.clock.now();
+                let answer = crate::reports::chat::answer(self.store.as_ref(), settings, now, &name, &rest).await?;
+                Reply::text(answer.unwrap_or_default())
             }
             "ack" => {
                 tracing::info!(chat, "emergency acknowledged from the chat");

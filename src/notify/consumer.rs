@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use mcbot_schedules::EventHandler;
 use mcbot_stages::ports::{
-    BotState, DeliveryStatus, DeliveryStore, Event, EventKind, Message, NewDelivery, Route, Severity, Store,
+    BotState, Channel, DeliveryStatus, DeliveryStore, Event, EventKind, Message, NewDelivery, Route, Severity, Store,
     StoreError, TradingMode,
 };
 
@@ -114,13 +114,22 @@ impl NotificationConsumer {
             flushed = self.outbox.enqueue(std::mem::take(queued)).await?;
         }
         let mut rows = Vec::new();
-        let chart = match (&self.state, ev.kind) {
-            (Some(store), EventKind::ReportProduced) => report_chart(store.as_ref(), e).await,
+        let report = (ev.kind == EventKind::ReportProduced).then(|| report_message(e)).flatten();
+        let chart = match (&self.state, ev.kind, &report) {
+            (Some(store), EventKind::ReportProduced, None) => report_chart(store.as_ref(), e).await,
             _ => None,
         };
         for rule in &self.channels {
             let mut message = render(e, batch);
             message.image_png = chart.clone();
+            if let Some((title, fields, charts)) = &report {
+                message.title = title.clone();
+                message.fields = fields.clone();
+                // The log shows no pictures: its rows need not carry them.
+                if rule.channel != Channel::Log {
+                    message.charts = charts.clone();
+                }
+            }
             let mut status = DeliveryStatus::Pending;
             let mut note = None;
             let mut resolves = false;
@@ -173,6 +182,20 @@ impl NotificationConsumer {
         queued.extend(rows);
         Ok(flushed)
     }
+}
+
+/// A report message's title, headline figures and charts.
+type ReportParts = (String, Vec<(String, String)>, Vec<mcbot_stages::ports::ChartImage>);
+
+/// A report event's title, headline figures and charts, drawn from the report its payload carries; `None` for an
+/// event without one (older releases), which gets [`report_chart`].
+fn report_message(e: &Event) -> Option<ReportParts> {
+    let p = &e.event.payload;
+    let report: mcbot_schedules::reports::Report = serde_json::from_value(p.get("report")?.clone()).ok()?;
+    let quote = p.get("quote").and_then(|q| q.as_str()).unwrap_or_default();
+    let title = mcbot_schedules::reports::text::title(&report);
+    let fields = mcbot_schedules::reports::text::headline(&report, quote);
+    Some((title, fields, crate::reports::charts::all(&report)))
 }
 
 /// The equity and drawdown chart of a report's period, as PNG bytes; `None` when there is nothing to draw or the

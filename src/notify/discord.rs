@@ -166,19 +166,32 @@ impl ChannelNotifier for DiscordChannel {
             let wait = (until - now).to_std().unwrap_or_default();
             return Err(NotifyError::rate_limited("Discord rate limit: waiting for the bucket to reset", wait));
         }
-        let body = payload(m, self.settings.critical_role_id.as_deref(), m.image_png.is_some());
+        // Files: the single chart of a plain message, then a report's charts; the embed shows the first.
+        let mut files: Vec<(String, &[u8])> = Vec::new();
+        if let Some(png) = &m.image_png {
+            files.push(("chart.png".to_owned(), png));
+        }
+        files.extend(m.charts.iter().map(|c| (c.name.clone(), c.png.as_slice())));
+        let mut body = payload(m, self.settings.critical_role_id.as_deref(), !files.is_empty());
+        if let Some((first, _)) = files.first() {
+            body["embeds"][0]["image"] = json!({"url": format!("attachment://{first}")});
+            let list: Vec<Value> =
+                files.iter().enumerate().map(|(i, (name, _))| json!({"id": i, "filename": name})).collect();
+            body["attachments"] = json!(list);
+        }
         let req = self.client.post(url).query(&[("wait", "true")]);
-        let req = match &m.image_png {
-            Some(png) => {
-                let part = reqwest::multipart::Part::bytes(png.clone())
-                    .file_name("chart.png")
+        let req = if files.is_empty() {
+            req.json(&body)
+        } else {
+            let mut form = reqwest::multipart::Form::new().text("payload_json", body.to_string());
+            for (i, (name, png)) in files.iter().enumerate() {
+                let part = reqwest::multipart::Part::bytes(png.to_vec())
+                    .file_name(name.clone())
                     .mime_str("image/png")
                     .map_err(|e| NotifyError::rejected(e.without_url().to_string()))?;
-                let form =
-                    reqwest::multipart::Form::new().text("payload_json", body.to_string()).part("files[0]", part);
-                req.multipart(form)
+                form = form.part(format!("files[{i}]"), part);
             }
-            None => req.json(&body),
+            req.multipart(form)
         };
         let resp =
             req.send().await.map_err(|e| NotifyError::transient(self.scrub.scrub(&e.without_url().to_string())))?;
@@ -228,6 +241,7 @@ mod tests {
             fields: (0..40).map(|i| (format!("f{i}"), "v".repeat(900))).collect(),
             ts: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
             image_png: None,
+            charts: Vec::new(),
         }
     }
 

@@ -106,6 +106,11 @@ pub fn plain(m: &Message) -> String {
     out
 }
 
+/// The content id of an inline chart: its file name without `.png`, as in `cid:equity`.
+fn content_id(name: &str) -> String {
+    name.strip_suffix(".png").unwrap_or(name).to_owned()
+}
+
 /// The HTML body; the chart, when there is one, by content id `chart`.
 pub fn html(m: &Message) -> String {
     let mut rows = String::new();
@@ -113,7 +118,16 @@ pub fn html(m: &Message) -> String {
         rows.push_str(&format!("<tr><th align=\"left\">{}</th><td>{}</td></tr>", escape(k), escape(v)));
     }
     let body = m.body.lines().map(escape).collect::<Vec<_>>().join("<br>");
-    let chart = if m.image_png.is_some() { "<p><img src=\"cid:chart\" alt=\"chart\"></p>" } else { "" };
+    let mut chart =
+        if m.image_png.is_some() { "<p><img src=\"cid:chart\" alt=\"chart\"></p>".to_owned() } else { String::new() };
+    for c in &m.charts {
+        chart.push_str(&format!(
+            "<p><img src=\"cid:{}\" alt=\"{}\" width=\"750\" style=\"max-width:100%\"><br>{}</p>",
+            content_id(&c.name),
+            escape(&c.caption),
+            escape(&c.caption)
+        ));
+    }
     format!(
         "<html><body><h2>{}</h2><p>{body}</p><table>{rows}</table>{chart}<p><small>{} · {}</small></p></body></html>",
         escape(&m.title),
@@ -147,6 +161,12 @@ impl ChannelNotifier for EmailChannel {
             }
             None => MultiPart::related().singlepart(html_part),
         };
+        let png_type =
+            || ContentType::parse("image/png").map_err(|e| NotifyError::rejected(format!("content type: {e}")));
+        let mut html = html;
+        for c in &m.charts {
+            html = html.singlepart(Attachment::new_inline(content_id(&c.name)).body(c.png.clone(), png_type()?));
+        }
         let body = MultiPart::alternative().singlepart(SinglePart::plain(plain(m))).multipart(html);
         let mail = b.multipart(body).map_err(|e| NotifyError::rejected(format!("mail not built: {e}")))?;
         match self.transport.send(mail).await {

@@ -151,6 +151,7 @@ pub fn render(e: &Event, batch: &[Event]) -> Message {
         fields,
         ts: ev.ts,
         image_png: None,
+        charts: Vec::new(),
     }
 }
 

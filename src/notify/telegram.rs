@@ -208,6 +208,18 @@ impl TelegramChannel {
                 .await
                 .map_err(|e| classify(&e, &self.scrub))?;
         }
+        // A report's charts follow its text, one photo each with its caption.
+        for c in &m.charts {
+            let photo = InputFile::memory(c.png.clone()).file_name(c.name.clone());
+            let caption = split(&[escape(&c.caption)], CAPTION_LIMIT).into_iter().next().unwrap_or_default();
+            self.bot
+                .send_photo(chat, photo)
+                .caption(caption)
+                .parse_mode(ParseMode::Html)
+                .send()
+                .await
+                .map_err(|e| classify(&e, &self.scrub))?;
+        }
         Ok(())
     }
 }
@@ -243,6 +255,7 @@ mod tests {
             fields: vec![("fee".into(), "<1>".into())],
             ts: chrono::DateTime::from_timestamp(0, 0).unwrap_or_default(),
             image_png: None,
+            charts: Vec::new(),
         };
         let lines = html_lines(&m);
         assert_eq!(lines[0], "🟡 <b>a &lt;b&gt; title</b>");

@@ -324,6 +324,7 @@ mod tests {
                 fields: vec![],
                 ts: at,
                 image_png: None,
+                charts: Vec::new(),
             },
             created_at: at,
         }

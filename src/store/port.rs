@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcbot_stages::domain::{Candle, ClientOrderId, Fill, Order, Position, Symbol, Timeframe};
 use mcbot_stages::ports::{
-    BotState, Claimant, EquitySnapshot, Event, EventQuery, JobClaim, JobRunRecord, JobStatus, NewEvent, ReportRecord,
-    RunFence, Severity, SignalRecord, Store, StoreError, UnitOfWork, Versioned,
+    BotState, Claimant, EquitySnapshot, Event, EventQuery, FillStrategy, JobClaim, JobRunRecord, JobStatus, NewEvent,
+    ReportRecord, RunFence, Severity, SignalRecord, Store, StoreError, UnitOfWork, Versioned,
 };
 
 use super::SqlStore;
@@ -137,6 +137,18 @@ impl Store for SqlStore {
 
     async fn insert_report(&self, report: &ReportRecord) -> Result<(), StoreError> {
         self.insert_report_impl(report).await
+    }
+
+    async fn stored_report(&self, kind: &str, period_start: DateTime<Utc>) -> Result<Option<ReportRecord>, StoreError> {
+        self.report(kind, period_start).await
+    }
+
+    async fn latest_report(&self, kind: &str) -> Result<Option<ReportRecord>, StoreError> {
+        self.latest_report_impl(kind).await
+    }
+
+    async fn fill_strategies(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<FillStrategy>, StoreError> {
+        self.fill_strategies_impl(from, to).await
     }
 
     async fn insert_heartbeat(

@@ -3,7 +3,7 @@
 
 use super::query::Row;
 use chrono::{DateTime, Utc};
-use mcbot_stages::ports::{BotState, EquitySnapshot, ReportRecord, SignalRecord, StoreError, Versioned};
+use mcbot_stages::ports::{BotState, EquitySnapshot, FillStrategy, ReportRecord, SignalRecord, StoreError, Versioned};
 use serde::{Deserialize, Serialize};
 
 use super::SqlStore;
@@ -27,6 +27,15 @@ static UPSERT_REPORT: Sql = Sql::new(
 );
 static REPORT: Sql =
     Sql::new("SELECT kind, period_start, period_end, body FROM reports WHERE kind = $1 AND period_start = $2");
+static LATEST_REPORT: Sql = Sql::new(
+    "SELECT kind, period_start, period_end, body FROM reports WHERE kind = $1 ORDER BY period_start DESC LIMIT 1",
+);
+static FILL_STRATEGIES: Sql = Sql::new(
+    "SELECT f.symbol, f.trade_id, MIN(s.strategy) AS strategy FROM fills f \
+     JOIN orders o ON o.client_order_id = f.client_order_id \
+     JOIN signals s ON s.run_id = o.run_id AND s.symbol = o.symbol \
+     WHERE f.ts >= $1 AND f.ts < $2 GROUP BY f.symbol, f.trade_id ORDER BY f.symbol, f.trade_id",
+);
 static INSERT_HEARTBEAT: Sql = Sql::new("INSERT INTO heartbeats (ts, ok, detail) VALUES ($1, $2, $3)");
 static LATEST_HEARTBEAT: Sql = Sql::new("SELECT ts, ok, detail FROM heartbeats ORDER BY ts DESC, id DESC LIMIT 1");
 pub(crate) static LOAD_STATE: Sql = Sql::new("SELECT value, version FROM bot_state WHERE key = $1");
@@ -38,6 +47,8 @@ pub(crate) static STATEMENTS: &[&Sql] = &[
     &EQUITY_BEFORE,
     &UPSERT_REPORT,
     &REPORT,
+    &LATEST_REPORT,
+    &FILL_STRATEGIES,
     &INSERT_HEARTBEAT,
     &LATEST_HEARTBEAT,
     &LOAD_STATE,
@@ -119,17 +130,38 @@ impl SqlStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(self.err("report"))?;
-        row.as_ref()
+        row.as_ref().map(report_from_row).transpose()
+    }
+
+    /// See [`mcbot_stages::ports::Store::latest_report`].
+    pub(crate) async fn latest_report_impl(&self, kind: &str) -> Result<Option<ReportRecord>, StoreError> {
+        let row =
+            Q::fixed(&LATEST_REPORT).bind(kind).fetch_optional(&self.pool).await.map_err(self.err("latest_report"))?;
+        row.as_ref().map(report_from_row).transpose()
+    }
+
+    /// See [`mcbot_stages::ports::Store::fill_strategies`].
+    pub(crate) async fn fill_strategies_impl(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<FillStrategy>, StoreError> {
+        let rows = Q::fixed(&FILL_STRATEGIES)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("fill_strategies"))?;
+        rows.iter()
             .map(|row| {
-                let c = Cols::new(row, "reports");
-                Ok(ReportRecord {
-                    kind: c.text("kind")?,
-                    period_start: c.time("period_start")?,
-                    period_end: c.time("period_end")?,
-                    body: c.json("body")?,
+                let c = Cols::new(row, "fills");
+                Ok(FillStrategy {
+                    symbol: c.symbol("symbol")?,
+                    trade_id: c.text("trade_id")?,
+                    strategy: c.text("strategy")?,
                 })
             })
-            .transpose()
+            .collect()
     }
 
     /// See [`mcbot_stages::ports::Store::insert_heartbeat`].
@@ -174,6 +206,16 @@ impl SqlStore {
             .map_err(|e| c.corrupt("value", format!("invalid bot state: {e}")))?;
         Ok(Versioned { value, version: c.int("version")? })
     }
+}
+
+fn report_from_row(row: &Row) -> Result<ReportRecord, StoreError> {
+    let c = Cols::new(row, "reports");
+    Ok(ReportRecord {
+        kind: c.text("kind")?,
+        period_start: c.time("period_start")?,
+        period_end: c.time("period_end")?,
+        body: c.json("body")?,
+    })
 }
 
 fn equity_from_row(row: &Row) -> Result<EquitySnapshot, StoreError> {

@@ -221,6 +221,7 @@ impl EventHandler for Audit {
                     fields: vec![],
                     ts: e.event.ts,
                     image_png: None,
+                    charts: Vec::new(),
                 },
                 created_at: e.event.ts,
             })
@@ -291,6 +292,7 @@ pub async fn child_main() {
             stop_loss_pct: None,
             take_profit_pct: None,
             kill_switch_file: spec.kill_dir.join("KILL"),
+            ..RiskLimits::default()
         },
         pretrade: Default::default(),
         sizing: SizingParams { rebalance_band_pct: Decimal::new(1, 1), ..SizingParams::default() },

@@ -1,125 +1,75 @@
-//! Period reports (daily, weekly, monthly): P&L, return, drawdown and trading activity of the period that just
-//! ended, computed from the store alone (so a report can be recomputed any time), logged, stored and sent.
+//! The report jobs (daily, weekly, monthly): each run produces the period that just ended, and every period missed
+//! since the last stored report (the bot was down), stores them and emits one `report_produced` event per period
+//! with the ledger row, so each period is reported exactly once. The figures and text live in
+//! [`crate::reports`]; the job only decides which periods are due.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Datelike, Duration, Months, NaiveTime, TimeZone, Utc};
-use mcbot_stages::domain::{Decimal, Side};
+use chrono::{DateTime, Utc};
 use mcbot_stages::ports::{EventKind, FailureKind, NewEvent, ReportRecord, Severity, Store, StoreError};
-use serde::Serialize;
 
+use crate::reports::{Report, ReportSettings, build_report, text};
 use crate::runtime::{Job, JobContext, JobError, JobOutcome};
 
-/// Report period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Period {
-    /// UTC calendar day.
-    Daily,
-    /// ISO week, Monday 00:00 UTC.
-    Weekly,
-    /// Calendar month, UTC.
-    Monthly,
-}
+pub use crate::reports::{Period, period_bounds};
 
-impl Period {
-    /// Name, as stored and as the job suffix.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Period::Daily => "daily",
-            Period::Weekly => "weekly",
-            Period::Monthly => "monthly",
-        }
-    }
-}
-
-/// The complete period before the one containing `t`: a report fired just after midnight covers yesterday.
-pub fn period_bounds(period: Period, t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    let day = t.date_naive().and_time(NaiveTime::MIN).and_utc();
-    match period {
-        Period::Daily => (day - Duration::days(1), day),
-        Period::Weekly => {
-            let end = day - Duration::days(i64::from(t.weekday().num_days_from_monday()));
-            (end - Duration::weeks(1), end)
-        }
-        Period::Monthly => {
-            let end = Utc.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0).single().unwrap_or(day);
-            (end.checked_sub_months(Months::new(1)).unwrap_or(end), end)
-        }
-    }
-}
-
-/// The figures of one period, exact.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Summary {
-    /// Equity at the start (last snapshot before it, else the first inside).
-    pub start_equity: Option<Decimal>,
-    /// Equity at the end (last snapshot inside).
-    pub end_equity: Option<Decimal>,
-    /// End minus start.
-    pub pnl: Decimal,
-    /// P&L over start, in %.
-    pub return_pct: Decimal,
-    /// Largest fall from a running peak inside the period, in %.
-    pub max_drawdown_pct: Decimal,
-    /// Number of fills.
-    pub fills: usize,
-    /// Of which buys.
-    pub buys: usize,
-    /// Of which sells.
-    pub sells: usize,
-    /// Fees paid, in quote.
-    pub fees: Decimal,
-    /// Quote value traded.
-    pub turnover: Decimal,
-}
-
-/// Computes the summary of [start, end) from stored equity snapshots and fills.
-pub async fn summarize(store: &dyn Store, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Summary, StoreError> {
-    let snaps = store.equity_between(start, end).await?;
-    let before = store.equity_before(start).await?;
-    let start_equity = before.map(|s| s.equity).or_else(|| snaps.first().map(|s| s.equity));
-    let end_equity = snaps.last().map(|s| s.equity).or(start_equity);
-    let mut s = Summary { start_equity, end_equity, ..Default::default() };
-    if let (Some(a), Some(b)) = (start_equity, end_equity) {
-        s.pnl = b - a;
-        if a > Decimal::ZERO {
-            s.return_pct = (s.pnl / a * Decimal::ONE_HUNDRED).round_dp(4);
-        }
-    }
-    let mut peak = start_equity.unwrap_or_default();
-    for snap in &snaps {
-        peak = peak.max(snap.equity);
-        if peak > Decimal::ZERO {
-            s.max_drawdown_pct =
-                s.max_drawdown_pct.max(((Decimal::ONE - snap.equity / peak) * Decimal::ONE_HUNDRED).round_dp(4));
-        }
-    }
-    for f in store.fills_between(start, end).await? {
-        s.fills += 1;
-        match f.side {
-            Side::Buy => s.buys += 1,
-            Side::Sell => s.sells += 1,
-        }
-        s.fees += f.fee;
-        s.turnover += f.notional();
-    }
-    Ok(s)
-}
+/// A catch-up never walks back further than this many periods (a store whose reports stopped years ago).
+const MAX_CATCH_UP: usize = 1000;
 
 /// One report job per period.
 pub struct ReportJob {
     period: Period,
     name: String,
     store: Arc<dyn Store>,
+    settings: ReportSettings,
 }
 
 impl ReportJob {
     /// Builds the job; its name is `report-daily`, `report-weekly` or `report-monthly`.
-    pub fn new(period: Period, store: Arc<dyn Store>) -> Self {
-        Self { period, name: format!("report-{}", period.as_str()), store }
+    pub fn new(period: Period, store: Arc<dyn Store>, settings: ReportSettings) -> Self {
+        Self { period, name: format!("report-{}", period.as_str()), store, settings }
     }
+
+    /// Starts of the missed periods before `start` (oldest first): walking back from `start` over periods with no
+    /// stored report, or with one this very run stored before it failed, down to the latest report of another
+    /// run. Nothing before a first report: a fresh deployment does not report its whole history.
+    async fn missed(&self, start: DateTime<Utc>, run_id: &str) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let kind = self.period.as_str();
+        let Some(latest) = self.store.latest_report(kind).await? else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        let mut s = period_bounds(self.period, start).0;
+        while s >= latest.period_start && out.len() < MAX_CATCH_UP {
+            match self.store.stored_report(kind, s).await? {
+                Some(r) if r.body.get("run_id").and_then(|v| v.as_str()) != Some(run_id) => break,
+                _ => out.push(s),
+            }
+            s = period_bounds(self.period, s).0;
+        }
+        out.reverse();
+        Ok(out)
+    }
+}
+
+/// The `report_produced` event of a report: its text as the message, headline figures and the whole report
+/// in the payload (the notification consumer draws the charts from it).
+pub fn report_event(report: &Report, quote: &str, run_id: Option<&str>) -> Result<NewEvent, serde_json::Error> {
+    let figures: serde_json::Map<String, serde_json::Value> =
+        text::headline(report, quote).into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+    let mut e = NewEvent::new(report.end, EventKind::ReportProduced, Severity::Info, text::render(report, quote))
+        .payload(serde_json::json!({
+            "period": report.period.as_str(),
+            "start": report.start,
+            "end": report.end,
+            "quote": quote,
+            "figures": figures,
+            "report": serde_json::to_value(report)?,
+        }))
+        .dedup(format!("report:{}:{}", report.period.as_str(), report.start.timestamp()));
+    if let Some(r) = run_id {
+        e = e.run(r);
+    }
+    Ok(e)
 }
 
 #[async_trait]
@@ -128,66 +78,43 @@ impl Job for ReportJob {
         &self.name
     }
 
+    fn catches_up_any_age(&self) -> bool {
+        true
+    }
+
     async fn run(&self, cx: &JobContext) -> Result<JobOutcome, JobError> {
-        let (start, end) = period_bounds(self.period, cx.scheduled_at);
-        let s = summarize(self.store.as_ref(), start, end).await?;
-        let text = format!(
-            "{} report {} .. {}: P&L {} ({}%), max drawdown {}%, {} fill(s) ({} buy / {} sell), fees {}, turnover {}",
-            self.period.as_str(),
-            start.format("%Y-%m-%d"),
-            end.format("%Y-%m-%d"),
-            s.pnl.round_dp(2),
-            s.return_pct.round_dp(2),
-            s.max_drawdown_pct.round_dp(2),
-            s.fills,
-            s.buys,
-            s.sells,
-            s.fees.round_dp(2),
-            s.turnover.round_dp(2),
-        );
-        let body = serde_json::to_value(&s).map_err(|e| JobError::failed(FailureKind::Store, e.to_string()))?;
-        self.store
-            .insert_report(&ReportRecord {
-                kind: self.period.as_str().into(),
-                period_start: start,
-                period_end: end,
-                body: body.clone(),
-            })
-            .await?;
-        let mut outcome = JobOutcome::ok(text.clone(), body.clone());
-        outcome.events.push(
-            NewEvent::new(end, EventKind::ReportProduced, Severity::Info, text)
-                .run(cx.run_id.to_string())
-                .payload(
-                    serde_json::json!({"period": self.period.as_str(), "start": start, "end": end, "figures": body}),
-                )
-                .dedup(format!("report:{}:{}", self.period.as_str(), start.timestamp())),
-        );
+        let (start, _) = period_bounds(self.period, cx.scheduled_at);
+        let run_id = cx.run_id.to_string();
+        let mut starts = self.missed(start, &run_id).await?;
+        starts.push(start);
+        let bad = |e: serde_json::Error| JobError::failed(FailureKind::Store, e.to_string());
+        let mut events = Vec::new();
+        let mut summary = String::new();
+        let mut detail = serde_json::Value::Null;
+        for s in &starts {
+            let end = self.period.next_start(*s);
+            let report = build_report(self.store.as_ref(), &self.settings, self.period, *s, end).await?;
+            let body = serde_json::json!({"run_id": run_id, "report": serde_json::to_value(&report).map_err(bad)?});
+            self.store
+                .insert_report(&ReportRecord {
+                    kind: self.period.as_str().into(),
+                    period_start: *s,
+                    period_end: end,
+                    body,
+                })
+                .await?;
+            let mut event = report_event(&report, &self.settings.quote, Some(&run_id)).map_err(bad)?;
+            // Produced now: a caught-up period's report is news of this run, not of the day it covers.
+            event.ts = cx.scheduled_at.max(report.end);
+            detail = event.payload.get("figures").cloned().unwrap_or_default();
+            summary = text::title(&report);
+            events.push(event);
+        }
+        if starts.len() > 1 {
+            summary.push_str(&format!(" (and {} missed period(s) caught up)", starts.len() - 1));
+        }
+        let mut outcome = JobOutcome::ok(summary, serde_json::json!({"periods": starts, "figures": detail}));
+        outcome.events = events;
         Ok(outcome)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
-    }
-
-    #[test]
-    fn periods_end_where_the_fire_falls() {
-        assert_eq!(
-            period_bounds(Period::Daily, t("2024-03-01T00:05:00Z")),
-            (t("2024-02-29T00:00:00Z"), t("2024-03-01T00:00:00Z"))
-        );
-        assert_eq!(
-            period_bounds(Period::Weekly, t("2024-03-04T00:10:00Z")),
-            (t("2024-02-26T00:00:00Z"), t("2024-03-04T00:00:00Z"))
-        );
-        assert_eq!(
-            period_bounds(Period::Monthly, t("2024-03-01T00:15:00Z")),
-            (t("2024-02-01T00:00:00Z"), t("2024-03-01T00:00:00Z"))
-        );
     }
 }

@@ -19,7 +19,7 @@ const FONT_PATHS: [&str; 5] = [
 ];
 
 /// Registers a sans-serif font once; true when text can be drawn.
-fn font_ready() -> bool {
+pub(crate) fn font_ready() -> bool {
     static READY: OnceLock<bool> = OnceLock::new();
     *READY.get_or_init(|| {
         let from_env = std::env::var("MCBOT_CHART_FONT").ok();

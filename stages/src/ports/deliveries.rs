@@ -132,6 +132,20 @@ pub struct Message {
     /// A PNG chart, for reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_png: Option<Vec<u8>>,
+    /// More charts (a report's set), each sent as its own photo or attachment after the text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charts: Vec<ChartImage>,
+}
+
+/// A named PNG chart attached to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChartImage {
+    /// File name, e.g. `equity.png` (also the content id of an inline email image, without `.png`).
+    pub name: String,
+    /// One line saying what it shows.
+    pub caption: String,
+    /// PNG bytes.
+    pub png: Vec<u8>,
 }
 
 /// A delivery about to be recorded.

@@ -7,12 +7,14 @@ mod failure;
 mod notifier;
 mod store;
 
-pub use deliveries::{Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, Message, NewDelivery, Route};
+pub use deliveries::{
+    Channel, ChartImage, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, Message, NewDelivery, Route,
+};
 pub use events::{Event, EventKind, EventQuery, NewEvent};
 pub use exchange::{Exchange, ExchangeError, OrderAck};
 pub use failure::FailureKind;
 pub use notifier::{Alert, ChannelNotifier, Notifier, NotifyError, NotifyErrorKind, Severity};
 pub use store::{
-    BotState, Claimant, DayCounts, EquitySnapshot, JobClaim, JobRunRecord, JobStatus, LiveStatus, ReportRecord,
-    RunFence, RunHolder, SignalRecord, Store, StoreError, TradingMode, UnitOfWork, Versioned,
+    BotState, Claimant, DayCounts, EquitySnapshot, FillStrategy, JobClaim, JobRunRecord, JobStatus, LiveStatus,
+    ReportRecord, RunFence, RunHolder, SignalRecord, Store, StoreError, TradingMode, UnitOfWork, Versioned,
 };

@@ -192,6 +192,17 @@ pub struct ReportRecord {
     pub body: serde_json::Value,
 }
 
+/// Which strategy a fill belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillStrategy {
+    /// The fill's pair.
+    pub symbol: Symbol,
+    /// The fill's trade id (unique per pair).
+    pub trade_id: String,
+    /// The strategy whose signal the order followed.
+    pub strategy: String,
+}
+
 /// Whether the bot may trade, as set by commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -464,6 +475,25 @@ pub trait Store: Send + Sync {
     async fn equity_before(&self, t: DateTime<Utc>) -> Result<Option<EquitySnapshot>, StoreError>;
     /// Stores a report (one per kind and period start).
     async fn insert_report(&self, report: &ReportRecord) -> Result<(), StoreError>;
+    /// The stored report of `kind` for the period starting at `period_start`: a report job tells by it whether a
+    /// period was already produced. The default (a store that keeps no reports) has none.
+    async fn stored_report(
+        &self,
+        _kind: &str,
+        _period_start: DateTime<Utc>,
+    ) -> Result<Option<ReportRecord>, StoreError> {
+        Ok(None)
+    }
+    /// The report of `kind` with the latest period start: where a report job's catch-up resumes after downtime.
+    async fn latest_report(&self, _kind: &str) -> Result<Option<ReportRecord>, StoreError> {
+        Ok(None)
+    }
+    /// The strategy behind each fill in [from, to) (through its order's run and the signal of that run for the
+    /// symbol), so reports attribute P&L per strategy with one query instead of one per fill. Fills without a
+    /// recorded signal are absent. The default knows no strategies.
+    async fn fill_strategies(&self, _from: DateTime<Utc>, _to: DateTime<Utc>) -> Result<Vec<FillStrategy>, StoreError> {
+        Ok(Vec::new())
+    }
     /// Records a heartbeat with its details.
     async fn insert_heartbeat(&self, ts: DateTime<Utc>, ok: bool, detail: &serde_json::Value)
     -> Result<(), StoreError>;
