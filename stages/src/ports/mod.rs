@@ -7,7 +7,9 @@ mod failure;
 mod notifier;
 mod store;
 
-pub use deliveries::{Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, Message, NewDelivery, Route};
+pub use deliveries::{
+    Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, FollowUp, Message, NewDelivery, Route,
+};
 pub use events::{Event, EventKind, EventQuery, NewEvent};
 pub use exchange::{Exchange, ExchangeError, OrderAck};
 pub use failure::FailureKind;
