@@ -243,7 +243,11 @@ impl App {
                         tf,
                         cfg.pipeline.max_stale_bars,
                     )
-                    .with_event_retention(Duration::days(cfg.events.retention_days)),
+                    .with_event_retention(Duration::days(cfg.events.retention_days))
+                    .with_outbox(
+                        store.clone() as Arc<dyn mcbot_stages::ports::DeliveryStore>,
+                        Duration::days(i64::from(cfg.notify.retention_days)),
+                    ),
                 ),
             ),
             (Schedule::parse(&s.reconcile)?, reconcile.clone()),
@@ -285,7 +289,8 @@ impl App {
         let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
         let consumer = mcbot_schedules::Consumer::new(self.store.clone(), self.clock.clone(), handler, holder);
         let notifiers = setup::notifiers(n, self.clock.clone(), None)?;
-        let worker = DeliveryWorker::new(outbox, self.clock.clone(), notifiers, setup::policy(n));
+        let worker = DeliveryWorker::new(outbox, self.clock.clone(), notifiers, setup::policy(n))
+            .with_rules(setup::follow_up_rules(n));
         Ok(Notifications { consumer, worker, wake })
     }
 
@@ -295,14 +300,18 @@ impl App {
         use crate::notify::setup;
         let Some(s) = setup::telegram_settings(&self.cfg.notify) else { return Ok(None) };
         let store: Arc<dyn Store> = self.store.clone();
-        let control = Arc::new(ChatControl::new(
-            s.chat_ids.clone(),
-            store,
-            self.exchange.clone(),
-            self.clock.clone(),
-            Some(self.runtime.clone()),
-            self.cfg.mode.as_str(),
-        ));
+        let control = Arc::new(
+            ChatControl::new(
+                s.chat_ids.clone(),
+                store,
+                self.exchange.clone(),
+                self.clock.clone(),
+                Some(self.runtime.clone()),
+                self.cfg.mode.as_str(),
+            )
+            .with_outbox(self.store.clone())
+            .with_market(self.cfg.market.symbols.clone(), self.cfg.market.timeframe),
+        );
         let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
         let scrub = Arc::new(setup::scrubber(&self.cfg.notify));
         let poller = Poller::new(&s, control, self.store.clone(), self.clock.clone(), holder, 25, scrub)

@@ -97,17 +97,29 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     result
 }
 
-/// "scheduler stopped cleanly (SIGTERM or SIGINT) after 3 h 12 min; equity 10 230.00 USDT, 2 open positions".
+/// "scheduler stopped cleanly (a stop signal) after 3 h 12 min; equity 10230.00 USDT, day P&L 12.50 USDT, open
+/// positions 2 (BTCUSDT, ETHUSDT)".
 async fn stopped_line(app: &App, started: std::time::Instant) -> String {
     let up = started.elapsed().as_secs();
+    let quote = &app.cfg.market.quote;
     let equity = app.store.equity_before(chrono::DateTime::<chrono::Utc>::MAX_UTC).await.ok().flatten();
-    let open = app.store.positions().await.map(|p| p.iter().filter(|p| !p.qty.is_zero()).count()).ok();
+    let day = crate::notify::lifecycle::day_pnl(app.store.as_ref(), app.clock.now()).await.ok().flatten();
+    let open: Option<Vec<String>> = app
+        .store
+        .positions()
+        .await
+        .map(|p| p.iter().filter(|p| !p.qty.is_zero()).map(|p| p.symbol.as_str().to_owned()).collect())
+        .ok();
     format!(
-        "scheduler stopped cleanly (a stop signal) after {} h {} min; equity {}, open positions {}",
+        "scheduler stopped cleanly (a stop signal) after {} h {} min; equity {}, day P&L {}, open positions {}",
         up / 3600,
         (up % 3600) / 60,
-        equity.map_or_else(|| "-".to_owned(), |e| format!("{} {}", e.equity.round_dp(2), app.cfg.market.quote)),
-        open.map_or_else(|| "-".to_owned(), |n| n.to_string())
+        equity.map_or_else(|| "-".to_owned(), |e| format!("{} {quote}", e.equity.round_dp(2))),
+        day.map_or_else(|| "-".to_owned(), |d| format!("{} {quote}", d.round_dp(2))),
+        open.map_or_else(
+            || "-".to_owned(),
+            |o| if o.is_empty() { "0".to_owned() } else { format!("{} ({})", o.len(), o.join(", ")) }
+        )
     )
 }
 
@@ -131,14 +143,20 @@ async fn skip_history(app: &App, consumer: &str, holder: &str) {
 
 /// Records the start, and a crash when the previous start never recorded its stop.
 async fn lifecycle_started(app: &App) -> Result<(), AppError> {
-    let query = EventQuery { kinds: vec![EventKind::Started, EventKind::Stopped], ..Default::default() };
+    use crate::notify::lifecycle::{PreviousRun, config_hash};
+    let query =
+        EventQuery { kinds: vec![EventKind::Started, EventKind::Stopped, EventKind::Crashed], ..Default::default() };
     let last = app.store.read_events(&query).await?.pop();
+    let previous = PreviousRun::from_last(last.as_ref());
     let now = app.clock.now();
     let mut events = Vec::new();
-    if let Some(prev) = last.filter(|e| e.event.kind == EventKind::Started) {
-        let msg = format!("the scheduler started at {} ended without stopping cleanly", prev.event.ts);
+    // A run that died without its panic hook (kill -9, power loss) is reported now; one whose hook recorded the
+    // crash was reported then.
+    if let PreviousRun::Unclean(at) = previous {
+        let msg = format!("the scheduler started at {at} ended without stopping cleanly");
         events.push(NewEvent::new(now, EventKind::Crashed, Severity::Critical, msg));
     }
+    let hash = config_hash(&app.cfg);
     let cfg = &app.cfg;
     let equity = app.store.equity_before(chrono::DateTime::<chrono::Utc>::MAX_UTC).await?.map(|e| e.equity.round_dp(2));
     let symbols: Vec<&str> = cfg.market.symbols.iter().map(|s| s.as_str()).collect();
@@ -147,7 +165,7 @@ async fn lifecycle_started(app: &App) -> Result<(), AppError> {
         _ => format!("{:?}", cfg.exchange.venue).to_lowercase(),
     };
     let who = format!(
-        "scheduler started: mode {}, pid {} on {}\nmcbot {}, venue {venue}, strategy {}, {} {}\nequity {}",
+        "scheduler started: mode {}, pid {} on {}\nmcbot {}, venue {venue}, strategy {}, {} {}\nequity {}\nconfig {hash}; {}",
         cfg.mode.as_str(),
         std::process::id(),
         crate::liveness::host_name(),
@@ -156,10 +174,11 @@ async fn lifecycle_started(app: &App) -> Result<(), AppError> {
         cfg.market.timeframe,
         symbols.join(" "),
         equity.map_or_else(|| "not yet known".to_owned(), |e| format!("{e} {}", cfg.market.quote)),
+        previous.line(),
     );
     let payload = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"), "mode": cfg.mode.as_str(), "venue": venue,
-        "strategy": cfg.strategy.name, "symbols": symbols, "equity": equity,
+        "strategy": cfg.strategy.name, "symbols": symbols, "equity": equity, "config_hash": hash,
     });
     events.push(NewEvent::new(now, EventKind::Started, Severity::Info, who).payload(payload));
     app.store.append_events(events).await?;

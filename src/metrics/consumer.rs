@@ -229,6 +229,8 @@ fn record_one(memory: &mut Memory, e: &Event) -> bool {
         }
         EventKind::UnauthorizedChat
         | EventKind::ChannelFailed
+        | EventKind::AlertAcknowledged
+        | EventKind::NotificationsMuted
         | EventKind::BreakerCleared
         | EventKind::SafeModeOn
         | EventKind::SafeModeOff

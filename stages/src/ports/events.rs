@@ -113,6 +113,10 @@ event_kinds! {
     UnauthorizedChat => "unauthorized_chat",
     /// A notification channel cannot work as configured (another process polls the same chat bot).
     ChannelFailed => "channel_failed",
+    /// A person acknowledged the repeating emergency messages (they stop repeating).
+    AlertAcknowledged => "alert_acknowledged",
+    /// A person muted (or unmuted) the messages of an event kind for a while.
+    NotificationsMuted => "notifications_muted",
 }
 
 impl std::fmt::Display for EventKind {
