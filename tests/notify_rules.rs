@@ -401,3 +401,53 @@ async fn required_tls_refuses_a_server_without_starttls_and_sends_nothing_in_cle
     opportunistic.deliver(Route::Alerts, &message).await.expect("sent");
     assert_eq!(sink.mails().len(), 1);
 }
+
+/// Run only as the child of the test below: installs the crash hook for the database and fake Telegram given in
+/// the environment, then panics for real.
+#[test]
+#[ignore = "the child process of a_panic_is_recorded_and_sent_at_once_and_not_again_by_the_next_start"]
+fn panicking_child() {
+    let (Ok(url), Ok(api)) = (std::env::var("MCBOT_TEST_CRASH_DB"), std::env::var("MCBOT_TEST_CRASH_API")) else {
+        return;
+    };
+    let report = mcbot::notify::lifecycle::CrashReport::new(url, telegram(&api), std::time::Duration::from_secs(3));
+    mcbot::notify::lifecycle::install_panic_hook(report);
+    let broken: Option<u32> = None;
+    let _ = broken.expect("the invariant this test breaks on purpose");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_is_recorded_and_sent_at_once_and_not_again_by_the_next_start() {
+    let db = test_store(Backend::Sqlite).await;
+    let fake = FakeTelegram::start(TOKEN).await;
+    let exe = std::env::current_exe().expect("test binary");
+    let (url, api) = (db.url.clone(), fake.url.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(exe)
+            .args(["--ignored", "--exact", "notify_rules::panicking_child", "--nocapture"])
+            .env("MCBOT_TEST_CRASH_DB", url)
+            .env("MCBOT_TEST_CRASH_API", api)
+            .output()
+            .expect("child runs")
+    })
+    .await
+    .expect("joined");
+    assert!(!out.status.success(), "the child panicked");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("crash reported to: telegram"), "{stderr}");
+    let texts = fake.texts();
+    assert_eq!(texts.len(), 1, "sent before the process died: {texts:?}");
+    assert!(texts[0].contains("panicked") && texts[0].contains("the invariant this test breaks on purpose"));
+    let crashed = db
+        .store
+        .read_events(&EventQuery { kinds: vec![EventKind::Crashed], ..Default::default() })
+        .await
+        .expect("events");
+    assert_eq!(crashed.len(), 1, "the crash is in the event log");
+    // The next process's consumer finds the crash already delivered on Telegram and does not send it twice.
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let (consumer, worker) = pipeline(&db.store, clock, &telegram(&fake.url));
+    consumer.pump().await.expect("pump");
+    worker.pass().await.expect("pass");
+    assert_eq!(fake.texts().len(), 1, "{:?}", fake.texts());
+}

@@ -193,3 +193,36 @@ pub fn install_panic_hook(report: CrashReport) {
         previous(info);
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TelegramConfig;
+
+    #[test]
+    fn the_config_hash_follows_settings_but_not_secrets() {
+        let mut a = Config::default();
+        a.notify.telegram =
+            Some(TelegramConfig { token: Some("1:first".into()), chat_ids: vec![1], api_url: "http://x".into() });
+        let mut b = a.clone();
+        if let Some(t) = b.notify.telegram.as_mut() {
+            t.token = Some("2:rotated".into());
+        }
+        assert_eq!(config_hash(&a), config_hash(&b), "a rotated token is the same configuration");
+        assert_eq!(config_hash(&a).len(), 12);
+        b.notify.cooldown_secs += 1;
+        assert_ne!(config_hash(&a), config_hash(&b), "a changed setting is another");
+    }
+
+    #[test]
+    fn the_previous_run_reads_from_the_last_lifecycle_event() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let ev = |kind, msg: &str| Event { id: 1, event: NewEvent::new(t, kind, Severity::Info, msg) };
+        assert_eq!(PreviousRun::from_last(None), PreviousRun::None);
+        assert_eq!(PreviousRun::from_last(Some(&ev(EventKind::Stopped, "bye"))), PreviousRun::Clean);
+        let unclean = PreviousRun::from_last(Some(&ev(EventKind::Started, "hi")));
+        assert!(unclean.line().contains("ended without stopping cleanly"), "{}", unclean.line());
+        let crashed = PreviousRun::from_last(Some(&ev(EventKind::Crashed, "mcbot panicked in thread x\nmore")));
+        assert_eq!(crashed.line(), "the previous run crashed: mcbot panicked in thread x");
+    }
+}
