@@ -201,13 +201,15 @@ async fn mute_silences_a_kind_for_its_time_but_never_a_critical_message() {
     let before = fake.texts().len();
     let stale = NewEvent::new(clock.now(), EventKind::StaleData, Severity::Warning, "BTCUSDT data is 3 bars old")
         .dedup("stale_data:BTCUSDT");
-    let critical = NewEvent::new(clock.now(), EventKind::SafeModeOn, Severity::Critical, "drawdown 21 %");
+    // The same kind, critical: a mute never silences it.
+    let critical = NewEvent::new(clock.now(), EventKind::StaleData, Severity::Critical, "SOLUSDT data 40 bars old")
+        .dedup("stale_data:SOLUSDT");
     app.store.append_events(vec![stale, critical]).await.expect("append");
     notify.consumer.pump().await.expect("pump");
     notify.worker.pass().await.expect("pass");
     let new: Vec<String> = fake.texts().split_off(before);
     assert_eq!(new.len(), 1, "only the critical one: {new:?}");
-    assert!(new[0].contains("drawdown 21 %"));
+    assert!(new[0].contains("SOLUSDT data 40 bars old"));
     // An hour later the mute is over.
     clock.advance(Duration::minutes(61));
     let stale = NewEvent::new(clock.now(), EventKind::StaleData, Severity::Warning, "ETHUSDT data is 3 bars old")
