@@ -121,7 +121,8 @@ impl NotificationConsumer {
             .and_then(|mut m| m.next().map(|(_, until)| *until));
         let looks_back = clearing || (routed == Some(Route::Alerts) && ev.severity >= Severity::Warning);
         let mut flushed = 0;
-        if looks_back && !queued.is_empty() {
+        // The lookups read rows of this key only: queued rows of other keys need not be written first.
+        if looks_back && queued.iter().any(|r| r.fatigue_key.as_deref() == Some(key.as_str())) {
             flushed = self.outbox.enqueue(std::mem::take(queued)).await?;
         }
         let mut rows = Vec::new();
