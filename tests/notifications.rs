@@ -763,6 +763,9 @@ async fn outbox_contract(o: &dyn DeliveryStore) {
     assert_eq!(o.active_since(tg, "k").await.expect("since"), Some(t0()));
     o.enqueue(vec![row(4, tg, DeliveryStatus::Pending, "k", 30, true)]).await.expect("resolved");
     assert_eq!(o.active_since(tg, "k").await.expect("since"), None, "resolved");
+    assert!(o.resolved_after(tg, "k", first).await.expect("resolved"), "a resolving row after the first");
+    assert!(!o.resolved_after(log, "k", 0).await.expect("resolved"), "not on another channel");
+    assert!(!o.resolved_after(tg, "other", 0).await.expect("resolved"), "not for another key");
     o.mark_failed(first, 2, "gave up").await.expect("failed");
     o.mark_sent(o.pending(log, 1).await.expect("log")[0].id, 1, t0()).await.expect("sent");
     let counts = o.delivery_counts().await.expect("counts");

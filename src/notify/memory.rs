@@ -171,6 +171,12 @@ impl DeliveryStore for MemoryOutbox {
         Ok(rows.iter().filter(same).find(|d| d.id > cleared).map(|d| d.new.created_at))
     }
 
+    async fn resolved_after(&self, channel: Channel, key: &str, after_id: i64) -> Result<bool, StoreError> {
+        Ok(self.lock().iter().any(|d| {
+            d.id > after_id && d.new.channel == channel && d.new.resolves && d.new.fatigue_key.as_deref() == Some(key)
+        }))
+    }
+
     async fn open_follow_ups(&self, limit: i64) -> Result<Vec<Delivery>, StoreError> {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         Ok(self

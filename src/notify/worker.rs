@@ -198,10 +198,7 @@ impl DeliveryWorker {
             let Some(f) = d.new.follow_up else { continue };
             if let Some(k) = d.new.fatigue_key.as_deref() {
                 let superseded = keep.get(&(d.new.channel, f, k.to_owned())).is_some_and(|id| *id != d.id);
-                let active = self.outbox.active_since(d.new.channel, k).await?;
-                // Not active, or active only since a later raise: this condition cleared.
-                let cleared = active.is_none_or(|since| since > d.new.created_at);
-                if superseded || cleared {
+                if superseded || self.outbox.resolved_after(d.new.channel, k, d.id).await? {
                     self.outbox.close_follow_up(d.id, now).await?;
                     continue;
                 }

@@ -53,6 +53,8 @@ static OPEN_FOLLOW_UPS: Sql = Sql::new(
      attempts, last_error, created_at, next_attempt_at, sent_at, follow_up, closed_at FROM deliveries \
      WHERE follow_up IS NOT NULL AND closed_at IS NULL AND occurrence = 0 ORDER BY id LIMIT $1",
 );
+static RESOLVED_AFTER: Sql =
+    Sql::new("SELECT id FROM deliveries WHERE channel = $1 AND fatigue_key = $2 AND id > $3 AND resolves = $4 LIMIT 1");
 static CLOSE_FOLLOW_UP: Sql = Sql::new("UPDATE deliveries SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL");
 static ACKNOWLEDGE: Sql = Sql::new(
     "UPDATE deliveries SET closed_at = $1 WHERE follow_up = 'repeat' AND closed_at IS NULL AND occurrence = 0",
@@ -89,6 +91,7 @@ pub(crate) static STATEMENTS: &[&Sql] = &[
     &CURSOR_HOLDER,
     &FREE_CURSOR,
     &OPEN_FOLLOW_UPS,
+    &RESOLVED_AFTER,
     &CLOSE_FOLLOW_UP,
     &ACKNOWLEDGE,
     &PRUNE,
@@ -307,6 +310,18 @@ impl DeliveryStore for SqlStore {
             .map_err(self.err("active_since"))?
             .ok_or_else(|| StoreError::Corrupt("active_since: an aggregate returned no row".into()))?;
         Cols::new(&row, "deliveries").opt_time("since")
+    }
+
+    async fn resolved_after(&self, channel: Channel, key: &str, after_id: i64) -> Result<bool, StoreError> {
+        let row = Q::fixed(&RESOLVED_AFTER)
+            .bind(channel.as_str())
+            .bind(key)
+            .bind(after_id)
+            .bind(true)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("resolved_after"))?;
+        Ok(row.is_some())
     }
 
     async fn open_follow_ups(&self, limit: i64) -> Result<Vec<Delivery>, StoreError> {

@@ -266,6 +266,9 @@ pub trait DeliveryStore: Send + Sync {
     /// that resolved it. `None` when it is not active.
     async fn active_since(&self, channel: Channel, key: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
 
+    /// True when a delivery of `channel` after row `after_id` reports that the condition of `key` cleared.
+    async fn resolved_after(&self, channel: Channel, key: &str, after_id: i64) -> Result<bool, StoreError>;
+
     /// First deliveries (occurrence 0) with a follow-up that is not closed, oldest first, at most `limit`.
     async fn open_follow_ups(&self, limit: i64) -> Result<Vec<Delivery>, StoreError>;
 
