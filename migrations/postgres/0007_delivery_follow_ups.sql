@@ -6,5 +6,7 @@ ALTER TABLE deliveries ADD COLUMN follow_up TEXT CHECK (follow_up IN ('repeat', 
 ALTER TABLE deliveries ADD COLUMN closed_at TIMESTAMPTZ;
 -- The worker looks up the open follow-ups on every pass; there are few, and the index keeps it so.
 CREATE INDEX deliveries_follow_up_idx ON deliveries (id) WHERE follow_up IS NOT NULL AND closed_at IS NULL;
+-- A follow-up ends when a resolving delivery of its key follows it: found without reading the key's other rows.
+CREATE INDEX deliveries_resolves_idx ON deliveries (channel, fatigue_key, id) WHERE resolves = TRUE;
 -- Pruning deletes old finished rows by time.
 CREATE INDEX deliveries_created_idx ON deliveries (created_at);

@@ -53,8 +53,9 @@ static OPEN_FOLLOW_UPS: Sql = Sql::new(
      attempts, last_error, created_at, next_attempt_at, sent_at, follow_up, closed_at FROM deliveries \
      WHERE follow_up IS NOT NULL AND closed_at IS NULL AND occurrence = 0 ORDER BY id LIMIT $1",
 );
-static RESOLVED_AFTER: Sql =
-    Sql::new("SELECT id FROM deliveries WHERE channel = $1 AND fatigue_key = $2 AND id > $3 AND resolves = $4 LIMIT 1");
+static RESOLVED_AFTER: Sql = Sql::new(
+    "SELECT id FROM deliveries WHERE channel = $1 AND fatigue_key = $2 AND id > $3 AND resolves = TRUE LIMIT 1",
+);
 static CLOSE_FOLLOW_UP: Sql = Sql::new("UPDATE deliveries SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL");
 static ACKNOWLEDGE: Sql = Sql::new(
     "UPDATE deliveries SET closed_at = $1 WHERE follow_up = 'repeat' AND closed_at IS NULL AND occurrence = 0",
@@ -317,7 +318,6 @@ impl DeliveryStore for SqlStore {
             .bind(channel.as_str())
             .bind(key)
             .bind(after_id)
-            .bind(true)
             .fetch_optional(&self.pool)
             .await
             .map_err(self.err("resolved_after"))?;
