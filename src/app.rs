@@ -413,7 +413,11 @@ impl App {
                         cfg.pipeline.max_stale_bars,
                     )
                     .with_event_retention(Duration::days(cfg.events.retention_days))
-                    .with_monitors(monitors),
+                    .with_monitors(monitors)
+                    .with_outbox(
+                        store.clone() as Arc<dyn mcbot_stages::ports::DeliveryStore>,
+                        Duration::days(i64::from(cfg.notify.retention_days)),
+                    ),
                 ),
             ),
             (Schedule::parse(&s.reconcile)?, reconcile.clone()),
@@ -464,7 +468,9 @@ impl App {
         let ttl =
             Duration::milliseconds(i64::try_from(n.request_timeout_ms).unwrap_or(i64::MAX / 2)) + Duration::seconds(60);
         let lease = crate::notify::worker::WorkerLease { store: self.store.clone(), holder: holder.clone(), ttl };
-        let worker = DeliveryWorker::new(outbox, self.clock.clone(), notifiers, setup::policy(n)).with_lease(lease);
+        let worker = DeliveryWorker::new(outbox, self.clock.clone(), notifiers, setup::policy(n))
+            .with_lease(lease)
+            .with_rules(setup::follow_up_rules(n));
         Ok(Notifications { consumer, worker, wake })
     }
 
@@ -483,7 +489,9 @@ impl App {
                 Some(self.runtime.clone()),
                 self.cfg.mode.as_str(),
             )
-            .with_reports(crate::reports::settings(&self.cfg)),
+            .with_reports(crate::reports::settings(&self.cfg))
+            .with_outbox(self.store.clone())
+            .with_market(self.cfg.market.symbols.clone(), self.cfg.market.timeframe),
         );
         let holder = format!("{}:{}", crate::liveness::host_name(), std::process::id());
         let scrub = Arc::new(setup::scrubber(&self.cfg.notify));

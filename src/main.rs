@@ -172,6 +172,15 @@ async fn run(cli: Cli) -> Result<u8, AppError> {
         _ => None,
     };
     let store = app::open_store(&url).await?;
+    if let Command::Scheduler = cli.command {
+        // A panic records a crash event and tries to tell people at once, before the process dies.
+        let report = mcbot::notify::lifecycle::CrashReport::new(
+            url.clone(),
+            cfg.notify.clone(),
+            std::time::Duration::from_secs(3),
+        );
+        mcbot::notify::lifecycle::install_panic_hook(report);
+    }
     let result = serve(&cli, cfg, store.clone(), json).await;
     // Closing the pool lets SQLite checkpoint its write-ahead log into the database file, so the file alone
     // holds everything once the command has ended.

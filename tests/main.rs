@@ -20,6 +20,7 @@ mod live_path;
 mod market_data;
 mod monitoring;
 mod notifications;
+mod notify_rules;
 mod operator;
 mod paper_mode;
 mod pipeline_e2e;

@@ -23,14 +23,14 @@ use crate::support::fake_telegram::{FakeTelegram, Fault};
 use crate::support::multipart::is_png;
 use crate::support::smtp_sink::SmtpSink;
 
-const TOKEN: &str = "123456:AAH-secret-bot-token";
-const CHAT: i64 = 111;
+pub(crate) const TOKEN: &str = "123456:AAH-secret-bot-token";
+pub(crate) const CHAT: i64 = 111;
 
-fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-03-02T12:05:00Z").map(|t| t.to_utc()).unwrap_or_default()
 }
 
-fn telegram(url: &str) -> NotifyConfig {
+pub(crate) fn telegram(url: &str) -> NotifyConfig {
     NotifyConfig {
         telegram: Some(TelegramConfig { token: Some(TOKEN.into()), chat_ids: vec![CHAT], api_url: url.into() }),
         ..Default::default()
@@ -38,7 +38,7 @@ fn telegram(url: &str) -> NotifyConfig {
 }
 
 /// The consumer and the worker over `store`, as the scheduler assembles them.
-fn pipeline(store: &SqlStore, clock: Arc<ManualClock>, n: &NotifyConfig) -> (Consumer, DeliveryWorker) {
+pub(crate) fn pipeline(store: &SqlStore, clock: Arc<ManualClock>, n: &NotifyConfig) -> (Consumer, DeliveryWorker) {
     let outbox: Arc<dyn DeliveryStore> = Arc::new(store.clone());
     let state: Arc<dyn Store> = Arc::new(store.clone());
     let handler = NotificationConsumer::new(
@@ -51,7 +51,7 @@ fn pipeline(store: &SqlStore, clock: Arc<ManualClock>, n: &NotifyConfig) -> (Con
     );
     let consumer = Consumer::new(state, clock.clone(), Arc::new(handler), "test".into());
     let notifiers = setup::notifiers(n, clock.clone(), None).expect("channels");
-    let worker = DeliveryWorker::new(outbox, clock, notifiers, setup::policy(n));
+    let worker = DeliveryWorker::new(outbox, clock, notifiers, setup::policy(n)).with_rules(setup::follow_up_rules(n));
     (consumer, worker)
 }
 
@@ -113,7 +113,7 @@ async fn a_fill_and_a_report_arrive_on_telegram_postgres() {
 }
 
 /// A port nobody listens on: Telegram "down".
-async fn dead_url() -> String {
+pub(crate) async fn dead_url() -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", l.local_addr().expect("addr"));
     drop(l);
@@ -143,9 +143,13 @@ async fn an_outage_loses_nothing(backend: Backend) {
         clock.advance(Duration::seconds(10));
         up.pass().await.expect("pass");
     }
-    let texts: Vec<String> = fake.texts().iter().filter_map(|t| t.lines().nth(1).map(str::to_owned)).collect();
+    // Alerts of one kind that waited together within a minute arrive grouped: every one, in order, once.
+    let texts = fake.texts();
+    assert!(texts.len() < 20, "grouped: {texts:?}");
+    let alerts: Vec<String> =
+        texts.iter().flat_map(|t| t.lines().filter_map(|l| l.find("alert ").map(|i| l[i..i + 8].to_owned()))).collect();
     let want: Vec<String> = (0..20).map(|i| format!("alert {i:02}")).collect();
-    assert_eq!(texts, want);
+    assert_eq!(alerts, want);
     let secret_free = db.store.pending(Channel::Telegram, 100).await.expect("pending");
     assert!(secret_free.is_empty());
 }
@@ -732,6 +736,7 @@ async fn outbox_contract(o: &dyn DeliveryStore) {
                 charts: Vec::new(),
             },
             created_at: at,
+            follow_up: None,
         }
     };
     let (tg, log) = (Channel::Telegram, Channel::Log);
@@ -761,6 +766,9 @@ async fn outbox_contract(o: &dyn DeliveryStore) {
     assert_eq!(o.active_since(tg, "k").await.expect("since"), Some(t0()));
     o.enqueue(vec![row(4, tg, DeliveryStatus::Pending, "k", 30, true)]).await.expect("resolved");
     assert_eq!(o.active_since(tg, "k").await.expect("since"), None, "resolved");
+    assert!(o.resolved_after(tg, "k", first).await.expect("resolved"), "a resolving row after the first");
+    assert!(!o.resolved_after(log, "k", 0).await.expect("resolved"), "not on another channel");
+    assert!(!o.resolved_after(tg, "other", 0).await.expect("resolved"), "not for another key");
     o.mark_failed(first, 2, "gave up").await.expect("failed");
     o.mark_sent(o.pending(log, 1).await.expect("log")[0].id, 1, t0()).await.expect("sent");
     let counts = o.delivery_counts().await.expect("counts");
@@ -773,6 +781,40 @@ async fn outbox_contract(o: &dyn DeliveryStore) {
     let p = o.pending(tg, 10).await.expect("pending");
     assert_eq!(p[0].id, first, "in id order, the re-queued one first");
     assert_eq!((p[0].attempts, p[0].next_attempt_at), (0, t0() + Duration::minutes(1)));
+
+    // Follow-ups: an emergency repeats until acknowledged, a warning escalates until closed.
+    use mcbot_stages::ports::FollowUp;
+    let alarm =
+        NewDelivery { follow_up: Some(FollowUp::Repeat), ..row(10, tg, DeliveryStatus::Pending, "b", 40, false) };
+    let warn =
+        NewDelivery { follow_up: Some(FollowUp::Escalate), ..row(11, tg, DeliveryStatus::Pending, "w", 50, false) };
+    let again = NewDelivery { occurrence: 1, ..alarm.clone() };
+    o.enqueue(vec![alarm, warn, again]).await.expect("follow-ups");
+    let open = o.open_follow_ups(10).await.expect("open");
+    let ids: Vec<(i64, Option<FollowUp>)> = open.iter().map(|d| (d.new.event_id, d.new.follow_up)).collect();
+    assert_eq!(ids, [(10, Some(FollowUp::Repeat)), (11, Some(FollowUp::Escalate))], "first occurrences only");
+    assert_eq!(o.acknowledge(t0() + Duration::minutes(2)).await.expect("ack"), 1, "only the repeating one");
+    let open = o.open_follow_ups(10).await.expect("open");
+    assert_eq!(open.len(), 1);
+    o.close_follow_up(open[0].id, t0() + Duration::minutes(3)).await.expect("close");
+    assert!(o.open_follow_ups(10).await.expect("open").is_empty());
+
+    // Pruning takes sent and suppressed rows before the cut, never pending or failed ones.
+    let before: i64 = o.delivery_counts().await.expect("counts").iter().map(|c| c.count).sum();
+    let pruned = o.prune_deliveries(t0() + Duration::seconds(25)).await.expect("prune");
+    assert_eq!(pruned, 3, "the sent log row and the two suppressed ones");
+    let after: i64 = o.delivery_counts().await.expect("counts").iter().map(|c| c.count).sum();
+    assert_eq!(after, before - 3);
+    assert_eq!(o.pending(tg, 10).await.expect("pending")[0].id, first, "the pending row stays");
+
+    // Mutes: until a time, expired ones gone, a past time unmutes.
+    o.set_mute("stale_data", t0() + Duration::hours(1)).await.expect("mute");
+    o.set_mute("all", t0() + Duration::minutes(1)).await.expect("mute");
+    assert_eq!(o.mutes(t0()).await.expect("mutes").len(), 2);
+    let later = o.mutes(t0() + Duration::minutes(5)).await.expect("mutes");
+    assert_eq!(later, [("stale_data".to_owned(), t0() + Duration::hours(1))]);
+    o.set_mute("stale_data", t0()).await.expect("unmute");
+    assert!(o.mutes(t0() + Duration::minutes(5)).await.expect("mutes").is_empty());
 }
 
 #[tokio::test]

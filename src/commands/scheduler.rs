@@ -105,17 +105,29 @@ pub async fn run(app: &App) -> Result<(), AppError> {
     result
 }
 
-/// "scheduler stopped cleanly (SIGTERM or SIGINT) after 3 h 12 min; equity 10 230.00 USDT, 2 open positions".
+/// "scheduler stopped cleanly (a stop signal) after 3 h 12 min; equity 10230.00 USDT, day P&L 12.50 USDT, open
+/// positions 2 (BTCUSDT, ETHUSDT)".
 async fn stopped_line(app: &App, started: std::time::Instant) -> String {
     let up = started.elapsed().as_secs();
+    let quote = &app.cfg.market.quote;
     let equity = app.store.equity_before(chrono::DateTime::<chrono::Utc>::MAX_UTC).await.ok().flatten();
-    let open = app.store.positions().await.map(|p| p.iter().filter(|p| !p.qty.is_zero()).count()).ok();
+    let day = crate::notify::lifecycle::day_pnl(app.store.as_ref(), app.clock.now()).await.ok().flatten();
+    let open: Option<Vec<String>> = app
+        .store
+        .positions()
+        .await
+        .map(|p| p.iter().filter(|p| !p.qty.is_zero()).map(|p| p.symbol.as_str().to_owned()).collect())
+        .ok();
     format!(
-        "scheduler stopped cleanly (a stop signal) after {} h {} min; equity {}, open positions {}",
+        "scheduler stopped cleanly (a stop signal) after {} h {} min; equity {}, day P&L {}, open positions {}",
         up / 3600,
         (up % 3600) / 60,
-        equity.map_or_else(|| "-".to_owned(), |e| format!("{} {}", e.equity.round_dp(2), app.cfg.market.quote)),
-        open.map_or_else(|| "-".to_owned(), |n| n.to_string())
+        equity.map_or_else(|| "-".to_owned(), |e| format!("{} {quote}", e.equity.round_dp(2))),
+        day.map_or_else(|| "-".to_owned(), |d| format!("{} {quote}", d.round_dp(2))),
+        open.map_or_else(
+            || "-".to_owned(),
+            |o| if o.is_empty() { "0".to_owned() } else { format!("{} ({})", o.len(), o.join(", ")) }
+        )
     )
 }
 
@@ -196,9 +208,16 @@ async fn gone(app: &App, started: &mcbot_stages::ports::Event, me: &str) -> bool
 /// Replicas on one database each record their own start and stop (named by `host:pid`), so a replica starting
 /// beside a running one does not report it as crashed.
 async fn lifecycle_started(app: &App, me: &str) -> Result<(), AppError> {
+    use crate::notify::lifecycle::{PreviousRun, config_hash};
     let query =
         EventQuery { kinds: vec![EventKind::Started, EventKind::Stopped, EventKind::Crashed], ..Default::default() };
     let log = app.store.read_events(&query).await?;
+    // How the previous run ended, for the start message: an open start only counts as unclean once its process is
+    // known to be gone (below), since a replica may still be running.
+    let mut previous = match PreviousRun::from_last(log.last()) {
+        PreviousRun::Unclean(_) => PreviousRun::Clean,
+        p => p,
+    };
     let now = app.clock.now();
     let mut events = Vec::new();
     let holder_of =
@@ -216,11 +235,13 @@ async fn lifecycle_started(app: &App, me: &str) -> Result<(), AppError> {
     }
     for prev in open {
         if gone(app, prev, me).await {
+            previous = PreviousRun::Unclean(prev.event.ts);
             let msg = format!("the scheduler started at {} ended without stopping cleanly", prev.event.ts);
             let payload = serde_json::json!({ "holder": holder_of(prev) });
             events.push(NewEvent::new(now, EventKind::Crashed, Severity::Critical, msg).payload(payload));
         }
     }
+    let hash = config_hash(&app.cfg);
     let cfg = &app.cfg;
     let equity = app.store.equity_before(chrono::DateTime::<chrono::Utc>::MAX_UTC).await?.map(|e| e.equity.round_dp(2));
     let symbols: Vec<&str> = cfg.market.symbols.iter().map(|s| s.as_str()).collect();
@@ -229,7 +250,7 @@ async fn lifecycle_started(app: &App, me: &str) -> Result<(), AppError> {
         _ => format!("{:?}", cfg.exchange.venue).to_lowercase(),
     };
     let who = format!(
-        "scheduler started: mode {}, pid {} on {}\nmcbot {}, venue {venue}, strategy {}, {} {}\nequity {}",
+        "scheduler started: mode {}, pid {} on {}\nmcbot {}, venue {venue}, strategy {}, {} {}\nequity {}\nconfig {hash}; {}",
         cfg.mode.as_str(),
         std::process::id(),
         crate::liveness::host_name(),
@@ -238,10 +259,11 @@ async fn lifecycle_started(app: &App, me: &str) -> Result<(), AppError> {
         cfg.market.timeframe,
         symbols.join(" "),
         equity.map_or_else(|| "not yet known".to_owned(), |e| format!("{e} {}", cfg.market.quote)),
+        previous.line(),
     );
     let payload = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"), "mode": cfg.mode.as_str(), "venue": venue,
-        "strategy": cfg.strategy.name, "symbols": symbols, "equity": equity, "holder": me,
+        "strategy": cfg.strategy.name, "symbols": symbols, "equity": equity, "holder": me, "config_hash": hash,
     });
     events.push(NewEvent::new(now, EventKind::Started, Severity::Info, who).payload(payload));
     app.store.append_events(events).await?;

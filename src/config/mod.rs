@@ -325,6 +325,15 @@ pub struct NotifyConfig {
     pub flush_timeout_secs: u64,
     /// Whole-request time-out of a channel call.
     pub request_timeout_ms: u64,
+    /// Similar alerts (same kind and severity) waiting together within this many seconds go out as one message;
+    /// 0 turns grouping off.
+    pub group_window_secs: u64,
+    /// An unacknowledged emergency is sent again this often.
+    pub repeat_emergency_secs: u64,
+    /// A warning whose condition is still active after this many seconds is sent again as critical.
+    pub escalate_after_secs: u64,
+    /// Sent and suppressed deliveries older than this are pruned by the health job.
+    pub retention_days: u32,
     /// Telegram.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telegram: Option<TelegramConfig>,
@@ -348,6 +357,10 @@ impl Default for NotifyConfig {
             fallback: "log".into(),
             flush_timeout_secs: 10,
             request_timeout_ms: 10_000,
+            group_window_secs: 60,
+            repeat_emergency_secs: 300,
+            escalate_after_secs: 1800,
+            retention_days: 30,
             telegram: None,
             discord: None,
             email: None,

@@ -232,6 +232,8 @@ fn record_one(memory: &mut Memory, e: &Event) -> bool {
         | EventKind::LiveStarted
         | EventKind::LiveRefused
         | EventKind::ChannelFailed
+        | EventKind::AlertAcknowledged
+        | EventKind::NotificationsMuted
         | EventKind::BreakerCleared
         | EventKind::SafeModeOn
         | EventKind::SafeModeOff

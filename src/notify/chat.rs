@@ -11,7 +11,8 @@ use chrono::{DateTime, Duration, Utc};
 use mcbot_schedules::Runtime;
 use mcbot_stages::Clock;
 use mcbot_stages::control::{Command, CommandError, Issuer, issue};
-use mcbot_stages::ports::{EventKind, Exchange, NewEvent, NotifyError, Severity, Store, StoreError};
+use mcbot_stages::domain::{Symbol, Timeframe};
+use mcbot_stages::ports::{DeliveryStore, EventKind, Exchange, NewEvent, NotifyError, Severity, Store, StoreError};
 use rust_decimal::Decimal;
 use teloxide_core::payloads::{AnswerCallbackQuerySetters, GetUpdatesSetters, SendMessageSetters};
 use teloxide_core::requests::{Request, Requester};
@@ -28,9 +29,9 @@ use crate::store::SqlStore;
 pub const COMMANDS: &[(&str, &str)] = &[
     ("status", "mode, trading state, open positions with entry, last price and unrealized P&L"),
     ("balance", "equity and cash"),
-    ("profit", "realized and unrealized P&L, fills"),
+    ("profit", "realized and unrealized P&L, trades, win rate, profit factor, max drawdown, best symbol"),
     ("trades", "the last fills: /trades [n]"),
-    ("health", "database, exchange and the last job runs"),
+    ("health", "database and exchange reachability, data freshness, the last job runs"),
     ("jobs", "jobs and their next runs"),
     ("pause", "stop new entries (exits still run)"),
     ("stopentry", "same as /pause"),
@@ -42,7 +43,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("monthly", "the last month's report; /monthly n lists the last n months"),
     ("report", "a full report: /report daily|weekly|monthly"),
     ("performance", "the last 30 days: return, Sharpe, Sortino, drawdown, P&L per strategy"),
-    ("ack", "acknowledge the emergency"),
+    ("ack", "acknowledge the emergency: its repeats stop"),
+    ("mute", "silence a kind for a while: /mute <kind|all> <30m|2h|1d|off> (never critical ones)"),
     ("version", "the running version"),
     ("help", "this list"),
 ];
@@ -73,6 +75,9 @@ pub struct ChatControl {
     pending_reset: Mutex<HashMap<i64, String>>,
     refused: Mutex<HashMap<i64, DateTime<Utc>>>,
     reports: Option<mcbot_schedules::reports::ReportSettings>,
+    outbox: Option<Arc<dyn DeliveryStore>>,
+    market: Vec<Symbol>,
+    timeframe: Option<Timeframe>,
 }
 
 impl ChatControl {
@@ -95,7 +100,23 @@ impl ChatControl {
             pending_reset: Mutex::default(),
             refused: Mutex::default(),
             reports: None,
+            outbox: None,
+            market: Vec::new(),
+            timeframe: None,
         }
+    }
+
+    /// The outbox `/ack` and `/mute` act on.
+    pub fn with_outbox(mut self, outbox: Arc<dyn DeliveryStore>) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// The traded symbols and timeframe, for `/health`'s data freshness and exchange check.
+    pub fn with_market(mut self, symbols: Vec<Symbol>, timeframe: Timeframe) -> Self {
+        self.market = symbols;
+        self.timeframe = Some(timeframe);
+        self
     }
 
     /// Answers the report commands (`/daily`, `/weekly`, `/monthly`, `/report`, `/performance`) with `settings`.
@@ -188,10 +209,8 @@ impl ChatControl {
                 let answer = crate::reports::chat::answer(self.store.as_ref(), settings, now, &name, &rest).await?;
                 Reply::text(answer.unwrap_or_default())
             }
-            "ack" => {
-                tracing::info!(chat, "emergency acknowledged from the chat");
-                Reply::text("acknowledged")
-            }
+            "ack" => self.ack(chat).await?,
+            "mute" => self.mute(chat, &rest).await?,
             _ => Reply::text(format!("unknown command {}: /help lists them", escape(head))),
         })
     }
@@ -223,6 +242,7 @@ impl ChatControl {
                     None => Reply::text("nothing to confirm: send /reset_safe_mode &lt;reason&gt; again"),
                 }
             }
+            "ack" => self.ack(chat).await?,
             "cancel" => {
                 self.pending_reset.lock().unwrap_or_else(|p| p.into_inner()).remove(&chat);
                 Reply::text("cancelled: nothing changed")
@@ -245,6 +265,76 @@ impl ChatControl {
             Err(CommandError::NotApplicable(why)) => Ok(Reply::text(format!("nothing changed: {}", escape(&why)))),
             Err(CommandError::Store(e)) => Err(e),
         }
+    }
+
+    /// Acknowledges every repeating emergency, recorded as an event with the chat as its issuer.
+    async fn ack(&self, chat: i64) -> Result<Reply, StoreError> {
+        let Some(outbox) = &self.outbox else { return Ok(Reply::text("no notification outbox in this process")) };
+        let now = self.clock.now();
+        let n = outbox.acknowledge(now).await?;
+        tracing::info!(chat, acknowledged = n, "emergency acknowledged from the chat");
+        let e = NewEvent::new(
+            now,
+            EventKind::AlertAcknowledged,
+            Severity::Info,
+            format!("{n} repeating alert message(s) acknowledged by telegram chat {chat}"),
+        )
+        .payload(serde_json::json!({"issuer": "telegram", "reason": format!("telegram chat {chat}"), "closed": n}));
+        self.store.append_events(vec![e]).await?;
+        Ok(Reply::text(if n == 0 {
+            "nothing to acknowledge: no emergency is repeating".to_owned()
+        } else {
+            "acknowledged: the repeats stop".to_owned()
+        }))
+    }
+
+    /// `/mute <kind|all> <duration|off>`; without arguments, the mutes in force.
+    async fn mute(&self, chat: i64, args: &[&str]) -> Result<Reply, StoreError> {
+        const USAGE: &str = "usage: /mute &lt;kind|all&gt; &lt;30m|2h|1d|off&gt;, kinds as in the messages \
+                             (stale_data, order_rejected ...); critical and emergency messages are never muted";
+        let Some(outbox) = &self.outbox else { return Ok(Reply::text("no notification outbox in this process")) };
+        let now = self.clock.now();
+        let [kind, span] = args else {
+            if !args.is_empty() {
+                return Ok(Reply::text(USAGE));
+            }
+            let mutes = outbox.mutes(now).await?;
+            if mutes.is_empty() {
+                return Ok(Reply::text(format!("nothing is muted\n{USAGE}")));
+            }
+            let lines: Vec<String> = mutes
+                .iter()
+                .map(|(k, u)| format!("{} muted until {}", escape(k), u.format("%Y-%m-%d %H:%M UTC")))
+                .collect();
+            return Ok(Reply::text(lines.join("\n")));
+        };
+        let kind = kind.to_ascii_lowercase();
+        if kind != "all" && EventKind::parse(&kind).is_none() {
+            return Ok(Reply::text(format!("unknown kind {}\n{USAGE}", escape(&kind))));
+        }
+        let until = if span.eq_ignore_ascii_case("off") {
+            now
+        } else {
+            match parse_span(span) {
+                Some(d) => now + d,
+                None => return Ok(Reply::text(USAGE)),
+            }
+        };
+        outbox.set_mute(&kind, until).await?;
+        let (what, text) = if until > now {
+            let when = until.format("%Y-%m-%d %H:%M UTC");
+            (
+                format!("{kind} muted until {when} by telegram chat {chat}"),
+                format!("{} muted until {when}", escape(&kind)),
+            )
+        } else {
+            (format!("{kind} unmuted by telegram chat {chat}"), format!("{} unmuted", escape(&kind)))
+        };
+        let e = NewEvent::new(now, EventKind::NotificationsMuted, Severity::Info, what).payload(serde_json::json!({
+            "issuer": "telegram", "reason": format!("telegram chat {chat}"), "kind": kind, "until": until,
+        }));
+        self.store.append_events(vec![e]).await?;
+        Ok(Reply::text(text))
     }
 
     async fn status(&self) -> Result<Reply, StoreError> {
@@ -291,22 +381,37 @@ impl ChatControl {
         let positions = self.store.positions().await?;
         let realized: Decimal = positions.iter().map(|p| p.realized_pnl).sum();
         let mut unrealized = Decimal::ZERO;
+        let mut unpriced = Vec::new();
         for p in positions.iter().filter(|p| !p.qty.is_zero()) {
-            if let Ok(m) = self.exchange.last_price(&p.symbol).await {
-                unrealized += (m - p.avg_price) * p.qty;
+            match self.exchange.last_price(&p.symbol).await {
+                Ok(m) => unrealized += (m - p.avg_price) * p.qty,
+                Err(_) => unpriced.push(p.symbol.as_str().to_owned()),
             }
         }
         let fills = self.store.fills_between(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC).await?;
-        let fees: Decimal = fills.iter().map(|f| f.fee).sum();
-        let best = positions.iter().max_by_key(|p| p.realized_pnl).filter(|p| p.realized_pnl > Decimal::ZERO);
-        Ok(Reply::text(format!(
-            "<b>realized P&amp;L</b> <code>{}</code>\n<b>unrealized P&amp;L</b> <code>{}</code>\n<b>fills</b> {} · <b>fees</b> <code>{}</code>\n<b>best symbol</b> {}",
-            realized.round_dp(2),
-            unrealized.round_dp(2),
-            fills.len(),
-            fees.round_dp(2),
-            best.map_or("-".into(), |p| escape(p.symbol.as_str()))
-        )))
+        let equity = self.store.equity_between(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC).await?;
+        let f = super::profit::figures(&fills, &equity);
+        let or_dash = |v: Option<Decimal>, unit: &str| v.map_or_else(|| "-".to_owned(), |v| format!("{v}{unit}"));
+        let mut lines = vec![
+            format!("<b>realized P&amp;L</b> <code>{}</code>", realized.round_dp(2)),
+            format!("<b>unrealized P&amp;L</b> <code>{}</code>", unrealized.round_dp(2)),
+            format!(
+                "<b>trades</b> {} · <b>win rate</b> {} · <b>profit factor</b> {}",
+                f.trades,
+                or_dash(f.win_rate_pct(), " %"),
+                or_dash(f.profit_factor(), "")
+            ),
+            format!("<b>max drawdown</b> <code>{} %</code>", f.max_drawdown_pct),
+            format!(
+                "<b>best symbol</b> {}",
+                f.best_symbol()
+                    .map_or_else(|| "-".to_owned(), |(s, p)| format!("{} <code>{}</code>", escape(s), p.round_dp(2)))
+            ),
+        ];
+        if !unpriced.is_empty() {
+            lines.push(format!("no price for {}: left out of unrealized", escape(&unpriced.join(", "))));
+        }
+        Ok(Reply::text(lines.join("\n")))
     }
 
     async fn trades(&self, n: usize) -> Result<Reply, StoreError> {
@@ -334,11 +439,35 @@ impl ChatControl {
     }
 
     async fn health(&self) -> Result<Reply, StoreError> {
+        let now = self.clock.now();
         let db = match self.store.ping().await {
             Ok(()) => "reachable".to_owned(),
             Err(e) => format!("unreachable ({})", escape(&e.to_string())),
         };
         let mut lines = vec![format!("<b>database</b> {db}")];
+        if let Some(first) = self.market.first() {
+            let exchange = match self.exchange.last_price(first).await {
+                Ok(_) => "reachable".to_owned(),
+                Err(e) => format!("unreachable ({})", escape(&e.to_string())),
+            };
+            lines.push(format!("<b>exchange</b> {exchange}"));
+        }
+        if let Some(tf) = self.timeframe {
+            let expected = tf.last_close(now);
+            for s in &self.market {
+                let newest = self.store.candles(s, tf, expected, 1).await?.pop();
+                let line = match newest {
+                    Some(c) => {
+                        let close = c.close_time(tf);
+                        let behind = (expected - close).num_minutes() / i64::from(tf.minutes().max(1));
+                        let word = if behind <= 0 { "fresh" } else { "stale" };
+                        format!("{word}, last bar {} ({behind} behind)", close.format("%m-%d %H:%M"))
+                    }
+                    None => "no bars stored yet".to_owned(),
+                };
+                lines.push(format!("<b>{}</b> data {line}", escape(s.as_str())));
+            }
+        }
         let runs = self.store.recent_runs(None, 6).await?;
         for r in runs {
             lines.push(format!("{} {} {}", escape(&r.job), r.scheduled_at.format("%m-%d %H:%M"), r.status.as_str()));
@@ -361,6 +490,22 @@ impl ChatControl {
             .collect();
         Reply::text(lines.join("\n"))
     }
+}
+
+/// "30m", "2h", "1d", "90s" as a duration (at most 30 days); `None` for anything else.
+pub fn parse_span(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = text.split_at(split);
+    let n: i64 = n.parse().ok()?;
+    let d = match unit {
+        "s" => Duration::seconds(n),
+        "m" | "min" => Duration::minutes(n),
+        "h" => Duration::hours(n),
+        "d" => Duration::days(n),
+        _ => return None,
+    };
+    (d > Duration::zero() && d <= Duration::days(30)).then_some(d)
 }
 
 /// How one poll went.
@@ -405,6 +550,11 @@ impl Poller {
         Ok(Self { bot: bot(s)?, control, leases, clock, holder, lease, long_poll_secs, offset: Mutex::new(0), scrub })
     }
 
+    /// The state key of this token's getUpdates offset (named by the token's hash, like the lease).
+    fn offset_key(&self) -> String {
+        format!("{}:offset", self.lease)
+    }
+
     /// Registers the commands with Telegram (`setMyCommands`).
     pub async fn register_commands(&self) -> Result<(), NotifyError> {
         let cmds: Vec<BotCommand> = COMMANDS.iter().map(|(c, d)| BotCommand::new(*c, *d)).collect();
@@ -423,7 +573,17 @@ impl Poller {
         if !leader {
             return Ok(Polled::NotLeader);
         }
-        let offset = *self.offset.lock().unwrap_or_else(|p| p.into_inner());
+        // The offset lives in the store: a restarted process, or the replica that took the lease over, neither
+        // replays nor loses an update. It is saved after each update is handled, so a crash in between replays at
+        // most that one.
+        let store_err = |e: StoreError| NotifyError::transient(format!("chat offset: {e}"));
+        let stored = self.leases.load_value(&self.offset_key()).await.map_err(store_err)?;
+        let stored = stored.and_then(|v| v.as_i64()).and_then(|v| i32::try_from(v).ok()).unwrap_or(0);
+        let offset = {
+            let mut o = self.offset.lock().unwrap_or_else(|p| p.into_inner());
+            *o = (*o).max(stored);
+            *o
+        };
         let updates = self.bot.get_updates().offset(offset).timeout(self.long_poll_secs).send().await;
         let updates = match updates {
             Ok(u) => u,
@@ -433,10 +593,11 @@ impl Poller {
         let mut n = 0;
         for u in &updates {
             let next = i32::try_from(u.id.0).unwrap_or(i32::MAX).saturating_add(1);
-            *self.offset.lock().unwrap_or_else(|p| p.into_inner()) = next;
             if let Err(e) = self.handle(u).await {
                 tracing::warn!("chat update not handled: {}", e.message);
             }
+            *self.offset.lock().unwrap_or_else(|p| p.into_inner()) = next;
+            self.leases.save_value(&self.offset_key(), serde_json::json!(next)).await.map_err(store_err)?;
             n += 1;
         }
         Ok(Polled::Handled(n))

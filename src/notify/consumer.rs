@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use mcbot_schedules::EventHandler;
 use mcbot_stages::ports::{
-    BotState, Channel, DeliveryStatus, DeliveryStore, Event, EventKind, Message, NewDelivery, Route, Severity, Store,
-    StoreError, TradingMode,
+    BotState, Channel, DeliveryStatus, DeliveryStore, Event, EventKind, FollowUp, Message, NewDelivery, Route,
+    Severity, Store, StoreError, TradingMode,
 };
 
-use super::route::{ChannelRule, Routing, clears, fatigue_key, render};
+use super::route::{ChannelRule, Routing, clearable, clears, fatigue_key, render};
 
 /// Per-order warnings that are held back while safe mode or a kill is on, so the one critical message stands out.
 const PER_ORDER: [EventKind; 3] = [EventKind::OrderRejected, EventKind::OrderNotPlaced, EventKind::OrderCanceled];
@@ -78,8 +78,14 @@ impl NotificationConsumer {
         // resolution): a cycle's fills cost one write, not one each.
         let mut rows = Vec::new();
         let mut added = 0;
+        // Mutes are read once per batch, and only when something in it is a message at all.
+        let mut mutes = None;
         for e in events {
-            added += self.record_one(e, events, state.as_ref(), &mut rows).await?;
+            if mutes.is_none() && self.routing.route(e.event.kind, e.event.severity).is_some() {
+                mutes = Some(self.outbox.mutes(DateTime::<Utc>::MIN_UTC).await?);
+            }
+            let m = mutes.as_deref().unwrap_or_default();
+            added += self.record_one(e, events, state.as_ref(), m, &mut rows).await?;
         }
         if !rows.is_empty() {
             added += self.outbox.enqueue(std::mem::take(&mut rows)).await?;
@@ -96,6 +102,7 @@ impl NotificationConsumer {
         e: &Event,
         batch: &[Event],
         state: Option<&BotState>,
+        mutes: &[(String, DateTime<Utc>)],
         queued: &mut Vec<NewDelivery>,
     ) -> Result<usize, StoreError> {
         let ev = &e.event;
@@ -108,9 +115,14 @@ impl NotificationConsumer {
         let inhibited = state.is_some_and(|s| s.safe_mode || s.trading == TradingMode::Halted)
             && PER_ORDER.contains(&ev.kind)
             && ev.severity <= Severity::Warning;
+        // A person muted this kind (or everything) for a while; critical and worse are never muted.
+        let muted = (ev.severity < Severity::Critical)
+            .then(|| mutes.iter().filter(|(k, until)| (k == "all" || k == ev.kind.as_str()) && *until > ev.ts))
+            .and_then(|mut m| m.next().map(|(_, until)| *until));
         let looks_back = clearing || (routed == Some(Route::Alerts) && ev.severity >= Severity::Warning);
         let mut flushed = 0;
-        if looks_back && !queued.is_empty() {
+        // The lookups read rows of this key only: queued rows of other keys need not be written first.
+        if looks_back && queued.iter().any(|r| r.fatigue_key.as_deref() == Some(key.as_str())) {
             flushed = self.outbox.enqueue(std::mem::take(queued)).await?;
         }
         let mut rows = Vec::new();
@@ -155,6 +167,9 @@ impl NotificationConsumer {
             if inhibited {
                 status = DeliveryStatus::Suppressed;
                 note = Some("held back while safe mode or a kill is on".to_owned());
+            } else if let Some(until) = muted.filter(|_| !resolves) {
+                status = DeliveryStatus::Suppressed;
+                note = Some(format!("muted until {}", until.format("%Y-%m-%d %H:%M UTC")));
             } else if fatigued && let Some(last) = self.outbox.last_unsuppressed(rule.channel, &key).await? {
                 if !last.new.resolves && ev.ts - last.new.created_at < self.fatigue.cooldown {
                     status = DeliveryStatus::Suppressed;
@@ -166,6 +181,9 @@ impl NotificationConsumer {
                     }
                 }
             }
+            let follow_up = (status == DeliveryStatus::Pending && route == Route::Alerts && !resolves)
+                .then(|| follow_up_of(ev.kind, ev.severity))
+                .flatten();
             rows.push(NewDelivery {
                 event_id: e.id,
                 occurrence: 0,
@@ -177,6 +195,7 @@ impl NotificationConsumer {
                 note,
                 message,
                 created_at: ev.ts,
+                follow_up,
             });
         }
         queued.extend(rows);
@@ -196,6 +215,16 @@ fn report_message(e: &Event) -> Option<ReportParts> {
     let title = mcbot_schedules::reports::text::title(&report);
     let fields = mcbot_schedules::reports::text::headline(&report, quote);
     Some((title, fields, crate::reports::charts::all(&report)))
+}
+
+/// What follows a message later: an emergency repeats until acknowledged (except a kill, which a person issued
+/// and so knows of), a warning about a condition that can clear escalates if it is still active after a while.
+fn follow_up_of(kind: EventKind, severity: Severity) -> Option<FollowUp> {
+    match severity {
+        Severity::Emergency if kind != EventKind::TradingKilled => Some(FollowUp::Repeat),
+        Severity::Warning if clearable(kind) => Some(FollowUp::Escalate),
+        _ => None,
+    }
 }
 
 /// The equity and drawdown chart of a report's period, as PNG bytes; `None` when there is nothing to draw or the
@@ -250,7 +279,7 @@ impl EventHandler for NotificationConsumer {
 mod tests {
     use chrono::DateTime;
     use mcbot_stages::domain::Symbol;
-    use mcbot_stages::ports::{Channel, NewEvent};
+    use mcbot_stages::ports::{Channel, DeliveryStore, NewEvent};
 
     use super::*;
     use crate::notify::memory::MemoryOutbox;
@@ -329,6 +358,56 @@ mod tests {
         // A recovery of something never reported is not news either.
         c.record(&[ev(4, 14 * 60, EventKind::DataRecovered, Severity::Info, "stale:XRPUSDT")]).await.unwrap();
         assert_eq!(outbox.all().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn emergencies_repeat_clearable_warnings_escalate_and_nothing_else_follows_up() {
+        let outbox = Arc::new(MemoryOutbox::new());
+        let c = consumer(outbox.clone());
+        c.record(&[
+            ev(1, 0, EventKind::OrderOutcomeUnknown, Severity::Emergency, "unknown:BTCUSDT"),
+            ev(2, 0, EventKind::TradingKilled, Severity::Emergency, "killed"),
+            ev(3, 0, EventKind::StaleData, Severity::Warning, "stale:BTCUSDT"),
+            ev(4, 0, EventKind::JobFailed, Severity::Warning, "job:report"),
+            ev(5, 1, EventKind::StaleData, Severity::Warning, "stale:BTCUSDT"),
+        ])
+        .await
+        .unwrap();
+        let tg: Vec<(i64, Option<FollowUp>)> = outbox
+            .all()
+            .into_iter()
+            .filter(|d| d.new.channel == Channel::Telegram)
+            .map(|d| (d.new.event_id, d.new.follow_up))
+            .collect();
+        assert_eq!(
+            tg,
+            [
+                (1, Some(FollowUp::Repeat)),
+                (2, None),
+                (3, Some(FollowUp::Escalate)),
+                (4, None),
+                (5, None), // suppressed repeat: the first message carries the follow-up
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_muted_kind_is_suppressed_until_its_time_but_a_critical_one_never() {
+        let outbox = Arc::new(MemoryOutbox::new());
+        let c = consumer(outbox.clone());
+        outbox.set_mute("stale_data", t0() + Duration::hours(1)).await.unwrap();
+        c.record(&[
+            ev(1, 0, EventKind::StaleData, Severity::Warning, "stale:BTCUSDT"),
+            ev(2, 0, EventKind::StaleData, Severity::Critical, "stale:ETHUSDT"),
+            ev(3, 3600, EventKind::StaleData, Severity::Warning, "stale:XRPUSDT"),
+        ])
+        .await
+        .unwrap();
+        let tg: Vec<_> = outbox.all().into_iter().filter(|d| d.new.channel == Channel::Telegram).collect();
+        assert_eq!(tg[0].status(), DeliveryStatus::Suppressed);
+        assert!(tg[0].new.note.as_deref().is_some_and(|n| n.starts_with("muted until")), "{:?}", tg[0].new.note);
+        assert_eq!(tg[1].status(), DeliveryStatus::Pending, "critical is never muted");
+        assert_eq!(tg[2].status(), DeliveryStatus::Pending, "the mute is over");
     }
 
     #[test]

@@ -60,45 +60,155 @@ fn cut(text: &str, max: usize) -> String {
     s
 }
 
-/// The webhook body of a message, within Discord's limits (title 256, description 4096, 25 fields of 256/1024,
-/// 6000 characters in all).
-pub fn payload(m: &Message, role: Option<&str>, with_image: bool) -> Value {
-    let title = cut(&m.title, 256);
-    let mut budget = 6000usize.saturating_sub(title.chars().count() + 40);
-    let description = cut(&m.body, 4096.min(budget));
-    budget = budget.saturating_sub(description.chars().count());
-    let mut fields = Vec::new();
-    for (k, v) in m.fields.iter().take(25) {
-        let (name, value) = (cut(k, 256), cut(if v.is_empty() { "-" } else { v }, 1024));
-        let n = name.chars().count() + value.chars().count();
-        if n > budget {
-            break;
+/// Discord's limits of one webhook message.
+pub mod limits {
+    /// Characters of `content`.
+    pub const CONTENT: usize = 2000;
+    /// Embeds per message.
+    pub const EMBEDS: usize = 10;
+    /// Characters of all embeds of one message together.
+    pub const EMBED_TOTAL: usize = 6000;
+    /// Fields per embed.
+    pub const FIELDS: usize = 25;
+    /// Characters of an embed title.
+    pub const TITLE: usize = 256;
+    /// Characters of an embed description.
+    pub const DESCRIPTION: usize = 4096;
+    /// Characters of a field name.
+    pub const FIELD_NAME: usize = 256;
+    /// Characters of a field value.
+    pub const FIELD_VALUE: usize = 1024;
+}
+
+/// `text` in pieces of at most `max` characters, broken at line ends where a line fits, else between characters.
+fn pieces(text: &str, max: usize) -> Vec<String> {
+    let max = max.max(1);
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut n = 0;
+    for line in text.lines() {
+        let mut rest: Vec<char> = line.chars().collect();
+        loop {
+            let sep = usize::from(n > 0);
+            if n + sep + rest.len() <= max {
+                if sep == 1 {
+                    cur.push('\n');
+                }
+                n += sep + rest.len();
+                cur.extend(rest);
+                break;
+            }
+            if n > 0 {
+                out.push(std::mem::take(&mut cur));
+                n = 0;
+                continue;
+            }
+            let tail = rest.split_off(max);
+            out.push(rest.into_iter().collect());
+            rest = tail;
         }
-        budget -= n;
-        fields.push(json!({"name": name, "value": value, "inline": true}));
     }
-    let mut embed = json!({
-        "title": title,
-        "color": colour(m.severity),
-        "timestamp": m.ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "fields": fields,
-        "footer": {"text": format!("mcbot · {}", m.severity.as_str())},
-    });
-    if !description.is_empty() {
-        embed["description"] = json!(description);
+    if !cur.is_empty() {
+        out.push(cur);
     }
-    if with_image {
-        embed["image"] = json!({"url": "attachment://chart.png"});
+    out
+}
+
+/// One embed under construction and its character count (title, description, fields, footer).
+struct Embed {
+    json: Value,
+    chars: usize,
+    fields: usize,
+}
+
+/// The webhook bodies of a message, each within Discord's limits: a long body continues in further embeds, more
+/// than 25 fields (or a long value) too, and more than 10 embeds or 6000 characters continue in a further
+/// message. Only the first carries the role mention and the chart.
+pub fn payloads(m: &Message, role: Option<&str>, with_image: bool) -> Vec<Value> {
+    use limits::*;
+    let ts = m.ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let footer = format!("mcbot · {}", m.severity.as_str());
+    let title = cut(&m.title, TITLE);
+    let base_chars = footer.chars().count();
+    let new_embed = |title: &str| Embed {
+        json: json!({"title": title, "color": colour(m.severity), "timestamp": ts, "footer": {"text": footer}}),
+        chars: title.chars().count() + base_chars,
+        fields: 0,
+    };
+    let cont = cut(&format!("{title} (continued)"), TITLE);
+    let mut embeds = vec![new_embed(&title)];
+    // The body: the first piece in the first embed, the rest in continuation embeds.
+    let budget = DESCRIPTION.min(EMBED_TOTAL - TITLE - base_chars);
+    for (i, d) in pieces(&m.body, budget).into_iter().enumerate() {
+        if i > 0 {
+            embeds.push(new_embed(&cont));
+        }
+        if let Some(e) = embeds.last_mut() {
+            e.chars += d.chars().count();
+            e.json["description"] = json!(d);
+        }
     }
-    let mut body = json!({"username": "mcbot", "embeds": [embed], "allowed_mentions": {"parse": []}});
-    if let Some(role) = role.filter(|_| m.severity >= Severity::Critical) {
-        body["content"] = json!(format!("<@&{role}>"));
-        body["allowed_mentions"] = json!({"parse": [], "roles": [role]});
+    // The fields: a long value in several fields of the same name, 25 to an embed, none pushing one over 6000.
+    for (k, v) in &m.fields {
+        let name = cut(k, FIELD_NAME);
+        let values = if v.is_empty() { vec!["-".to_owned()] } else { pieces(v, FIELD_VALUE) };
+        for value in values {
+            let n = name.chars().count() + value.chars().count();
+            let full = embeds.last().is_none_or(|e| e.fields >= FIELDS || e.chars + n > EMBED_TOTAL);
+            if full {
+                embeds.push(new_embed(&cont));
+            }
+            if let Some(e) = embeds.last_mut() {
+                if !e.json["fields"].is_array() {
+                    e.json["fields"] = json!([]);
+                }
+                if let Some(a) = e.json["fields"].as_array_mut() {
+                    a.push(json!({"name": name, "value": value, "inline": true}));
+                }
+                e.fields += 1;
+                e.chars += n;
+            }
+        }
     }
-    if with_image {
-        body["attachments"] = json!([{"id": 0, "filename": "chart.png"}]);
+    if with_image && let Some(first) = embeds.first_mut() {
+        first.json["image"] = json!({"url": "attachment://chart.png"});
     }
-    body
+    // Embeds into messages: at most 10 and 6000 characters each.
+    let mut bodies: Vec<Vec<Value>> = Vec::new();
+    let mut chars = 0;
+    for e in embeds {
+        let full = bodies.last().is_none_or(|b| b.len() >= EMBEDS || chars + e.chars > EMBED_TOTAL);
+        if full {
+            bodies.push(Vec::new());
+            chars = 0;
+        }
+        chars += e.chars;
+        if let Some(b) = bodies.last_mut() {
+            b.push(e.json);
+        }
+    }
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, embeds)| {
+            let mut body = json!({"username": "mcbot", "embeds": embeds, "allowed_mentions": {"parse": []}});
+            if i == 0 {
+                if let Some(role) = role.filter(|_| m.severity >= Severity::Critical) {
+                    body["content"] = json!(cut(&format!("<@&{role}>"), CONTENT));
+                    body["allowed_mentions"] = json!({"parse": [], "roles": [role]});
+                }
+                if with_image {
+                    body["attachments"] = json!([{"id": 0, "filename": "chart.png"}]);
+                }
+            }
+            body
+        })
+        .collect()
+}
+
+/// The first webhook body of a message (the whole message when it fits in one).
+pub fn payload(m: &Message, role: Option<&str>, with_image: bool) -> Value {
+    payloads(m, role, with_image).into_iter().next().unwrap_or_default()
 }
 
 /// Discord as a delivery channel.
@@ -160,19 +270,36 @@ impl ChannelNotifier for DiscordChannel {
                 route.as_str()
             )));
         };
-        let now = self.clock.now();
-        let until = self.blocked.lock().unwrap_or_else(|p| p.into_inner()).get(&bucket).copied();
-        if let Some(until) = until.filter(|u| *u > now) {
-            let wait = (until - now).to_std().unwrap_or_default();
-            return Err(NotifyError::rate_limited("Discord rate limit: waiting for the bucket to reset", wait));
-        }
         // Files: the single chart of a plain message, then a report's charts; the embed shows the first.
         let mut files: Vec<(String, &[u8])> = Vec::new();
         if let Some(png) = &m.image_png {
             files.push(("chart.png".to_owned(), png));
         }
         files.extend(m.charts.iter().map(|c| (c.name.clone(), c.png.as_slice())));
-        let mut body = payload(m, self.settings.critical_role_id.as_deref(), !files.is_empty());
+        let bodies = payloads(m, self.settings.critical_role_id.as_deref(), !files.is_empty());
+        for (i, body) in bodies.into_iter().enumerate() {
+            // Only the first part carries the charts.
+            self.post(bucket, url, body, if i == 0 { &files } else { &[] }).await?;
+        }
+        Ok(())
+    }
+}
+
+impl DiscordChannel {
+    /// One webhook call, its rate-limit headers read whatever the outcome.
+    async fn post(
+        &self,
+        bucket: Route,
+        url: &str,
+        mut body: Value,
+        files: &[(String, &[u8])],
+    ) -> Result<(), NotifyError> {
+        let now = self.clock.now();
+        let until = self.blocked.lock().unwrap_or_else(|p| p.into_inner()).get(&bucket).copied();
+        if let Some(until) = until.filter(|u| *u > now) {
+            let wait = (until - now).to_std().unwrap_or_default();
+            return Err(NotifyError::rate_limited("Discord rate limit: waiting for the bucket to reset", wait));
+        }
         if let Some((first, _)) = files.first() {
             body["embeds"][0]["image"] = json!({"url": format!("attachment://{first}")});
             let list: Vec<Value> =
@@ -245,19 +372,62 @@ mod tests {
         }
     }
 
+    /// Characters Discord counts in one embed.
+    fn embed_chars(e: &Value) -> usize {
+        let len = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
+        len(&e["title"])
+            + len(&e["description"])
+            + len(&e["footer"]["text"])
+            + e["fields"].as_array().map_or(0, |f| f.iter().map(|f| len(&f["name"]) + len(&f["value"])).sum())
+    }
+
+    #[test]
+    fn a_message_over_discords_limits_is_split_and_nothing_is_lost() {
+        let mut m = msg(Severity::Critical);
+        m.body = (0..400).map(|i| format!("line {i:03} {}", "b".repeat(40))).collect::<Vec<_>>().join("\n");
+        m.fields = (0..60).map(|i| (format!("f{i}"), "v".repeat(if i == 0 { 2500 } else { 300 }))).collect();
+        let bodies = payloads(&m, Some("42"), true);
+        assert!(bodies.len() > 1, "split into several messages");
+        let mut description = Vec::new();
+        let mut values: Vec<(String, usize)> = Vec::new();
+        for (i, b) in bodies.iter().enumerate() {
+            let embeds = b["embeds"].as_array().unwrap();
+            assert!(embeds.len() <= limits::EMBEDS);
+            assert!(embeds.iter().map(embed_chars).sum::<usize>() <= limits::EMBED_TOTAL, "message {i}");
+            assert!(b.get("content").is_none_or(|c| c.as_str().unwrap().chars().count() <= limits::CONTENT));
+            assert_eq!(b.get("content").is_some(), i == 0, "the role is pinged once");
+            assert_eq!(b.get("attachments").is_some(), i == 0, "the chart comes once");
+            for e in embeds {
+                assert!(e["title"].as_str().unwrap().chars().count() <= limits::TITLE);
+                if let Some(d) = e["description"].as_str() {
+                    assert!(d.chars().count() <= limits::DESCRIPTION);
+                    description.push(d.to_owned());
+                }
+                let fields = e["fields"].as_array().cloned().unwrap_or_default();
+                assert!(fields.len() <= limits::FIELDS);
+                for f in fields {
+                    let v = f["value"].as_str().unwrap();
+                    assert!(v.chars().count() <= limits::FIELD_VALUE);
+                    values.push((f["name"].as_str().unwrap().to_owned(), v.chars().count()));
+                }
+            }
+        }
+        assert_eq!(description.join("\n"), m.body, "the body arrives whole, in order");
+        let f0: usize = values.iter().filter(|(n, _)| n == "f0").map(|(_, c)| c).sum();
+        assert_eq!(f0, 2500, "a long value continues in fields of the same name");
+        assert_eq!(values.iter().filter(|(n, _)| n != "f0").count(), 59, "every field arrives");
+        // A message within the limits stays one.
+        let mut small = msg(Severity::Info);
+        small.body = "short".into();
+        small.fields.truncate(3);
+        assert_eq!(payloads(&small, None, false).len(), 1);
+    }
+
     #[test]
     fn embeds_keep_discords_limits_and_ping_nobody() {
         let p = payload(&msg(Severity::Warning), Some("42"), false);
         let e = &p["embeds"][0];
-        let total = e["title"].as_str().unwrap().chars().count()
-            + e["description"].as_str().unwrap().chars().count()
-            + e["fields"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|f| f["name"].as_str().unwrap().chars().count() + f["value"].as_str().unwrap().chars().count())
-                .sum::<usize>()
-            + e["footer"]["text"].as_str().unwrap().chars().count();
+        let total: usize = p["embeds"].as_array().unwrap().iter().map(embed_chars).sum();
         assert!(total <= 6000, "{total}");
         assert_eq!(e["title"].as_str().unwrap().chars().count(), 256);
         assert_eq!(e["color"], json!(0xF1_C40F));

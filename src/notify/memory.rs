@@ -5,12 +5,15 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mcbot_stages::ports::{Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, NewDelivery, StoreError};
+use mcbot_stages::ports::{
+    Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, FollowUp, NewDelivery, StoreError,
+};
 
 /// Deliveries in a vector, ids from 1.
 #[derive(Debug, Default)]
 pub struct MemoryOutbox {
     rows: Mutex<Vec<Delivery>>,
+    mutes: Mutex<std::collections::BTreeMap<String, DateTime<Utc>>>,
 }
 
 impl MemoryOutbox {
@@ -52,7 +55,15 @@ impl DeliveryStore for MemoryOutbox {
             }
             let id = all.last().map_or(1, |d| d.id + 1);
             let next_attempt_at = new.created_at;
-            all.push(Delivery { id, new, attempts: 0, last_error: None, next_attempt_at, sent_at: None });
+            all.push(Delivery {
+                id,
+                new,
+                attempts: 0,
+                last_error: None,
+                next_attempt_at,
+                sent_at: None,
+                closed_at: None,
+            });
             added += 1;
         }
         Ok(added)
@@ -158,5 +169,61 @@ impl DeliveryStore for MemoryOutbox {
         let same = |d: &&Delivery| d.new.channel == channel && d.new.fatigue_key.as_deref() == Some(key);
         let cleared = rows.iter().filter(same).filter(|d| d.new.resolves).map(|d| d.id).max().unwrap_or(0);
         Ok(rows.iter().filter(same).find(|d| d.id > cleared).map(|d| d.new.created_at))
+    }
+
+    async fn resolved_after(&self, channel: Channel, key: &str, after_id: i64) -> Result<bool, StoreError> {
+        Ok(self.lock().iter().any(|d| {
+            d.id > after_id && d.new.channel == channel && d.new.resolves && d.new.fatigue_key.as_deref() == Some(key)
+        }))
+    }
+
+    async fn open_follow_ups(&self, limit: i64) -> Result<Vec<Delivery>, StoreError> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(self
+            .lock()
+            .iter()
+            .filter(|d| d.new.follow_up.is_some() && d.closed_at.is_none() && d.new.occurrence == 0)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn close_follow_up(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.update(id, |d| {
+            d.closed_at.get_or_insert(now);
+        });
+        Ok(())
+    }
+
+    async fn acknowledge(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for d in self.lock().iter_mut() {
+            if d.new.follow_up == Some(FollowUp::Repeat) && d.closed_at.is_none() && d.new.occurrence == 0 {
+                d.closed_at = Some(now);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut rows = self.lock();
+        let n = rows.len();
+        rows.retain(|d| {
+            let done = matches!(d.new.status, DeliveryStatus::Sent | DeliveryStatus::Suppressed);
+            let open = d.new.follow_up.is_some() && d.closed_at.is_none();
+            !(d.new.created_at < before && done && !open)
+        });
+        Ok(u64::try_from(n - rows.len()).unwrap_or(0))
+    }
+
+    async fn mutes(&self, now: DateTime<Utc>) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let m = self.mutes.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(m.iter().filter(|(_, u)| **u > now).map(|(k, u)| (k.clone(), *u)).collect())
+    }
+
+    async fn set_mute(&self, kind: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.mutes.lock().unwrap_or_else(|p| p.into_inner()).insert(kind.to_owned(), until);
+        Ok(())
     }
 }

@@ -7,7 +7,9 @@ pub mod chat;
 pub mod consumer;
 pub mod discord;
 pub mod email;
+pub mod lifecycle;
 pub mod memory;
+pub mod profit;
 pub mod route;
 pub mod secrets;
 pub mod setup;
@@ -23,7 +25,7 @@ use mcbot_stages::ports::{Alert, Channel, ChannelNotifier, Event, Message, Notif
 pub use consumer::{Fatigue, NotificationConsumer};
 pub use memory::MemoryOutbox;
 pub use route::{ChannelRule, Routing};
-pub use worker::{DeliveryWorker, RetryPolicy};
+pub use worker::{DeliveryWorker, FollowUpRules, RetryPolicy};
 
 /// The log as a channel: always on, so a bot without any chat configured still reports, and the fallback when
 /// another channel keeps failing.

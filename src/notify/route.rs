@@ -76,6 +76,12 @@ pub fn clears(kind: EventKind) -> Option<&'static str> {
     }
 }
 
+/// Kinds that raise a condition a later event clears (stale data, a breaker, safe mode): a warning of such a
+/// kind that is still active after a while escalates.
+pub fn clearable(kind: EventKind) -> bool {
+    matches!(kind, EventKind::StaleData | EventKind::BreakerTripped | EventKind::SafeModeOn)
+}
+
 /// The fatigue key of an event: its dedup key, else its kind and symbol (so the same warning about the same
 /// pair is one condition).
 pub fn fatigue_key(e: &Event) -> String {

@@ -12,7 +12,7 @@ use super::email::{EmailChannel, EmailError, EmailSettings};
 use super::route::{ChannelRule, Routing};
 use super::secrets::Scrubber;
 use super::telegram::{TelegramChannel, TelegramError, TelegramSettings};
-use super::worker::RetryPolicy;
+use super::worker::{FollowUpRules, RetryPolicy};
 use super::{Fatigue, LogChannel};
 use crate::config::NotifyConfig;
 
@@ -98,6 +98,16 @@ pub fn channel_rules(cfg: &NotifyConfig) -> Vec<ChannelRule> {
 /// The fatigue rules.
 pub fn fatigue(cfg: &NotifyConfig) -> Fatigue {
     Fatigue { cooldown: chrono::Duration::seconds(i64::try_from(cfg.cooldown_secs).unwrap_or(i64::MAX / 1000)) }
+}
+
+/// When alerts are grouped, repeated and escalated.
+pub fn follow_up_rules(cfg: &NotifyConfig) -> FollowUpRules {
+    let secs = |v: u64| chrono::Duration::seconds(i64::try_from(v).unwrap_or(i64::MAX / 1000));
+    FollowUpRules {
+        group_window: secs(cfg.group_window_secs),
+        repeat_every: secs(cfg.repeat_emergency_secs),
+        escalate_after: secs(cfg.escalate_after_secs),
+    }
 }
 
 /// The retry policy.

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use mcbot_stages::ports::{Channel, ChannelNotifier, Message, NotifyError, Route, Severity};
 use teloxide_core::payloads::{SendMessageSetters, SendPhotoSetters};
 use teloxide_core::requests::{Request, Requester};
-use teloxide_core::types::{ChatId, InputFile, ParseMode};
+use teloxide_core::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, ParseMode};
 use teloxide_core::{ApiError, Bot, RequestError};
 
 use super::secrets::Scrubber;
@@ -171,17 +171,32 @@ pub fn split(lines: &[String], limit: usize) -> Vec<String> {
     chunks
 }
 
-/// Telegram as a delivery channel: every message goes to every configured chat.
+/// How many (message, chat) deliveries the channel remembers, so a retry skips the chats already served.
+const SERVED_MEMORY: usize = 1024;
+
+/// Telegram as a delivery channel: every message goes to every configured chat. One delivery row covers all the
+/// chats (the outbox keeps order, cooldowns and counts per channel); when one chat fails after another got the
+/// message, the retry skips the chats this process already served, so they do not get it twice.
 pub struct TelegramChannel {
     bot: Bot,
     chats: Vec<ChatId>,
     scrub: Arc<Scrubber>,
+    served: std::sync::Mutex<std::collections::VecDeque<(u64, i64)>>,
 }
 
 impl TelegramChannel {
     /// The channel for `s`; `scrub` knows every secret of the configuration.
     pub fn new(s: &TelegramSettings, scrub: Arc<Scrubber>) -> Result<Self, TelegramError> {
-        Ok(Self { bot: bot(s)?, chats: s.chat_ids.iter().map(|c| ChatId(*c)).collect(), scrub })
+        Ok(Self {
+            bot: bot(s)?,
+            chats: s.chat_ids.iter().map(|c| ChatId(*c)).collect(),
+            scrub,
+            served: std::sync::Mutex::default(),
+        })
+    }
+
+    fn served(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(u64, i64)>> {
+        self.served.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn send_to(&self, chat: ChatId, m: &Message) -> Result<(), NotifyError> {
@@ -200,13 +215,16 @@ impl TelegramChannel {
                 return Ok(());
             }
         }
-        for chunk in split(&lines, TEXT_LIMIT) {
-            self.bot
-                .send_message(chat, chunk)
-                .parse_mode(ParseMode::Html)
-                .send()
-                .await
-                .map_err(|e| classify(&e, &self.scrub))?;
+        let chunks = split(&lines, TEXT_LIMIT);
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let mut req = self.bot.send_message(chat, chunk).parse_mode(ParseMode::Html);
+            if i == last && m.severity == Severity::Emergency {
+                // An emergency repeats until someone acknowledges it: the button does, like /ack.
+                let ack = InlineKeyboardButton::callback("Acknowledge", "ack");
+                req = req.reply_markup(InlineKeyboardMarkup::new(vec![vec![ack]]));
+            }
+            req.send().await.map_err(|e| classify(&e, &self.scrub))?;
         }
         // A report's charts follow its text, one photo each with its caption.
         for c in &m.charts {
@@ -231,11 +249,30 @@ impl ChannelNotifier for TelegramChannel {
     }
 
     async fn deliver(&self, _route: Route, m: &Message) -> Result<(), NotifyError> {
+        let key = fingerprint(m);
         for chat in &self.chats {
+            if self.chats.len() > 1 && self.served().contains(&(key, chat.0)) {
+                continue;
+            }
             self.send_to(*chat, m).await?;
+            if self.chats.len() > 1 {
+                let mut served = self.served();
+                if served.len() >= SERVED_MEMORY {
+                    served.pop_front();
+                }
+                served.push_back((key, chat.0));
+            }
         }
         Ok(())
     }
+}
+
+/// A message's identity for the served memory: its kind, time, title and body.
+fn fingerprint(m: &Message) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (m.kind.as_str(), m.ts, &m.title, &m.body).hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]

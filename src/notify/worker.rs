@@ -3,12 +3,14 @@
 //! of a channel waits for its retry and the rows behind it wait with it, so messages arrive in order. A row that
 //! keeps failing is given up after its attempts and handed to the fallback channel.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use mcbot_stages::Clock;
 use mcbot_stages::ports::{
-    Channel, ChannelNotifier, Delivery, DeliveryStatus, DeliveryStore, NewDelivery, NotifyErrorKind, StoreError,
+    Channel, ChannelNotifier, Delivery, DeliveryStatus, DeliveryStore, FollowUp, Message, NewDelivery, NotifyErrorKind,
+    Route, Severity, StoreError,
 };
 
 /// How failed attempts are retried.
@@ -36,6 +38,28 @@ impl RetryPolicy {
         let shift = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
         let ms = self.base.num_milliseconds().saturating_mul(1_i64 << shift);
         Duration::milliseconds(ms).min(self.max)
+    }
+}
+
+/// When messages are grouped, repeated and escalated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowUpRules {
+    /// Alerts of the same kind and severity waiting together whose times lie within this window of the first
+    /// are sent as one message.
+    pub group_window: Duration,
+    /// An unacknowledged emergency is sent again this often.
+    pub repeat_every: Duration,
+    /// A warning whose condition is still active this long after its message is sent again as critical.
+    pub escalate_after: Duration,
+}
+
+impl Default for FollowUpRules {
+    fn default() -> Self {
+        Self {
+            group_window: Duration::seconds(60),
+            repeat_every: Duration::minutes(5),
+            escalate_after: Duration::minutes(30),
+        }
     }
 }
 
@@ -71,6 +95,57 @@ pub struct WorkerLease {
     pub ttl: Duration,
 }
 
+/// One message for several similar alerts: the first as it is, then a line for each of the others.
+fn grouped_message(head: &Message, also: &[Delivery]) -> Message {
+    let mut m = head.clone();
+    m.title = format!("{} (+{} similar)", head.title, also.len());
+    for d in also {
+        let o = &d.new.message;
+        let body = o.body.lines().collect::<Vec<_>>().join(" · ");
+        if body.is_empty() {
+            m.body.push_str(&format!("\n• {}", o.title));
+        } else {
+            m.body.push_str(&format!("\n• {} — {body}", o.title));
+        }
+    }
+    m
+}
+
+/// Repeat `n` of an unacknowledged emergency.
+fn repeat_of(d: &Delivery, n: i64, now: DateTime<Utc>) -> NewDelivery {
+    let mut message = d.new.message.clone();
+    message.title = format!("{} (repeat {n}, not acknowledged)", message.title);
+    message.body.push_str("\n/ack or the Acknowledge button stops the repeats");
+    NewDelivery {
+        occurrence: i32::try_from(n).unwrap_or(i32::MAX),
+        status: DeliveryStatus::Pending,
+        resolves: false,
+        note: Some(format!("repeat {n} of delivery {}", d.id)),
+        message,
+        created_at: now,
+        follow_up: None,
+        ..d.new.clone()
+    }
+}
+
+/// A warning still active after `after`, sent again as critical.
+fn escalation_of(d: &Delivery, after: Duration, now: DateTime<Utc>) -> NewDelivery {
+    let mut message = d.new.message.clone();
+    message.severity = Severity::Critical;
+    message.title = format!("escalated: {}", message.title);
+    message.body.push_str(&format!("\nstill active after {} min", after.num_minutes()));
+    NewDelivery {
+        occurrence: 1,
+        status: DeliveryStatus::Pending,
+        resolves: false,
+        note: Some(format!("escalation of delivery {}", d.id)),
+        message,
+        created_at: now,
+        follow_up: None,
+        ..d.new.clone()
+    }
+}
+
 /// Sends pending deliveries through the channel adapters.
 pub struct DeliveryWorker {
     outbox: Arc<dyn DeliveryStore>,
@@ -78,6 +153,7 @@ pub struct DeliveryWorker {
     notifiers: Vec<Arc<dyn ChannelNotifier>>,
     policy: RetryPolicy,
     lease: Option<WorkerLease>,
+    rules: FollowUpRules,
 }
 
 impl DeliveryWorker {
@@ -88,7 +164,7 @@ impl DeliveryWorker {
         notifiers: Vec<Arc<dyn ChannelNotifier>>,
         policy: RetryPolicy,
     ) -> Self {
-        Self { outbox, clock, notifiers, policy, lease: None }
+        Self { outbox, clock, notifiers, policy, lease: None, rules: FollowUpRules::default() }
     }
 
     /// Sends only while holding [`WORKER_LEASE`] in `lease.store`, so of several processes on one database one
@@ -128,9 +204,17 @@ impl DeliveryWorker {
         }
     }
 
-    /// One pass over every channel; the earliest time something is due again.
+    /// The same worker with other grouping, repeat and escalation times.
+    pub fn with_rules(mut self, rules: FollowUpRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// One pass over every channel (after recording the follow-ups that fell due); the earliest time something is
+    /// due again.
     pub async fn pass(&self) -> Result<Pass, StoreError> {
-        let mut total = Pass { sent: 0, next_due: None };
+        let follow = self.follow_ups().await?;
+        let mut total = Pass { sent: 0, next_due: follow };
         for n in &self.notifiers {
             let p = self.pass_channel(n.as_ref()).await?;
             total.sent += p.sent;
@@ -142,6 +226,61 @@ impl DeliveryWorker {
         Ok(total)
     }
 
+    /// Records the repeats and escalations that are due and closes the follow-ups that ended (their condition
+    /// cleared, or a newer message took over); the earliest time another falls due.
+    pub async fn follow_ups(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let open = self.outbox.open_follow_ups(512).await?;
+        if open.is_empty() {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        // One follow-up per condition and channel: the oldest escalates (so repeats of a warning after its
+        // cooldown do not put escalation off), the newest emergency repeats (an older one is superseded).
+        let mut keep: HashMap<(Channel, FollowUp, String), i64> = HashMap::new();
+        for d in &open {
+            let (Some(f), Some(k)) = (d.new.follow_up, d.new.fatigue_key.clone()) else { continue };
+            let slot = keep.entry((d.new.channel, f, k)).or_insert(d.id);
+            if f == FollowUp::Repeat {
+                *slot = (*slot).max(d.id);
+            }
+        }
+        let mut next: Option<DateTime<Utc>> = None;
+        let mut rows = Vec::new();
+        for d in open {
+            let Some(f) = d.new.follow_up else { continue };
+            if let Some(k) = d.new.fatigue_key.as_deref() {
+                let superseded = keep.get(&(d.new.channel, f, k.to_owned())).is_some_and(|id| *id != d.id);
+                if superseded || self.outbox.resolved_after(d.new.channel, k, d.id).await? {
+                    self.outbox.close_follow_up(d.id, now).await?;
+                    continue;
+                }
+            }
+            match f {
+                FollowUp::Repeat => {
+                    let every = self.rules.repeat_every.max(Duration::seconds(1));
+                    let n = (now - d.new.created_at).num_milliseconds() / every.num_milliseconds();
+                    if n >= 1 {
+                        rows.push(repeat_of(&d, n, now));
+                    }
+                    let due = d.new.created_at + every * i32::try_from(n.max(0) + 1).unwrap_or(i32::MAX);
+                    next = Some(next.map_or(due, |t| t.min(due)));
+                }
+                FollowUp::Escalate => {
+                    let due = d.new.created_at + self.rules.escalate_after;
+                    if now >= due {
+                        rows.push(escalation_of(&d, now - d.new.created_at, now));
+                        self.outbox.close_follow_up(d.id, now).await?;
+                    } else {
+                        next = Some(next.map_or(due, |t| t.min(due)));
+                    }
+                }
+            }
+        }
+        // Idempotent: a repeat number or an escalation recorded before is not recorded twice.
+        self.outbox.enqueue(rows).await?;
+        Ok(next)
+    }
+
     /// Sends the due deliveries of one channel in id order, stopping at the first that is not due or fails.
     /// Another process holding the worker lease makes this a pass that sends nothing.
     pub async fn pass_channel(&self, n: &dyn ChannelNotifier) -> Result<Pass, StoreError> {
@@ -151,7 +290,8 @@ impl DeliveryWorker {
             if batch.is_empty() {
                 return Ok(Pass { sent, next_due: None });
             }
-            for d in batch {
+            let mut i = 0;
+            while let Some(d) = batch.get(i) {
                 let now = self.clock.now();
                 if d.next_attempt_at > now {
                     return Ok(Pass { sent, next_due: Some(d.next_attempt_at) });
@@ -160,21 +300,60 @@ impl DeliveryWorker {
                 if !self.leader().await? {
                     return Ok(Pass { sent, next_due: None });
                 }
-                match self.attempt(n, &d).await? {
-                    Attempt::Sent => sent += 1,
-                    Attempt::GivenUp => {}
+                let group = self.group(&batch[i..], now);
+                match self.attempt(n, d, &batch[i + 1..i + group]).await? {
+                    Attempt::Sent => {
+                        sent += group;
+                        i += group;
+                    }
+                    // Only the head was given up: the rows grouped with it come next, on their own.
+                    Attempt::GivenUp => i += 1,
                     Attempt::Later(next) => return Ok(Pass { sent, next_due: Some(next) }),
                 }
             }
         }
     }
 
-    /// One attempt.
-    async fn attempt(&self, n: &dyn ChannelNotifier, d: &Delivery) -> Result<Attempt, StoreError> {
+    /// How many rows from the head of `rows` go out as one message: the head and the alerts right behind it of
+    /// the same kind and severity, due, never tried, recorded within the group window of the head.
+    fn group(&self, rows: &[Delivery], now: DateTime<Utc>) -> usize {
+        let Some(head) = rows.first() else { return 0 };
+        let groupable =
+            |d: &Delivery| d.new.route == Route::Alerts && d.new.message.image_png.is_none() && !d.new.resolves;
+        if !groupable(head) || self.rules.group_window <= Duration::zero() {
+            return 1;
+        }
+        let m = &head.new.message;
+        1 + rows[1..]
+            .iter()
+            .take_while(|d| {
+                groupable(d)
+                    && d.attempts == 0
+                    && d.next_attempt_at <= now
+                    && d.new.message.kind == m.kind
+                    && d.new.message.severity == m.severity
+                    && d.new.created_at - head.new.created_at <= self.rules.group_window
+            })
+            .count()
+    }
+
+    /// One attempt of `d`, carrying `also` (similar alerts grouped into its message).
+    async fn attempt(&self, n: &dyn ChannelNotifier, d: &Delivery, also: &[Delivery]) -> Result<Attempt, StoreError> {
         let attempts = d.attempts.saturating_add(1);
-        match n.deliver(d.new.route, &d.new.message).await {
+        let grouped;
+        let message = if also.is_empty() {
+            &d.new.message
+        } else {
+            grouped = grouped_message(&d.new.message, also);
+            &grouped
+        };
+        match n.deliver(d.new.route, message).await {
             Ok(()) => {
-                self.outbox.mark_sent(d.id, attempts, self.clock.now()).await?;
+                let now = self.clock.now();
+                self.outbox.mark_sent(d.id, attempts, now).await?;
+                for o in also {
+                    self.outbox.mark_sent(o.id, 1, now).await?;
+                }
                 Ok(Attempt::Sent)
             }
             Err(e) => {
@@ -327,6 +506,7 @@ mod tests {
                 charts: Vec::new(),
             },
             created_at: at,
+            follow_up: None,
         }
     }
 
@@ -339,8 +519,64 @@ mod tests {
             calls: Mutex::default(),
             fail: Mutex::default(),
         });
-        let worker = DeliveryWorker::new(outbox.clone(), clock.clone(), vec![fake.clone()], RetryPolicy::default());
+        // Grouping off: these tests follow single messages; grouping has its own.
+        let rules = FollowUpRules { group_window: Duration::zero(), ..FollowUpRules::default() };
+        let worker = DeliveryWorker::new(outbox.clone(), clock.clone(), vec![fake.clone()], RetryPolicy::default())
+            .with_rules(rules);
         (clock, outbox, fake, worker)
+    }
+
+    #[tokio::test]
+    async fn alerts_of_one_kind_waiting_together_go_out_as_one_message_in_order() {
+        let (clock, outbox, fake, worker) = setup();
+        let worker = worker.with_rules(FollowUpRules::default());
+        let t = clock.now();
+        let mut other = row(4, t);
+        other.message.kind = EventKind::JobFailed;
+        let late = row(5, t + Duration::seconds(61));
+        outbox.enqueue(vec![row(1, t), row(2, t), row(3, t + Duration::seconds(30)), other, late]).await.unwrap();
+        clock.advance(Duration::seconds(61));
+        worker.pass().await.unwrap();
+        let titles: Vec<String> = fake.sent.lock().unwrap().iter().map(|(t, _)| t.clone()).collect();
+        assert_eq!(titles, ["m1 (+2 similar)", "m4", "m5"], "a window of 60 s, one kind, never across another");
+        assert!(outbox.all().iter().all(|d| d.status() == DeliveryStatus::Sent));
+    }
+
+    #[tokio::test]
+    async fn an_emergency_repeats_until_acknowledged_and_a_warning_escalates_once_unless_cleared() {
+        let (clock, outbox, fake, worker) = setup();
+        let t = clock.now();
+        let mut alarm = row(1, t);
+        alarm.message.severity = Severity::Emergency;
+        alarm.fatigue_key = Some("unknown:A".into());
+        alarm.follow_up = Some(FollowUp::Repeat);
+        let mut warn = row(2, t);
+        warn.fatigue_key = Some("stale:B".into());
+        warn.follow_up = Some(FollowUp::Escalate);
+        let mut gone = row(3, t);
+        gone.fatigue_key = Some("stale:C".into());
+        gone.follow_up = Some(FollowUp::Escalate);
+        let mut cleared = row(4, t + Duration::minutes(10));
+        cleared.fatigue_key = Some("stale:C".into());
+        cleared.resolves = true;
+        outbox.enqueue(vec![alarm, warn, gone, cleared]).await.unwrap();
+        let sent = |fake: &Fake| fake.sent.lock().unwrap().iter().map(|(t, _)| t.clone()).collect::<Vec<_>>();
+        for _ in 0..7 {
+            worker.pass().await.unwrap();
+            clock.advance(Duration::minutes(5));
+        }
+        // 0, 5, 10 ... 30 min: the emergency at 0 and six repeats; the warning escalated at 30 min.
+        let titles = sent(&fake);
+        assert_eq!(titles.iter().filter(|t| t.starts_with("m1")).count(), 7, "{titles:?}");
+        assert!(titles.contains(&"m1 (repeat 6, not acknowledged)".to_owned()), "{titles:?}");
+        assert_eq!(titles.iter().filter(|t| t.starts_with("escalated: m2")).count(), 1, "{titles:?}");
+        assert!(!titles.iter().any(|t| t.contains("escalated: m3")), "cleared before: {titles:?}");
+        assert_eq!(outbox.acknowledge(clock.now()).await.unwrap(), 1);
+        for _ in 0..6 {
+            worker.pass().await.unwrap();
+            clock.advance(Duration::minutes(5));
+        }
+        assert_eq!(sent(&fake).len(), titles.len(), "acknowledged, escalated once: silence");
     }
 
     #[tokio::test]

@@ -8,17 +8,17 @@ use super::query::{Q, Row, Sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcbot_stages::ports::{
-    Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, Message, NewDelivery, Route, StoreError,
+    Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, FollowUp, Message, NewDelivery, Route, StoreError,
 };
 
 static INSERT: Sql = Sql::new(
     "INSERT INTO deliveries (event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, \
-     created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+     created_at, next_attempt_at, follow_up) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) \
      ON CONFLICT (event_id, occurrence, channel) DO NOTHING",
 );
 static PENDING: Sql = Sql::new(
     "SELECT id, event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, \
-     attempts, last_error, created_at, next_attempt_at, sent_at FROM deliveries \
+     attempts, last_error, created_at, next_attempt_at, sent_at, follow_up, closed_at FROM deliveries \
      WHERE channel = $1 AND status = 'pending' ORDER BY id LIMIT $2",
 );
 static SENT: Sql =
@@ -36,7 +36,7 @@ static COUNTS: Sql =
     Sql::new("SELECT channel, status, COUNT(*) AS n FROM deliveries GROUP BY channel, status ORDER BY channel, status");
 static LAST_UNSUPPRESSED: Sql = Sql::new(
     "SELECT id, event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, \
-     attempts, last_error, created_at, next_attempt_at, sent_at FROM deliveries \
+     attempts, last_error, created_at, next_attempt_at, sent_at, follow_up, closed_at FROM deliveries \
      WHERE channel = $1 AND fatigue_key = $2 AND status <> 'suppressed' ORDER BY id DESC LIMIT 1",
 );
 static SUPPRESSED_AFTER: Sql = Sql::new(
@@ -47,6 +47,31 @@ static ACTIVE_SINCE: Sql = Sql::new(
     "SELECT MIN(created_at) AS since FROM deliveries WHERE channel = $1 AND fatigue_key = $2 AND id > \
      COALESCE((SELECT MAX(id) FROM deliveries WHERE channel = $1 AND fatigue_key = $2 AND resolves = $3), 0)",
 );
+
+static OPEN_FOLLOW_UPS: Sql = Sql::new(
+    "SELECT id, event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, \
+     attempts, last_error, created_at, next_attempt_at, sent_at, follow_up, closed_at FROM deliveries \
+     WHERE follow_up IS NOT NULL AND closed_at IS NULL AND occurrence = 0 ORDER BY id LIMIT $1",
+);
+static RESOLVED_AFTER: Sql = Sql::new(
+    "SELECT id FROM deliveries WHERE channel = $1 AND fatigue_key = $2 AND id > $3 AND resolves = TRUE LIMIT 1",
+);
+static CLOSE_FOLLOW_UP: Sql = Sql::new("UPDATE deliveries SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL");
+static ACKNOWLEDGE: Sql = Sql::new(
+    "UPDATE deliveries SET closed_at = $1 WHERE follow_up = 'repeat' AND closed_at IS NULL AND occurrence = 0",
+);
+static PRUNE: Sql = Sql::new(
+    "DELETE FROM deliveries WHERE created_at < $1 AND status IN ('sent', 'suppressed') \
+     AND (follow_up IS NULL OR closed_at IS NOT NULL)",
+);
+static LOAD_VALUE: Sql = Sql::new("SELECT value FROM bot_state WHERE key = $1");
+static SAVE_VALUE: Sql = Sql::new(
+    "INSERT INTO bot_state (key, value, version) VALUES ($1, $2, 1) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = bot_state.version + 1",
+);
+
+/// The `bot_state` key of the notification mutes (kind → until).
+const MUTES_KEY: &str = "notify_mutes";
 
 static CURSOR_HOLDER: Sql = Sql::new("SELECT holder FROM event_cursors WHERE consumer = $1");
 static FREE_CURSOR: Sql = Sql::new("UPDATE event_cursors SET lease_until = $3 WHERE consumer = $1 AND holder = $2");
@@ -66,9 +91,31 @@ pub(crate) static STATEMENTS: &[&Sql] = &[
     &ACTIVE_SINCE,
     &CURSOR_HOLDER,
     &FREE_CURSOR,
+    &OPEN_FOLLOW_UPS,
+    &RESOLVED_AFTER,
+    &CLOSE_FOLLOW_UP,
+    &ACKNOWLEDGE,
+    &PRUNE,
+    &LOAD_VALUE,
+    &SAVE_VALUE,
 ];
 
 impl SqlStore {
+    /// A small JSON value kept under `key` in the state table (chat offsets, mutes), if any.
+    pub async fn load_value(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let row = Q::fixed(&LOAD_VALUE).bind(key).fetch_optional(&self.pool).await.map_err(self.err("load_value"))?;
+        row.as_ref().map(|r| Cols::new(r, "bot_state").json("value")).transpose()
+    }
+
+    /// Keeps `value` under `key` in the state table (never the trading state's key).
+    pub async fn save_value(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError> {
+        if key == super::records::BOT_STATE_KEY {
+            return Err(StoreError::Corrupt("the trading state is saved only through its unit of work".into()));
+        }
+        Q::fixed(&SAVE_VALUE).bind(key).bind(value).execute(&self.pool).await.map_err(self.err("save_value"))?;
+        Ok(())
+    }
+
     /// Who holds the cursor lease of `consumer` (`host:pid`), if anyone ever did.
     pub async fn consumer_holder(&self, consumer: &str) -> Result<Option<String>, StoreError> {
         let row = Q::fixed(&CURSOR_HOLDER)
@@ -113,11 +160,16 @@ fn delivery_from_row(row: &Row) -> Result<Delivery, StoreError> {
             note: c.opt_text("note")?,
             message,
             created_at: c.time("created_at")?,
+            follow_up: match c.opt_text("follow_up")? {
+                Some(f) => Some(FollowUp::parse(&f).ok_or_else(|| c.corrupt("follow_up", f))?),
+                None => None,
+            },
         },
         attempts: small("attempts")?,
         last_error: c.opt_text("last_error")?,
         next_attempt_at: c.time("next_attempt_at")?,
         sent_at: c.opt_time("sent_at")?,
+        closed_at: c.opt_time("closed_at")?,
     })
 }
 
@@ -144,6 +196,7 @@ impl DeliveryStore for SqlStore {
                 .bind(r.note.as_deref().map(clean))
                 .bind(message)
                 .bind(r.created_at)
+                .bind(r.follow_up.map(FollowUp::as_str))
                 .execute(&mut tx)
                 .await
                 .map_err(self.err("enqueue_deliveries"))?;
@@ -258,5 +311,55 @@ impl DeliveryStore for SqlStore {
             .map_err(self.err("active_since"))?
             .ok_or_else(|| StoreError::Corrupt("active_since: an aggregate returned no row".into()))?;
         Cols::new(&row, "deliveries").opt_time("since")
+    }
+
+    async fn resolved_after(&self, channel: Channel, key: &str, after_id: i64) -> Result<bool, StoreError> {
+        let row = Q::fixed(&RESOLVED_AFTER)
+            .bind(channel.as_str())
+            .bind(key)
+            .bind(after_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err("resolved_after"))?;
+        Ok(row.is_some())
+    }
+
+    async fn open_follow_ups(&self, limit: i64) -> Result<Vec<Delivery>, StoreError> {
+        let rows = Q::fixed(&OPEN_FOLLOW_UPS)
+            .bind(limit.max(1))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("open_follow_ups"))?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn close_follow_up(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        Q::fixed(&CLOSE_FOLLOW_UP).bind(id).bind(now).execute(&self.pool).await.map_err(self.err("close_follow_up"))?;
+        Ok(())
+    }
+
+    async fn acknowledge(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Q::fixed(&ACKNOWLEDGE).bind(now).execute(&self.pool).await.map_err(self.err("acknowledge"))
+    }
+
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Q::fixed(&PRUNE).bind(before).execute(&self.pool).await.map_err(self.err("prune_deliveries"))
+    }
+
+    async fn mutes(&self, now: DateTime<Utc>) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let Some(v) = self.load_value(MUTES_KEY).await? else { return Ok(Vec::new()) };
+        let all: std::collections::BTreeMap<String, DateTime<Utc>> =
+            serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("bot_state.{MUTES_KEY}: {e}")))?;
+        Ok(all.into_iter().filter(|(_, until)| *until > now).collect())
+    }
+
+    async fn set_mute(&self, kind: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut all: std::collections::BTreeMap<String, DateTime<Utc>> = match self.load_value(MUTES_KEY).await? {
+            Some(v) => serde_json::from_value(v).unwrap_or_default(),
+            None => Default::default(),
+        };
+        all.insert(kind.to_owned(), until);
+        let value = serde_json::to_value(&all).map_err(|e| StoreError::Corrupt(format!("mutes: {e}")))?;
+        self.save_value(MUTES_KEY, value).await
     }
 }

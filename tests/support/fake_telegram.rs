@@ -39,7 +39,7 @@ struct Inner {
     calls: Vec<Call>,
     updates: Vec<Value>,
     next_update: i64,
-    faults: VecDeque<(String, Fault)>,
+    faults: VecDeque<(String, Option<i64>, Fault)>,
     next_message: i64,
 }
 
@@ -96,7 +96,12 @@ impl FakeTelegram {
 
     /// The next call of `method` fails with `fault`.
     pub fn fail_next(&self, method: &str, fault: Fault) {
-        self.inner().faults.push_back((method.to_ascii_lowercase(), fault));
+        self.inner().faults.push_back((method.to_ascii_lowercase(), None, fault));
+    }
+
+    /// The next call of `method` addressed to `chat_id` fails with `fault`.
+    pub fn fail_next_to(&self, chat_id: i64, method: &str, fault: Fault) {
+        self.inner().faults.push_back((method.to_ascii_lowercase(), Some(chat_id), fault));
     }
 
     /// Queues a text message from `chat_id`.
@@ -171,10 +176,12 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
             Err(_) => return error(StatusCode::BAD_REQUEST, "Bad Request: body is not JSON", None),
         }
     };
+    let chat = params.get("chat_id").cloned().unwrap_or(json!(0));
+    let chat_id = chat.as_i64().or_else(|| chat.as_str().and_then(|s| s.parse().ok())).unwrap_or(0);
     let mut inner = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
     inner.calls.push(Call { method: method.clone(), params: params.clone(), photo: photo.clone() });
-    if let Some(pos) = inner.faults.iter().position(|(m, _)| *m == method) {
-        let (_, fault) = inner.faults.remove(pos).unwrap_or_else(|| (String::new(), Fault::Conflict));
+    if let Some(pos) = inner.faults.iter().position(|(m, c, _)| *m == method && c.is_none_or(|c| c == chat_id)) {
+        let (_, _, fault) = inner.faults.remove(pos).unwrap_or_else(|| (String::new(), None, Fault::Conflict));
         return match fault {
             Fault::RetryAfter(s) => error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -188,8 +195,6 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
             ),
         };
     }
-    let chat = params.get("chat_id").cloned().unwrap_or(json!(0));
-    let chat_id = chat.as_i64().or_else(|| chat.as_str().and_then(|s| s.parse().ok())).unwrap_or(0);
     let mut message = |text: Value| {
         inner.next_message += 1;
         json!({"message_id": inner.next_message, "date": 1_700_000_000,

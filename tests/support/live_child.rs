@@ -213,6 +213,7 @@ impl EventHandler for Audit {
                 fatigue_key: None,
                 resolves: false,
                 note: None,
+                follow_up: None,
                 message: Message {
                     kind: e.event.kind,
                     severity: e.event.severity,

@@ -23,6 +23,7 @@ pub struct SmtpSink {
     /// `127.0.0.1:PORT`.
     pub addr: String,
     mails: Arc<Mutex<Vec<Mail>>>,
+    logins: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -38,16 +39,22 @@ impl SmtpSink {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let addr = listener.local_addr().expect("local addr").to_string();
         let mails = Arc::new(Mutex::new(Vec::new()));
-        let store = mails.clone();
+        let logins = Arc::new(Mutex::new(Vec::new()));
+        let (store, seen) = (mails.clone(), logins.clone());
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let store = store.clone();
+                let (store, seen) = (store.clone(), seen.clone());
                 tokio::spawn(async move {
-                    let _ = session(sock, store).await;
+                    let _ = session(sock, store, seen).await;
                 });
             }
         });
-        Self { addr, mails, task }
+        Self { addr, mails, logins, task }
+    }
+
+    /// AUTH arguments received, whether or not a mail followed.
+    pub fn logins(&self) -> Vec<String> {
+        self.logins.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Mails received so far.
@@ -56,7 +63,11 @@ impl SmtpSink {
     }
 }
 
-async fn session(sock: tokio::net::TcpStream, store: Arc<Mutex<Vec<Mail>>>) -> std::io::Result<()> {
+async fn session(
+    sock: tokio::net::TcpStream,
+    store: Arc<Mutex<Vec<Mail>>>,
+    logins: Arc<Mutex<Vec<String>>>,
+) -> std::io::Result<()> {
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::new(r);
     w.write_all(b"220 sink.test ESMTP ready\r\n").await?;
@@ -73,6 +84,7 @@ async fn session(sock: tokio::net::TcpStream, store: Arc<Mutex<Vec<Mail>>>) -> s
             w.write_all(b"250-sink.test\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n").await?;
         } else if upper.starts_with("AUTH") {
             mail.auth = Some(cmd[4..].trim().to_owned());
+            logins.lock().unwrap_or_else(|e| e.into_inner()).push(cmd[4..].trim().to_owned());
             w.write_all(b"235 2.7.0 Authentication successful\r\n").await?;
         } else if upper.starts_with("MAIL FROM:") {
             mail.from = cmd[10..].trim().trim_matches(['<', '>']).to_owned();

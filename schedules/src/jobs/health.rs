@@ -1,7 +1,7 @@
 //! Health: a heartbeat row with the store round trip, the exchange's reachability and the age of the newest
 //! stored bar per symbol. Stale data is a condition raised once and cleared once (a `stale_data` event when a
 //! symbol goes stale, `data_recovered` when it is fresh again), not an alert every run. Also prunes the event log
-//! to its retention.
+//! and the notification outbox to their retention.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use mcbot_stages::Clock;
 use mcbot_stages::control::mutate_state;
 use mcbot_stages::domain::{Symbol, Timeframe};
-use mcbot_stages::ports::{EventKind, Exchange, FailureKind, NewEvent, Severity, Store};
+use mcbot_stages::ports::{DeliveryStore, EventKind, Exchange, FailureKind, NewEvent, Severity, Store};
 use serde_json::json;
 
 use super::monitor_inputs::Monitors;
@@ -26,6 +26,7 @@ pub struct HealthJob {
     max_stale_bars: i32,
     retention: chrono::Duration,
     monitors: Monitors,
+    outbox: Option<(Arc<dyn DeliveryStore>, chrono::Duration)>,
 }
 
 impl HealthJob {
@@ -39,12 +40,29 @@ impl HealthJob {
         max_stale_bars: i32,
     ) -> Self {
         let retention = chrono::Duration::days(400);
-        Self { store, exchange, clock, symbols, timeframe, max_stale_bars, retention, monitors: Monitors::default() }
+        Self {
+            store,
+            exchange,
+            clock,
+            symbols,
+            timeframe,
+            max_stale_bars,
+            retention,
+            monitors: Monitors::default(),
+            outbox: None,
+        }
     }
 
     /// The execution, return and process monitors to run, with their limits.
     pub fn with_monitors(mut self, monitors: Monitors) -> Self {
         self.monitors = monitors;
+        self
+    }
+
+    /// Also prunes the notification outbox: sent and suppressed deliveries older than `retention` (pending and
+    /// failed ones stay until they are sent or re-queued).
+    pub fn with_outbox(mut self, outbox: Arc<dyn DeliveryStore>, retention: chrono::Duration) -> Self {
+        self.outbox = Some((outbox, retention));
         self
     }
 
@@ -148,6 +166,12 @@ impl Job for HealthJob {
         let pruned = self.store.prune_events(now - self.retention).await?;
         if pruned > 0 {
             tracing::info!(pruned, "events older than the retention pruned");
+        }
+        if let Some((outbox, keep)) = &self.outbox {
+            let pruned = outbox.prune_deliveries(now - *keep).await?;
+            if pruned > 0 {
+                tracing::info!(pruned, "deliveries older than the retention pruned");
+            }
         }
         let summary = match (ok, waiting.is_empty()) {
             (true, true) if !findings.is_empty() => {

@@ -112,6 +112,32 @@ impl DeliveryStatus {
     }
 }
 
+/// What happens to a delivery after it was recorded, until it is closed (acknowledged, escalated, or its
+/// condition cleared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FollowUp {
+    /// An emergency: sent again every few minutes until someone acknowledges it.
+    Repeat,
+    /// A warning about a condition that can clear: sent again as critical if still active after a while.
+    Escalate,
+}
+
+impl FollowUp {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowUp::Repeat => "repeat",
+            FollowUp::Escalate => "escalate",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [FollowUp::Repeat, FollowUp::Escalate].into_iter().find(|f| f.as_str() == s)
+    }
+}
+
 /// A rendered notification, channel-neutral: each channel formats it its own way (HTML for Telegram, an embed
 /// for Discord, a mail). Stored with its delivery, so it is sent as it was rendered even after the event that
 /// produced it was pruned.
@@ -171,6 +197,8 @@ pub struct NewDelivery {
     pub message: Message,
     /// When it was recorded (also its first attempt time).
     pub created_at: DateTime<Utc>,
+    /// Repeat or escalate later, until closed; `None` for a message that is sent once.
+    pub follow_up: Option<FollowUp>,
 }
 
 /// A delivery as stored.
@@ -188,6 +216,8 @@ pub struct Delivery {
     pub next_attempt_at: DateTime<Utc>,
     /// When it was delivered.
     pub sent_at: Option<DateTime<Utc>>,
+    /// When its follow-up ended (acknowledged, escalated, or its condition cleared).
+    pub closed_at: Option<DateTime<Utc>>,
 }
 
 impl Delivery {
@@ -249,4 +279,26 @@ pub trait DeliveryStore: Send + Sync {
     /// When the condition of `key` on `channel` became active: the first delivery with the key after the last one
     /// that resolved it. `None` when it is not active.
     async fn active_since(&self, channel: Channel, key: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// True when a delivery of `channel` after row `after_id` reports that the condition of `key` cleared.
+    async fn resolved_after(&self, channel: Channel, key: &str, after_id: i64) -> Result<bool, StoreError>;
+
+    /// First deliveries (occurrence 0) with a follow-up that is not closed, oldest first, at most `limit`.
+    async fn open_follow_ups(&self, limit: i64) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Ends the follow-up of delivery `id`.
+    async fn close_follow_up(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Acknowledges every repeating emergency: their repeats stop. Returns how many deliveries were closed.
+    async fn acknowledge(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Deletes sent and suppressed deliveries recorded before `before` (pending and failed ones stay, and so do
+    /// open follow-ups); returns how many.
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Mutes: event kind (or `all`) and until when; expired ones are not returned.
+    async fn mutes(&self, now: DateTime<Utc>) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
+
+    /// Mutes `kind` (an event kind's name, or `all`) until `until`; a time in the past unmutes it.
+    async fn set_mute(&self, kind: &str, until: DateTime<Utc>) -> Result<(), StoreError>;
 }

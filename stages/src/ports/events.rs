@@ -124,6 +124,10 @@ event_kinds! {
     LiveRefused => "live_refused",
     /// A call to the admin HTTP API came without the right token (rate-limited: one event per minute).
     UnauthorizedApi => "unauthorized_api",
+    /// A person acknowledged the repeating emergency messages (they stop repeating).
+    AlertAcknowledged => "alert_acknowledged",
+    /// A person muted (or unmuted) the messages of an event kind for a while.
+    NotificationsMuted => "notifications_muted",
 }
 
 impl std::fmt::Display for EventKind {

@@ -8,7 +8,7 @@ mod notifier;
 mod store;
 
 pub use deliveries::{
-    Channel, ChartImage, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, Message, NewDelivery, Route,
+    Channel, ChartImage, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, FollowUp, Message, NewDelivery, Route,
 };
 pub use events::{Event, EventKind, EventQuery, NewEvent};
 pub use exchange::{Exchange, ExchangeError, OrderAck};
