@@ -320,7 +320,11 @@ pub async fn child_main() {
     let recorder: Arc<dyn ChannelNotifier> = Arc::new(Recorder { log: spec.log.clone(), holder: holder.clone() });
     // Virtual time jumps a bar at a time while a process may be descheduled: a lease long against those jumps.
     let lease = WorkerLease { store: store.clone(), holder: holder.clone(), ttl: Duration::minutes(10) };
-    let worker = DeliveryWorker::new(outbox, clock.clone(), vec![recorder], RetryPolicy::default()).with_lease(lease);
+    // One message per delivery row, so the audit can count each event's delivery: no grouping of similar alerts.
+    let rules = mcbot::notify::FollowUpRules { group_window: Duration::zero(), ..Default::default() };
+    let worker = DeliveryWorker::new(outbox, clock.clone(), vec![recorder], RetryPolicy::default())
+        .with_lease(lease)
+        .with_rules(rules);
     let ttl = Duration::seconds(30);
     let mut logged = None;
     loop {
