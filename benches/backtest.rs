@@ -60,6 +60,121 @@ fn series_path() -> Option<PathBuf> {
     }
 }
 
+/// Whole-process targets: the `mcbot` binary run as a user runs it, on the series stored as typed Parquet.
+const TARGET_PROCESS_S: f64 = 0.060;
+const TARGET_ONE_SHOT_RATIO: f64 = 1.5;
+const TARGET_SWEEP_S: f64 = 0.250;
+const TARGET_PROCESS_SWEEP_S: f64 = 0.300;
+const TARGET_SINGLE_RSS_MB: f64 = 60.0;
+const TARGET_SWEEP_RSS_MB: f64 = 150.0;
+
+/// The 1M-bar series in the typed (DECIMAL) Parquet candle store, imported once beside the CSV.
+fn typed_series(csv: &Path) -> Option<PathBuf> {
+    use mcbot::market_data::{CandleStore, import_csv};
+    let dir = csv.parent()?.join("typed-candles");
+    let store = CandleStore::new(&dir);
+    let symbol = mcbot_stages::domain::Symbol::new("SYN_USD").ok()?;
+    let tf: Timeframe = "1m".parse().ok()?;
+    let path = store.path("csv", &symbol, tf).ok()?;
+    if !path.is_file()
+        && let Err(e) = import_csv(&store, "csv", csv, &symbol, tf)
+    {
+        eprintln!("skipping the one-shot figures: import failed: {e}");
+        return None;
+    }
+    Some(path)
+}
+
+/// Runs `mcbot` with `args` (plus `--output json`) `n` times: wall seconds of each, and the last JSON document.
+fn process_runs(args: &[&str], n: usize) -> (Vec<f64>, serde_json::Value) {
+    let mut walls = Vec::with_capacity(n);
+    let mut last = serde_json::Value::Null;
+    for _ in 0..n {
+        let t = Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcbot"))
+            .args(["--output", "json", "backtest"])
+            .args(args)
+            .output()
+            .expect("mcbot runs");
+        walls.push(t.elapsed().as_secs_f64());
+        assert!(out.status.success(), "mcbot failed: {}", String::from_utf8_lossy(&out.stderr));
+        last = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    }
+    (walls, last)
+}
+
+/// Peak resident set of one `mcbot` run in MB, from GNU time (`/usr/bin/time -f %M`), when installed.
+fn peak_rss_mb(args: &[&str]) -> Option<f64> {
+    let out = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%M", env!("CARGO_BIN_EXE_mcbot"), "--output", "json", "backtest"])
+        .args(args)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines().last()?.trim().parse::<f64>().ok().map(|kb| kb / 1024.0)
+}
+
+fn ratio_line(what: &str, got: f64, target: f64, unit: &str) {
+    let verdict = if got <= target { "meets" } else { "MISSES" };
+    println!("{what}: {got:.1} {unit} (target < {target:.0} {unit}; {:.2}x the target, {verdict})", got / target);
+}
+
+/// The one-shot figures: the whole process on typed Parquet (median of 10, as hyperfine reports), the kernel's
+/// own time inside it against the warm median `warm_s`, the sweep in process (`sweep_s`) and as a process, and
+/// the peak memory of both.
+fn one_shot(csv: &Path, warm_s: f64, sweep_s: f64) {
+    let Some(pq) = typed_series(csv) else { return };
+    let pq = pq.to_string_lossy().into_owned();
+    let single = ["--data", &pq, "--strategy", "sma-cross", "--param", "fast=10", "--param", "slow=30"];
+    let sweep = ["--data", &pq, "--strategy", "sma-cross", "--sweep", "fast=5..50:5", "--sweep", "slow=20..200:20"];
+    let (walls, doc) = process_runs(&single, 10);
+    assert_eq!(doc["trades"].as_u64(), Some(REFERENCE_TRADES as u64), "the process gives the reference trades");
+    ratio_line(
+        "whole process, 1M bars from typed Parquet, median of 10",
+        median(walls) * 1e3,
+        TARGET_PROCESS_S * 1e3,
+        "ms",
+    );
+    let docs: Vec<serde_json::Value> = (0..5).map(|_| process_runs(&single, 1).1).collect();
+    let kernel = median(docs.iter().filter_map(|d| d["seconds"].as_f64()).collect());
+    println!(
+        "one-shot backtest's own time: median {:.2} ms = {:.2}x the warm {:.2} ms (target < {TARGET_ONE_SHOT_RATIO}x); timings {}",
+        kernel * 1e3,
+        kernel / warm_s,
+        warm_s * 1e3,
+        docs.last().map(|d| d["timings"].to_string()).unwrap_or_default()
+    );
+    ratio_line("90-combination sweep in process, median", sweep_s * 1e3, TARGET_SWEEP_S * 1e3, "ms");
+    let (walls, doc) = process_runs(&sweep, 5);
+    assert_eq!(doc["combos"].as_u64(), Some(90));
+    ratio_line(
+        "90-combination sweep, whole process, median of 5",
+        median(walls) * 1e3,
+        TARGET_PROCESS_SWEEP_S * 1e3,
+        "ms",
+    );
+    match (peak_rss_mb(&single), peak_rss_mb(&sweep)) {
+        (Some(a), Some(b)) => {
+            ratio_line("peak RSS, single backtest", a, TARGET_SINGLE_RSS_MB, "MB");
+            ratio_line("peak RSS, 90-combination sweep", b, TARGET_SWEEP_RSS_MB, "MB");
+        }
+        _ => println!("peak RSS: /usr/bin/time (GNU time) not installed, not measured"),
+    }
+    let data = shared_dir().join("data");
+    if data.is_dir() {
+        let dir = data.to_string_lossy().into_owned();
+        let many = ["--data", &dir, "--sweep", "fast=5..50:5", "--sweep", "slow=20..200:20"];
+        let (walls, doc) = process_runs(&many, 3);
+        println!(
+            "{} files x 90 combinations, whole process: median {:.0} ms; in process {:.1} files/s (reading {:.0} ms)",
+            doc["file_count"],
+            median(walls) * 1e3,
+            doc["files_per_second"].as_f64().unwrap_or(0.0),
+            doc["timings"]["load"].as_f64().unwrap_or(0.0) * 1e3
+        );
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -123,6 +238,8 @@ fn main() {
         ANCHOR_SWEEP_S / w,
         ANCHOR_SWEEP_S
     );
+
+    one_shot(&path, s, w);
 
     let mut c = Criterion::default().configure_from_args();
     c.bench_function("backtest_sma_cross_1m_bars", |b| {

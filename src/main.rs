@@ -20,6 +20,14 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     let json = cli.output == mcbot::cli::Output::Json;
+    // A backtest needs neither the async runtime nor configuration: it runs before either is built, so a one-shot
+    // run pays for no worker threads it never uses.
+    if let Command::Backtest(args) = &cli.command {
+        return ExitCode::from(finish(
+            json,
+            commands::backtest::run_cli(args, json).map_err(|e| (e.exit_code(), e.to_string())),
+        ));
+    }
     // The error tracker's process hub belongs to this thread; every runtime thread reports to it.
     let _ = sentry::Hub::main();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -106,12 +114,6 @@ fn load_config(cli: &Cli) -> Result<Config, AppError> {
 async fn run(cli: Cli) -> Result<u8, AppError> {
     let json = cli.output == mcbot::cli::Output::Json;
     match &cli.command {
-        Command::Backtest(args) => {
-            return Ok(finish(
-                json,
-                commands::backtest::run_cli(args, json).map_err(|e| (e.exit_code(), e.to_string())),
-            ));
-        }
         Command::Validate(args) => {
             return Ok(match commands::validate::run(args, json) {
                 Ok(code) => code,

@@ -147,6 +147,21 @@ fn check(name: &str, out: &BacktestOutput, want: &Value, trades: Option<&Path>) 
     rel
 }
 
+/// `csv` imported into a typed (DECIMAL) Parquet candle store under `dir`, as `mcbot data import` does.
+fn typed(csv: &Path, dir: &Path) -> PathBuf {
+    use mcbot::market_data::{CandleStore, import_csv};
+    let name = csv.file_stem().unwrap().to_string_lossy().into_owned();
+    let (symbol, tf) = name.rsplit_once('-').unwrap();
+    let symbol = mcbot_stages::domain::Symbol::new(&symbol.to_ascii_uppercase().replace('-', "_"))
+        .or_else(|_| mcbot_stages::domain::Symbol::new("SERIES"))
+        .unwrap();
+    let store = CandleStore::new(dir);
+    let report = import_csv(&store, "csv", csv, &symbol, tf.parse().unwrap()).unwrap();
+    assert_eq!(report.quality.insane.len() + report.quality.misaligned.len() + report.quality.duplicates, 0);
+    assert_eq!(mcbot::market_data::layout(&report.file).unwrap(), mcbot::market_data::Layout::Decimal);
+    report.file
+}
+
 fn run_file(path: &Path, engine: Engine) -> BacktestOutput {
     let series = backtest::load_all(&[path.to_path_buf()]).unwrap();
     backtest::backtest_series(&series, &reference_args(), engine).unwrap()
@@ -159,6 +174,12 @@ fn btc_usd_1h_matches_the_reference_exactly() {
     let out = run_file(&fixtures().join("BTC_USD-1h.csv"), Engine::Kernel);
     let rel = check("BTC_USD-1h.csv", &out, &want, Some(&fixtures().join("BTC_USD-1h.trades.csv")));
     assert!(rel < 1e-12, "bit-level parity expected, got rel {rel:e}");
+
+    // the same series from the typed Parquet store: the same bits, so the same trades
+    let d = tempfile::tempdir().unwrap();
+    let pq = run_file(&typed(&fixtures().join("BTC_USD-1h.csv"), d.path()), Engine::Kernel);
+    check("BTC_USD-1h.parquet", &pq, &want, Some(&fixtures().join("BTC_USD-1h.trades.csv")));
+    assert_eq!(pq.equity, out.equity);
 }
 
 #[test]
@@ -190,14 +211,19 @@ fn every_shared_reference_file_matches() {
     files.sort();
     assert!(files.len() >= 15, "expected the 15 reference files, found {}", files.len());
     let mut worst = 0.0f64;
+    let store = tempfile::tempdir().unwrap();
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let want = reference.get(&name).unwrap_or_else(|| panic!("no reference result for {name}"));
         let trades = dir.join("bench/reference_trades").join(name.replace(".csv", ".trades.csv"));
         let out = run_file(f, Engine::Kernel);
         worst = worst.max(check(&name, &out, want, trades.is_file().then_some(trades.as_path())));
+        // and from the typed Parquet store, trade for trade
+        let pq = run_file(&typed(f, store.path()), Engine::Kernel);
+        check(&format!("{name} (typed Parquet)"), &pq, want, trades.is_file().then_some(trades.as_path()));
+        assert_eq!(pq.equity, out.equity, "{name}: typed Parquet equity");
     }
-    eprintln!("parity: {} files, worst final-equity relative deviation {worst:e}", files.len());
+    eprintln!("parity: {} files (CSV and typed Parquet), worst final-equity relative deviation {worst:e}", files.len());
 }
 
 /// The reference script's seeded 1M-bar series, generated once into the target directory.
@@ -229,11 +255,20 @@ fn the_1m_bar_synthetic_series_matches() {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|v| v["impl"] == "numpy" && v["file"] == "synthetic-1000000-seed12345-1m")
         .unwrap();
-    let series = backtest::load_all(&[csv]).unwrap();
+    let series = backtest::load_all(std::slice::from_ref(&csv)).unwrap();
     let mut sim = reference_args();
     sim.timeframe = Some("1m".parse().unwrap());
     let out = backtest::backtest_series(&series, &sim, Engine::Kernel).unwrap();
     check("synthetic-1000000", &out, &want, None);
+
+    // the same series from the typed Parquet store, trade for trade
+    let d = tempfile::tempdir().unwrap();
+    let pq = typed(&csv, d.path());
+    let typed_out = backtest::backtest_series(&backtest::load_all(&[pq]).unwrap(), &sim, Engine::Kernel).unwrap();
+    check("synthetic-1000000 (typed Parquet)", &typed_out, &want, None);
+    let trades = |o: &BacktestOutput| o.trade_rows.iter().map(|r| r.trade.clone()).collect::<Vec<_>>();
+    assert!(trades(&typed_out) == trades(&out), "typed Parquet trades differ from the CSV's");
+    assert!(typed_out.equity == out.equity, "typed Parquet equity differs from the CSV's");
 }
 
 #[test]
@@ -276,6 +311,12 @@ fn the_documented_command_prints_one_json_document() {
     ] {
         assert!(v.get(k).is_some_and(|x| !x.is_null()), "{k} missing: {v}");
     }
+    for k in ["load", "indicators", "simulation", "metrics", "output"] {
+        assert!(v["timings"][k].as_f64().is_some_and(|s| s >= 0.0), "timings.{k} missing: {v}");
+    }
+    assert!(v["timings"]["load"].as_f64() > Some(0.0), "reading 20 000 bars takes some time: {v}");
+    let t = &out.timings;
+    assert_eq!(out.seconds, t.indicators + t.simulation + t.metrics, "seconds is the kernel's part of the timings");
     assert_eq!(v["trades"], 387);
     backtest::run(&args, true).unwrap();
 }
@@ -356,6 +397,57 @@ fn outputs_sweeps_and_errors() {
     assert_eq!(e.exit_code(), 2, "{e}");
     let missing = Wrap::parse_from(["mcbot", "--data", "/nonexistent/x.csv"]).args;
     assert_eq!(backtest::execute(&missing).unwrap_err().exit_code(), 2, "a missing input file is bad input");
+}
+
+#[test]
+fn a_directory_or_pattern_sweeps_every_file_once() {
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: BacktestArgs,
+    }
+    let d = tempfile::tempdir().unwrap();
+    let csv = fixtures().join("BTC_USD-1h.csv");
+    std::fs::copy(&csv, d.path().join("A_USD-1h.csv")).unwrap();
+    let pq = typed(&csv, &d.path().join("store"));
+    std::fs::copy(&pq, d.path().join("B_USD-1h.parquet")).unwrap();
+    std::fs::write(d.path().join("notes.txt"), "not candles").unwrap();
+    let sweep = ["--sweep", "fast=5..25:10", "--sweep", "slow=20..60:20"];
+    let p = |data: &Path, rest: &[&str]| {
+        let mut argv = vec!["mcbot", "--data", data.to_str().unwrap()];
+        argv.extend_from_slice(rest);
+        Wrap::parse_from(argv).args
+    };
+    let one = |rest: &[&str]| match backtest::execute(&p(&csv, rest)).unwrap() {
+        Outcome::Sweep(s) => s,
+        _ => panic!("not a sweep"),
+    };
+    let single = one(&sweep);
+    for data in [d.path().to_path_buf(), d.path().join("*_USD-1h.*")] {
+        let Outcome::Sweeps(m) = backtest::execute(&p(&data, &sweep)).unwrap() else {
+            panic!("not a multi-file sweep")
+        };
+        let names: Vec<&str> = m.files.iter().map(|f| f.file.as_str()).collect();
+        assert_eq!(names, ["A_USD-1h.csv", "B_USD-1h.parquet"], "{}", data.display());
+        assert_eq!(m.file_count, 2);
+        assert_eq!(m.combos, 2 * single.result.combos);
+        for f in &m.files {
+            let rows = |s: &backtest::SweepOutput| s.result.rows.iter().map(|r| r.metrics.clone()).collect::<Vec<_>>();
+            assert!(rows(f) == rows(&single), "{}: a file swept with others gives its own sweep", f.file);
+        }
+        assert!(m.files_per_second > 0.0 && m.timings.load > 0.0);
+        let v = serde_json::to_value(&*m).unwrap();
+        assert!(v["files_per_second"].as_f64().is_some() && v["files"][1]["rows"].is_array(), "{v}");
+    }
+    backtest::run(&p(d.path(), &sweep), false).unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    for nothing in [empty.path().to_path_buf(), d.path().join("*.json")] {
+        let e = backtest::execute(&p(&nothing, &sweep)).unwrap_err();
+        assert!(e.exit_code() == 2 && e.to_string().contains("no .csv or .parquet"), "{e}");
+    }
+    // a directory without --sweep is a portfolio of its files, as several --data files are
+    let Outcome::Single(port) = backtest::execute(&p(d.path(), &[])).unwrap() else { panic!("not a single run") };
+    assert_eq!(port.files, ["A_USD-1h.csv", "B_USD-1h.parquet"]);
 }
 
 #[test]

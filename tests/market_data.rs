@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use indicatif::ProgressBar;
-use mcbot::commands::data::{DataArgs, DataCommand, DownloadArgs, ImportArgs, run};
+use mcbot::commands::data::{DataArgs, DataCommand, DownloadArgs, ImportArgs, MigrateArgs, run};
 use mcbot::market_data::{CandleStore, DownloadOptions, MarketDataError, download_series, import_csv};
 use mcbot_stages::domain::{
     Balance, Candle, ClientOrderId, Decimal, Instrument, OrderBook, OrderIntent, Symbol, Timeframe,
@@ -334,4 +334,43 @@ async fn the_data_command_downloads_and_imports() {
     assert_eq!(import.exchange_wanted(), None);
     run(&import, None, false).await.unwrap();
     assert_eq!(store.read("coinbase", &Symbol::new("BTC_USD").unwrap(), h1()).unwrap().len(), 4);
+
+    // A file of an older version (prices as text) is rewritten typed by `mcbot data migrate`, once.
+    let old = dir.path().join("old/ADA_BTC-1h.parquet");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    {
+        use polars::prelude::*;
+        let text = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut df = DataFrame::new(
+            2,
+            vec![
+                Column::new("timestamp".into(), vec![1_516_420_800_000i64, 1_516_424_400_000]),
+                Column::new("open".into(), text(&["0.00005352", "0.00005399"])),
+                Column::new("high".into(), text(&["0.000054", "0.0000541"])),
+                Column::new("low".into(), text(&["0.00005348", "0.00005337"])),
+                Column::new("close".into(), text(&["0.000054", "0.00005345"])),
+                Column::new("volume".into(), text(&["100380.64502838", "395731.65051556"])),
+            ],
+        )
+        .unwrap();
+        ParquetWriter::new(std::fs::File::create(&old).unwrap()).finish(&mut df).unwrap();
+    }
+    let before = mcbot::commands::backtest::data::load(&old).unwrap();
+    assert_eq!(mcbot::market_data::layout(&old).unwrap(), mcbot::market_data::Layout::Text);
+    let migrate = DataArgs { command: DataCommand::Migrate(MigrateArgs { paths: vec![dir.path().to_path_buf()] }) };
+    assert_eq!(migrate.exchange_wanted(), None);
+    run(&migrate, None, true).await.unwrap();
+    let reports = mcbot::commands::data::migrate(&[dir.path().to_path_buf()]).unwrap();
+    assert_eq!(reports.len(), 3, "two stored series and the old file: {reports:?}");
+    assert!(reports.iter().all(|r| r.was == mcbot::market_data::Layout::Decimal && r.rewritten == 0), "{reports:?}");
+    let after = mcbot::commands::backtest::data::load(&old).unwrap();
+    assert_eq!(after.bars, before.bars, "the same numbers, typed");
+    let e = run(
+        &DataArgs { command: DataCommand::Migrate(MigrateArgs { paths: vec![dir.path().join("nope")] }) },
+        None,
+        true,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
 }

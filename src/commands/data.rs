@@ -12,7 +12,9 @@ use mcbot_stages::domain::{Symbol, Timeframe};
 use mcbot_stages::ports::Exchange;
 use serde_json::json;
 
-use crate::market_data::{CandleStore, DownloadOptions, MarketDataError, SeriesReport, download_series, import_csv};
+use crate::market_data::{
+    CandleStore, DownloadOptions, Layout, MarketDataError, SeriesReport, download_series, import_csv,
+};
 use crate::output::{print_json, table};
 
 /// `mcbot data ...`
@@ -30,6 +32,28 @@ pub enum DataCommand {
     Download(DownloadArgs),
     /// Import a candle CSV (`timestamp,open,high,low,close,volume`) into the Parquet store.
     Import(ImportArgs),
+    /// Rewrite candle files of older versions (prices as text) with DECIMAL columns, once; typed files are left
+    /// alone. Takes the store directory (searched recursively) or single files.
+    Migrate(MigrateArgs),
+}
+
+/// `mcbot data migrate` arguments.
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// Store directories (searched recursively for .parquet files) or single files.
+    #[arg(default_value = "data/candles")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// What `mcbot data migrate` did to one file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MigrateReport {
+    /// The file.
+    pub file: PathBuf,
+    /// Its layout before.
+    pub was: Layout,
+    /// Bars rewritten (0 when the file needed nothing).
+    pub rewritten: usize,
 }
 
 /// `mcbot data download` arguments.
@@ -83,7 +107,7 @@ impl DataArgs {
     pub fn exchange_wanted(&self) -> Option<Option<&str>> {
         match &self.command {
             DataCommand::Download(d) => Some(d.exchange.as_deref()),
-            DataCommand::Import(_) => None,
+            DataCommand::Import(_) | DataCommand::Migrate(_) => None,
         }
     }
 }
@@ -157,6 +181,7 @@ pub async fn run(args: &DataArgs, exchange: Option<Arc<dyn Exchange>>, json: boo
     let reports = match &args.command {
         DataCommand::Download(d) => download(d, exchange, json).await?,
         DataCommand::Import(i) => vec![import(i)?],
+        DataCommand::Migrate(m) => return print_migrated(&migrate(&m.paths)?, json),
     };
     print(&reports, json)
 }
@@ -213,6 +238,50 @@ fn import(i: &ImportArgs) -> Result<SeriesReport, DataError> {
     })?;
     let store = CandleStore::new(&i.dir);
     Ok(import_csv(&store, &i.exchange, &i.file, &symbol, tf)?)
+}
+
+/// Every `.parquet` file under `paths` (directories recursively, in name order).
+fn parquet_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = paths.iter().rev().cloned().collect();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            let entries = std::fs::read_dir(&p).map_err(|source| MarketDataError::Io { path: p.clone(), source })?;
+            let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            children.sort();
+            stack.extend(children.into_iter().rev());
+        } else if p.extension().is_some_and(|e| e == "parquet") {
+            out.push(p);
+        } else if !p.exists() {
+            return Err(DataError::Usage(format!("{}: no such file or directory", p.display())));
+        }
+    }
+    Ok(out)
+}
+
+/// Rewrites each text-typed candle file under `paths` in the DECIMAL layout.
+pub fn migrate(paths: &[PathBuf]) -> Result<Vec<MigrateReport>, DataError> {
+    let mut reports = Vec::new();
+    for file in parquet_files(paths)? {
+        let was = crate::market_data::layout(&file)?;
+        let rewritten = crate::market_data::migrate_file(&file)?.unwrap_or(0);
+        reports.push(MigrateReport { file, was, rewritten });
+    }
+    Ok(reports)
+}
+
+fn print_migrated(reports: &[MigrateReport], json: bool) -> Result<(), DataError> {
+    let migrated = reports.iter().filter(|r| r.was == Layout::Text).count();
+    if json {
+        return print_json(&json!({ "files": reports, "migrated": migrated })).map_err(DataError::Output);
+    }
+    let rows = reports.iter().map(|r| {
+        let did = if r.was == Layout::Text { format!("rewritten ({} bars)", r.rewritten) } else { "unchanged".into() };
+        vec![r.file.display().to_string(), format!("{:?}", r.was).to_lowercase(), did]
+    });
+    println!("{}", table(&["file", "layout", "migration"], rows));
+    println!("{migrated} of {} files rewritten with DECIMAL columns", reports.len());
+    Ok(())
 }
 
 fn time(t: Option<DateTime<Utc>>) -> String {

@@ -8,27 +8,32 @@
 //! `<dir>/<exchange>/<SYMBOL>-<timeframe>.parquet`, e.g. `data/candles/upbit/KRW-BTC-1h.parquet`. The `-1h`
 //! suffix is how the backtest loader infers the bar length from a file name.
 //!
-//! | column      | Parquet / polars type              | meaning                                        |
-//! |-------------|------------------------------------|------------------------------------------------|
-//! | `timestamp` | `Int64`                            | bar **open** time, milliseconds since the Unix epoch (UTC) |
-//! | `open`      | `String` (UTF-8)                   | exact decimal text, no exponent (`80050000`)   |
-//! | `high`      | `String`                           | "                                              |
-//! | `low`       | `String`                           | "                                              |
-//! | `close`     | `String`                           | "                                              |
-//! | `volume`    | `String`                           | base volume, exact decimal text                |
+//! | column      | Parquet type (polars type)                         | meaning                                 |
+//! |-------------|----------------------------------------------------|-----------------------------------------|
+//! | `timestamp` | INT64 TIMESTAMP(MILLIS, UTC) (`Datetime(ms, UTC)`) | bar **open** time                       |
+//! | `open`      | DECIMAL(18, s) as INT64 (`Decimal(18, s)`)         | exact price; `s` = the instrument's scale |
+//! | `high`      | "                                                  | "                                       |
+//! | `low`       | "                                                  | "                                       |
+//! | `close`     | "                                                  | "                                       |
+//! | `volume`    | DECIMAL(18, v) as INT64                            | base volume at its own scale `v`        |
 //!
-//! The backtest loader reads integer timestamps above 10^11 as milliseconds. (A `Datetime(ms, UTC)` column
-//! would need polars' `dtype-datetime` feature; the reader here accepts one already, should it be enabled.)
-//! Rows are strictly ascending by `timestamp`, unique, every bar OHLC-sane and on its timeframe's UTC grid.
-//! Gaps are kept, never filled: a missing bar means the exchange had no trades (or no data) then.
+//! The price scale `s` is the most decimals any price of the series has (one scale for open, high, low and
+//! close: the tick's decimals), the volume's likewise; a column whose mantissas need more than 18 digits is
+//! written DECIMAL(38, s) (16-byte fixed-length). Pages are LZ4 (raw) compressed, row groups hold 262 144 bars,
+//! and the footer's key `mcbot.candles` names the layout (`decimal-v2`). Rows are strictly ascending by
+//! `timestamp`, unique, every bar OHLC-sane and on its timeframe's UTC grid. Gaps are kept, never filled: a
+//! missing bar means the exchange had no trades (or no data) then.
 //!
-//! **Why prices are strings, not a Decimal column:** a Parquet DECIMAL column has one fixed scale per file, but
-//! exact prices need different scales per market and over time (KRW prices are whole won, BTC-quoted prices
-//! carry 8 or more decimals, volumes up to 8); any fixed scale either rounds or overflows the 38 digits. Decimal
-//! text is exact for every value, needs no scale decision, reads back into `rust_decimal::Decimal` losslessly
-//! and is understood by every Parquet reader (polars, pandas, DuckDB: `CAST(open AS DECIMAL(38,10))`). The
-//! backtest loader already accepts decimal-text price columns. Dictionary encoding and compression keep the
-//! size close to a numeric column.
+//! **Why DECIMAL, not f64 or text:** the store feeds both the backtest and the live pipeline, and money is exact
+//! (`rust_decimal::Decimal`). A DECIMAL column keeps every stored price exactly, is as small and as fast to scan
+//! as an f64 column (an INT64 per value, no parsing), and any Parquet reader (polars, pandas, DuckDB) sees a
+//! decimal. The backtest turns a mantissa into the f64 that parsing the price's text gives with one IEEE
+//! division (exact when the mantissa is below 2^53), so it sees bit for bit the numbers of the CSV it was
+//! imported from. An f64 column would do for the backtest alone, but only with a proof per file that every value
+//! round-trips, and the live side would still have to re-derive decimals from floats.
+//!
+//! Files of older versions kept prices as decimal text; they are still read (the backtest warns) and
+//! `mcbot data migrate` rewrites them once.
 
 mod checks;
 mod download;
@@ -38,7 +43,7 @@ mod store;
 pub use checks::{Gap, Quality, check_series};
 pub use download::{DownloadOptions, download_series};
 pub use import::import_csv;
-pub use store::{CandleStore, MergeOutcome};
+pub use store::{CandleStore, Layout, MergeOutcome, layout, migrate_file};
 
 use std::path::PathBuf;
 

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use chrono::DateTime;
+use mcbot_stages::backtest::buffers;
 use mcbot_stages::domain::{Candle, Decimal, Timeframe};
 use mcbot_stages::strategy::Ohlcv;
 use polars::prelude::*;
@@ -42,34 +43,57 @@ pub fn load(path: &Path) -> Result<Series, DataError> {
     let p = path.display().to_string();
     let err = |message: String| DataError { path: p.clone(), message };
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let df = match ext.as_str() {
-        "csv" => CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(Some(0)) // every column as text: we parse numbers ourselves
-            .try_into_reader_with_file_path(Some(path.to_path_buf()))
-            .and_then(|r| r.finish()),
+    let (time, open, high, low, close, volume) = match ext.as_str() {
+        "csv" => {
+            let df = CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0)) // every column as text: we parse numbers ourselves
+                .try_into_reader_with_file_path(Some(path.to_path_buf()))
+                .and_then(|r| r.finish())
+                .map_err(|e| err(e.to_string()))?;
+            let column = |c: &str| {
+                df.column(c).map_err(|_| err(format!("missing column {c:?} (expected {})", COLUMNS.join(","))))
+            };
+            for c in COLUMNS {
+                column(c)?;
+            }
+            (
+                times(column("timestamp")?, 0).map_err(&err)?,
+                numbers(column("open")?, "open", 0).map_err(&err)?,
+                numbers(column("high")?, "high", 0).map_err(&err)?,
+                numbers(column("low")?, "low", 0).map_err(&err)?,
+                numbers(column("close")?, "close", 0).map_err(&err)?,
+                numbers(column("volume")?, "volume", 0).map_err(&err)?,
+            )
+        }
         "parquet" | "pq" => {
-            std::fs::File::open(path).map_err(PolarsError::from).and_then(|f| ParquetReader::new(f).finish())
+            let file = ParquetColumns::open(path).map_err(&err)?;
+            if file.text_prices {
+                eprintln!(
+                    "warning: {p} keeps prices as text (the layout of older versions): `mcbot data migrate` rewrites \
+                     it with DECIMAL columns, which read many times faster"
+                );
+            }
+            // One column at a time: only one column's decoded buffer is alive beside the f64 columns.
+            let prices = |name: &'static str| file.read(name, move |c, base| numbers(c, name, base)).map_err(&err);
+            (
+                file.read("timestamp", times).map_err(&err)?,
+                prices("open")?,
+                prices("high")?,
+                prices("low")?,
+                prices("close")?,
+                prices("volume")?,
+            )
         }
         other => return Err(err(format!("unsupported extension {other:?}: expected .csv or .parquet"))),
+    };
+    let n = time.len();
+    if [open.len(), high.len(), low.len(), close.len(), volume.len()].iter().any(|l| *l != n) {
+        return Err(err("columns of different lengths".into()));
     }
-    .map_err(|e| err(e.to_string()))?;
-    for c in COLUMNS {
-        if df.column(c).is_err() {
-            return Err(err(format!("missing column {c:?} (expected {})", COLUMNS.join(","))));
-        }
-    }
-    let n = df.height();
     if n == 0 {
         return Err(err("no candles after the header".into()));
     }
-    let time = times(df.column("timestamp").map_err(|e| err(e.to_string()))?).map_err(&err)?;
-    let mut cols: Vec<Vec<f64>> = Vec::with_capacity(5);
-    for c in &COLUMNS[1..] {
-        cols.push(numbers(df.column(c).map_err(|e| err(e.to_string()))?, c).map_err(&err)?);
-    }
-    let [open, high, low, close, volume]: [Vec<f64>; 5] =
-        cols.try_into().map_err(|_| err("internal: column count".into()))?;
     for t in 0..n {
         let row = t + 2; // 1-based, after the header
         let sane =
@@ -106,9 +130,86 @@ pub fn candles(bars: &Ohlcv) -> Vec<Candle> {
         .collect()
 }
 
+/// A candle Parquet file read column by column (projection): the footer is parsed once, and each column is
+/// decoded only when asked for, so a scan never holds more than one decoded column beside its output.
+struct ParquetColumns {
+    path: std::path::PathBuf,
+    metadata: FileMetadataRef,
+    /// The prices are decimal text (files written by older versions).
+    text_prices: bool,
+}
+
+impl ParquetColumns {
+    fn open(path: &Path) -> Result<Self, String> {
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let mut reader = ParquetReader::new(file);
+        let schema = reader.schema().map_err(|e| e.to_string())?;
+        for c in COLUMNS {
+            if schema.get(c).is_none() {
+                return Err(format!("missing column {c:?} (expected {})", COLUMNS.join(",")));
+            }
+        }
+        let text_prices = schema.get("close").is_some_and(|f| {
+            matches!(f.dtype, ArrowDataType::Utf8 | ArrowDataType::LargeUtf8 | ArrowDataType::Utf8View)
+        });
+        let metadata = reader.get_metadata().map_err(|e| e.to_string())?.clone();
+        Ok(Self { path: path.to_path_buf(), metadata, text_prices })
+    }
+
+    /// Column `name`, decoded one row group at a time and converted by `convert(column, first_row)` into one
+    /// output buffer: only a row group's decoded values (a DECIMAL is 16 bytes a value in polars) are alive
+    /// beside the output, never the whole column's.
+    fn read<T>(
+        &self,
+        name: &str,
+        convert: impl Fn(&Column, usize) -> Result<Vec<T>, String>,
+    ) -> Result<Vec<T>, String> {
+        let mut file = std::fs::File::open(&self.path).map_err(|e| e.to_string())?;
+        let mut out = buffers::with_capacity(self.metadata.num_rows);
+        for group in &self.metadata.row_groups {
+            let rows = group.num_rows();
+            let mut reader = ParquetReader::new(&mut file)
+                .with_columns(Some(vec![name.to_owned()]))
+                .with_slice(Some((out.len(), rows)));
+            reader.set_metadata(self.metadata.clone());
+            let mut df = reader.finish().map_err(|e| e.to_string())?;
+            let column = df.drop_in_place(name).map_err(|e| e.to_string())?;
+            out.extend(convert(&column, out.len())?);
+        }
+        Ok(out)
+    }
+}
+
+/// DECIMAL mantissas at `scale` as the nearest f64, each exactly what parsing the decimal's text gives (Rust's
+/// and Python's parsers are correctly rounded): for a mantissa below 2^53 and at most 22 decimals one IEEE
+/// division of two exactly representable values, which is correctly rounded; otherwise through the text.
+fn decimal_column(col: &Column, name: &str, scale: usize, base: usize) -> Result<Vec<f64>, String> {
+    const EXACT: u64 = 1 << 53;
+    let ca = col.decimal().map_err(|e| e.to_string())?;
+    let phys = ca.physical();
+    if phys.null_count() > 0 {
+        let i = phys.iter().position(|v| v.is_none()).unwrap_or(0);
+        return Err(format!("row {}: {name} is empty", base + i + 2));
+    }
+    let fast = scale <= 22;
+    let div = 10f64.powi(i32::try_from(scale).unwrap_or(i32::MAX));
+    let slow = |m: i128| format!("{m}e-{scale}").parse::<f64>().unwrap_or(f64::NAN);
+    let mut out = Vec::with_capacity(phys.len());
+    for arr in phys.downcast_iter() {
+        out.extend(arr.values().iter().map(|&m| {
+            let small = m as i64;
+            if fast && i128::from(small) == m && small.unsigned_abs() < EXACT { small as f64 / div } else { slow(m) }
+        }));
+    }
+    match out.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(format!("row {}: {name} is not a finite number", base + i + 2)),
+        None => Ok(out),
+    }
+}
+
 /// Open times as epoch seconds from text (RFC 3339 / ISO-8601, `Z` optional), a datetime column or integers
 /// (milliseconds when larger than 1e11, else seconds).
-fn times(col: &Column) -> Result<Vec<i64>, String> {
+fn times(col: &Column, base: usize) -> Result<Vec<i64>, String> {
     match col.dtype() {
         DataType::String => col
             .str()
@@ -116,8 +217,8 @@ fn times(col: &Column) -> Result<Vec<i64>, String> {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let s = s.ok_or_else(|| format!("row {}: empty timestamp", i + 2))?.trim();
-                parse_time(s).ok_or_else(|| format!("row {}: timestamp {s:?} is not ISO-8601 UTC", i + 2))
+                let s = s.ok_or_else(|| format!("row {}: empty timestamp", base + i + 2))?.trim();
+                parse_time(s).ok_or_else(|| format!("row {}: timestamp {s:?} is not ISO-8601 UTC", base + i + 2))
             })
             .collect(),
         DataType::Datetime(unit, _) => {
@@ -127,11 +228,11 @@ fn times(col: &Column) -> Result<Vec<i64>, String> {
                 TimeUnit::Nanoseconds => 1_000_000_000,
             };
             let phys = col.cast(&DataType::Int64).map_err(|e| e.to_string())?;
-            ints(&phys).map(|v| v.into_iter().map(|x| x.div_euclid(div)).collect())
+            ints(&phys, base).map(|v| v.into_iter().map(|x| x.div_euclid(div)).collect())
         }
         dt if dt.is_integer() => {
             let phys = col.cast(&DataType::Int64).map_err(|e| e.to_string())?;
-            ints(&phys).map(|v| {
+            ints(&phys, base).map(|v| {
                 v.into_iter().map(|x| if x.abs() > 100_000_000_000 { x.div_euclid(1000) } else { x }).collect()
             })
         }
@@ -139,12 +240,12 @@ fn times(col: &Column) -> Result<Vec<i64>, String> {
     }
 }
 
-fn ints(col: &Column) -> Result<Vec<i64>, String> {
+fn ints(col: &Column, base: usize) -> Result<Vec<i64>, String> {
     col.i64()
         .map_err(|e| e.to_string())?
         .iter()
         .enumerate()
-        .map(|(i, v)| v.ok_or_else(|| format!("row {}: empty timestamp", i + 2)))
+        .map(|(i, v)| v.ok_or_else(|| format!("row {}: empty timestamp", base + i + 2)))
         .collect()
 }
 
@@ -160,8 +261,8 @@ fn parse_time(s: &str) -> Option<i64> {
 }
 
 /// A price/volume column as f64: text is parsed with Rust's correctly rounded parser, numeric columns are cast.
-fn numbers(col: &Column, name: &str) -> Result<Vec<f64>, String> {
-    let bad = |i: usize, v: &str| format!("row {}: {name} {v:?} is not a number", i + 2);
+fn numbers(col: &Column, name: &str, base: usize) -> Result<Vec<f64>, String> {
+    let bad = |i: usize, v: &str| format!("row {}: {name} {v:?} is not a number", base + i + 2);
     if col.dtype() == &DataType::String {
         return col
             .str()
@@ -173,6 +274,9 @@ fn numbers(col: &Column, name: &str) -> Result<Vec<f64>, String> {
                 s.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| bad(i, s))
             })
             .collect();
+    }
+    if let DataType::Decimal(_, scale) = col.dtype() {
+        return decimal_column(col, name, *scale, base);
     }
     let f = col.cast(&DataType::Float64).map_err(|e| format!("{name}: {e}"))?;
     f.f64()
@@ -229,6 +333,43 @@ mod tests {
         assert!(load(&bad).unwrap_err().to_string().contains("missing column"));
         assert!(load(&d.path().join("none.csv")).is_err());
         assert!(load(&d.path().join("x.txt")).unwrap_err().to_string().contains("unsupported"));
+    }
+
+    #[test]
+    fn decimal_parquet_gives_the_floats_of_the_price_text() {
+        use crate::market_data::CandleStore;
+        use mcbot_stages::domain::Symbol;
+        let texts = [
+            ("0.00005352", "0.000054", "0.00005348", "0.000054", "100380.64502838"),
+            ("2505.56", "123456789012.123456789", "0.1", "2509.17", "0.0000000000000000000000001"),
+            ("0.30000000000000004", "9007199254740993", "0.1", "9007199254740993", "12345"),
+        ];
+        let d = tempfile::tempdir().unwrap();
+        let dec = |s: &str| Decimal::from_str(s).unwrap();
+        let candles: Vec<Candle> = texts
+            .iter()
+            .enumerate()
+            .map(|(h, (o, hi, l, c, v))| Candle {
+                open_time: DateTime::from_timestamp(1_704_067_200 + 3600 * h as i64, 0).unwrap(),
+                open: dec(o),
+                high: dec(hi),
+                low: dec(l),
+                close: dec(c),
+                volume: dec(v),
+            })
+            .collect();
+        let store = CandleStore::new(d.path());
+        let (sym, tf) = (Symbol::new("ABC").unwrap(), "1h".parse().unwrap());
+        store.merge("t", &sym, tf, &candles).unwrap();
+        let s = load(&store.path("t", &sym, tf).unwrap()).unwrap();
+        let f = |s: &str| s.parse::<f64>().unwrap();
+        for (t, (o, hi, l, c, v)) in texts.iter().enumerate() {
+            let want = [f(o), f(hi), f(l), f(c), f(v)];
+            let got = [s.bars.open[t], s.bars.high[t], s.bars.low[t], s.bars.close[t], s.bars.volume[t]];
+            assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "bar {t}");
+        }
+        assert_eq!(s.bars.time[1] - s.bars.time[0], 3600);
+        assert_eq!(s.timeframe.map(|t| t.to_string()), Some("1h".into()));
     }
 
     #[test]

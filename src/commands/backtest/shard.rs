@@ -312,6 +312,8 @@ pub fn merge(inputs: &[PathBuf]) -> Result<SweepOutput, CommandError> {
             seconds,
         },
         best,
+        // The shards' compute time is the sweep's (they ran apart); reading and writing were theirs too.
+        timings: super::Timings { indicators: seconds, ..Default::default() },
     })
 }
 
