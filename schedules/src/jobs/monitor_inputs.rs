@@ -54,7 +54,8 @@ impl Monitors {
         let mut out = monitors::execution::evaluate(&execution_sample(store, now).await?, &self.execution);
         if let Some(reference) = &self.reference {
             let live = live_daily_returns(store, now - RETURN_HISTORY, now).await?;
-            if !live.is_empty() {
+            // The backtest is only worth running once the live record is long enough to be judged.
+            if live.len() >= self.returns.min_days {
                 let backtest = reference.daily_returns(now - RETURN_HISTORY, now).await?;
                 out.extend(monitors::returns::evaluate(&backtest, &live, &self.returns));
             }
