@@ -164,7 +164,7 @@ fn typed(csv: &Path, dir: &Path) -> PathBuf {
 
 fn run_file(path: &Path, engine: Engine) -> BacktestOutput {
     let series = backtest::load_all(&[path.to_path_buf()]).unwrap();
-    backtest::backtest_series(&series, &reference_args(), engine).unwrap()
+    backtest::backtest_series(series, &reference_args(), engine).unwrap()
 }
 
 #[test]
@@ -258,13 +258,17 @@ fn the_1m_bar_synthetic_series_matches() {
     let series = backtest::load_all(std::slice::from_ref(&csv)).unwrap();
     let mut sim = reference_args();
     sim.timeframe = Some("1m".parse().unwrap());
-    let out = backtest::backtest_series(&series, &sim, Engine::Kernel).unwrap();
+    let out = backtest::backtest_series(series, &sim, Engine::Kernel).unwrap();
     check("synthetic-1000000", &out, &want, None);
 
     // the same series from the typed Parquet store, trade for trade
     let d = tempfile::tempdir().unwrap();
     let pq = typed(&csv, d.path());
-    let typed_out = backtest::backtest_series(&backtest::load_all(&[pq]).unwrap(), &sim, Engine::Kernel).unwrap();
+    // read as the command reads it: only the columns sma-cross and next-open fills need
+    let needs = mcbot_stages::strategy::registry::columns("sma-cross").and(sim.sim_config().unwrap().columns());
+    let projected = backtest::load_columns(&[pq], needs).unwrap();
+    assert!(projected[0].bars.high.is_empty() && projected[0].bars.volume.is_empty(), "only what the run reads");
+    let typed_out = backtest::backtest_series(projected, &sim, Engine::Kernel).unwrap();
     check("synthetic-1000000 (typed Parquet)", &typed_out, &want, None);
     let trades = |o: &BacktestOutput| o.trade_rows.iter().map(|r| r.trade.clone()).collect::<Vec<_>>();
     assert!(trades(&typed_out) == trades(&out), "typed Parquet trades differ from the CSV's");
@@ -365,7 +369,7 @@ fn outputs_sweeps_and_errors() {
     assert_eq!((s.result.grid_size, s.result.combos, s.result.skipped), (100, 90, 10));
     let row = s.result.rows.iter().find(|r| r.params["fast"] == "10" && r.params["slow"] == "20").unwrap();
     let single = backtest::backtest_series(
-        &backtest::load_all(std::slice::from_ref(&csv)).unwrap(),
+        backtest::load_all(std::slice::from_ref(&csv)).unwrap(),
         &{
             let mut a = reference_args();
             a.params = vec![("fast".into(), "10".into()), ("slow".into(), "20".into())];
@@ -456,7 +460,7 @@ fn several_shared_files_share_cash() {
     let dir = shared();
     let files: Vec<PathBuf> = ["LTC_BTC-5m.csv", "ETC_BTC-5m.csv"].iter().map(|f| dir.join("data").join(f)).collect();
     let series = backtest::load_all(&files).unwrap();
-    let out = backtest::backtest_series(&series, &reference_args(), Engine::Kernel).unwrap();
+    let out = backtest::backtest_series(series, &reference_args(), Engine::Kernel).unwrap();
     assert_eq!(out.files.len(), 2);
     let per_file = |f: &str| out.trade_rows.iter().filter(|t| t.file == f).count();
     assert!(per_file("LTC_BTC-5m.csv") > 10 && per_file("ETC_BTC-5m.csv") > 10);

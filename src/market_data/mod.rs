@@ -43,7 +43,7 @@ mod store;
 pub use checks::{Gap, Quality, check_series};
 pub use download::{DownloadOptions, download_series};
 pub use import::import_csv;
-pub use store::{CandleStore, Layout, MergeOutcome, layout, migrate_file};
+pub use store::{CandleStore, FORMAT_KEY, FORMAT_TYPED, Layout, MergeOutcome, layout, migrate_file};
 
 use std::path::PathBuf;
 

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use chrono::DateTime;
 use mcbot_stages::backtest::buffers;
 use mcbot_stages::domain::{Candle, Decimal, Timeframe};
-use mcbot_stages::strategy::Ohlcv;
+use mcbot_stages::strategy::{Columns, Ohlcv};
 use polars::prelude::*;
 
 /// A file that cannot be used as candles.
@@ -38,12 +38,22 @@ pub struct Series {
 
 const COLUMNS: [&str; 6] = ["timestamp", "open", "high", "low", "close", "volume"];
 
-/// Reads a `.csv` or `.parquet` candle file, checking columns, ascending unique times and OHLC sanity.
+/// Reads a `.csv` or `.parquet` candle file with every column, checking columns, ascending unique times and
+/// OHLC sanity.
 pub fn load(path: &Path) -> Result<Series, DataError> {
+    load_columns(path, Columns::ALL)
+}
+
+/// [`load`], keeping only the columns `needs` names besides time and close (the others stay empty).
+///
+/// A typed candle file of the store is read by projection: only those columns are decoded, straight into their
+/// final buffers. Its bars were screened when written, so the OHLC check covers the columns read. Any other
+/// file is read and checked whole, then trimmed.
+pub fn load_columns(path: &Path, needs: Columns) -> Result<Series, DataError> {
     let p = path.display().to_string();
     let err = |message: String| DataError { path: p.clone(), message };
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let (time, open, high, low, close, volume) = match ext.as_str() {
+    let mut bars = match ext.as_str() {
         "csv" => {
             let df = CsvReadOptions::default()
                 .with_has_header(true)
@@ -57,14 +67,14 @@ pub fn load(path: &Path) -> Result<Series, DataError> {
             for c in COLUMNS {
                 column(c)?;
             }
-            (
-                times(column("timestamp")?, 0).map_err(&err)?,
-                numbers(column("open")?, "open", 0).map_err(&err)?,
-                numbers(column("high")?, "high", 0).map_err(&err)?,
-                numbers(column("low")?, "low", 0).map_err(&err)?,
-                numbers(column("close")?, "close", 0).map_err(&err)?,
-                numbers(column("volume")?, "volume", 0).map_err(&err)?,
-            )
+            Ohlcv {
+                time: times(column("timestamp")?, 0).map_err(&err)?,
+                open: numbers(column("open")?, "open", 0).map_err(&err)?,
+                high: numbers(column("high")?, "high", 0).map_err(&err)?,
+                low: numbers(column("low")?, "low", 0).map_err(&err)?,
+                close: numbers(column("close")?, "close", 0).map_err(&err)?,
+                volume: numbers(column("volume")?, "volume", 0).map_err(&err)?,
+            }
         }
         "parquet" | "pq" => {
             let file = ParquetColumns::open(path).map_err(&err)?;
@@ -74,43 +84,68 @@ pub fn load(path: &Path) -> Result<Series, DataError> {
                      it with DECIMAL columns, which read many times faster"
                 );
             }
-            // One column at a time: only one column's decoded buffer is alive beside the f64 columns.
-            let prices = |name: &'static str| file.read(name, move |c, base| numbers(c, name, base)).map_err(&err);
-            (
-                file.read("timestamp", times).map_err(&err)?,
-                prices("open")?,
-                prices("high")?,
-                prices("low")?,
-                prices("close")?,
-                prices("volume")?,
-            )
+            // screened files are projected; others are read whole, for the check
+            let read = if file.screened { needs } else { Columns::ALL };
+            // one column at a time, each decoded straight into its buffer
+            let prices = |name: &'static str, wanted: bool| {
+                if !wanted {
+                    return Ok(Vec::new());
+                }
+                file.read(name, move |c, base, out| numbers_into(c, name, base, out)).map_err(&err)
+            };
+            Ohlcv {
+                time: file.read("timestamp", times_into).map_err(&err)?,
+                open: prices("open", read.open)?,
+                high: prices("high", read.range)?,
+                low: prices("low", read.range)?,
+                close: prices("close", true)?,
+                volume: prices("volume", read.volume)?,
+            }
         }
         other => return Err(err(format!("unsupported extension {other:?}: expected .csv or .parquet"))),
     };
-    let n = time.len();
-    if [open.len(), high.len(), low.len(), close.len(), volume.len()].iter().any(|l| *l != n) {
-        return Err(err("columns of different lengths".into()));
-    }
-    if n == 0 {
-        return Err(err("no candles after the header".into()));
-    }
-    for t in 0..n {
-        let row = t + 2; // 1-based, after the header
-        let sane =
-            low[t] > 0.0 && low[t] <= open[t].min(close[t]) && high[t] >= open[t].max(close[t]) && volume[t] >= 0.0;
-        if !sane {
-            return Err(err(format!(
-                "row {row}: OHLC not sane (need low > 0, low <= open/close <= high, volume >= 0)"
-            )));
+    check(&bars).map_err(&err)?;
+    // what was read for the check only is dropped before the run
+    let keep = |c: &mut Vec<f64>, wanted: bool| {
+        if !wanted {
+            *c = Vec::new();
         }
-        if t > 0 && time[t] <= time[t - 1] {
-            return Err(err(format!("row {row}: timestamps must be strictly ascending")));
-        }
-    }
-    let bars = Ohlcv { time, open, high, low, close, volume };
+    };
+    keep(&mut bars.open, needs.open);
+    keep(&mut bars.high, needs.range);
+    keep(&mut bars.low, needs.range);
+    keep(&mut bars.volume, needs.volume);
     let name = path.file_name().map_or_else(|| p.clone(), |f| f.to_string_lossy().into_owned());
     let timeframe = timeframe_of(&name, &bars.time);
     Ok(Series { name, bars, timeframe })
+}
+
+/// Equal column lengths, at least one bar, strictly ascending times, and OHLC sanity over the columns read:
+/// prices positive, `low <= open, close <= high` where both ends are there, volume not negative.
+fn check(b: &Ohlcv) -> Result<(), String> {
+    let n = b.time.len();
+    let read = [&b.open, &b.high, &b.low, &b.volume].into_iter().filter(|c| !c.is_empty());
+    if b.close.len() != n || read.into_iter().any(|c| c.len() != n) {
+        return Err("columns of different lengths".into());
+    }
+    if n == 0 {
+        return Err("no candles after the header".into());
+    }
+    let range = !b.high.is_empty() && !b.low.is_empty();
+    for t in 0..n {
+        let row = t + 2; // 1-based, after the header
+        let (c, o) = (b.close[t], b.open.get(t).copied().unwrap_or(b.close[t]));
+        let sane =
+            if range { b.low[t] > 0.0 && b.low[t] <= o.min(c) && b.high[t] >= o.max(c) } else { c > 0.0 && o > 0.0 }
+                && b.volume.get(t).is_none_or(|v| *v >= 0.0);
+        if !sane {
+            return Err(format!("row {row}: OHLC not sane (need low > 0, low <= open/close <= high, volume >= 0)"));
+        }
+        if t > 0 && b.time[t] <= b.time[t - 1] {
+            return Err(format!("row {row}: timestamps must be strictly ascending"));
+        }
+    }
+    Ok(())
 }
 
 /// The bars as exact-decimal candles, for the event-driven engine. Each price is the decimal of the f64's
@@ -137,6 +172,8 @@ struct ParquetColumns {
     metadata: FileMetadataRef,
     /// The prices are decimal text (files written by older versions).
     text_prices: bool,
+    /// A typed file of the candle store, whose bars were screened when written.
+    screened: bool,
 }
 
 impl ParquetColumns {
@@ -153,16 +190,21 @@ impl ParquetColumns {
             matches!(f.dtype, ArrowDataType::Utf8 | ArrowDataType::LargeUtf8 | ArrowDataType::Utf8View)
         });
         let metadata = reader.get_metadata().map_err(|e| e.to_string())?.clone();
-        Ok(Self { path: path.to_path_buf(), metadata, text_prices })
+        let screened = !text_prices
+            && metadata.key_value_metadata.iter().flatten().any(|kv| {
+                kv.key == crate::market_data::FORMAT_KEY
+                    && kv.value.as_deref() == Some(crate::market_data::FORMAT_TYPED)
+            });
+        Ok(Self { path: path.to_path_buf(), metadata, text_prices, screened })
     }
 
-    /// Column `name`, decoded one row group at a time and converted by `convert(column, first_row)` into one
+    /// Column `name`, decoded one row group at a time and appended by `convert(column, first_row, out)` to one
     /// output buffer: only a row group's decoded values (a DECIMAL is 16 bytes a value in polars) are alive
     /// beside the output, never the whole column's.
     fn read<T>(
         &self,
         name: &str,
-        convert: impl Fn(&Column, usize) -> Result<Vec<T>, String>,
+        convert: impl Fn(&Column, usize, &mut Vec<T>) -> Result<(), String>,
     ) -> Result<Vec<T>, String> {
         let mut file = std::fs::File::open(&self.path).map_err(|e| e.to_string())?;
         let mut out = buffers::with_capacity(self.metadata.num_rows);
@@ -174,7 +216,8 @@ impl ParquetColumns {
             reader.set_metadata(self.metadata.clone());
             let mut df = reader.finish().map_err(|e| e.to_string())?;
             let column = df.drop_in_place(name).map_err(|e| e.to_string())?;
-            out.extend(convert(&column, out.len())?);
+            let base = out.len();
+            convert(&column, base, &mut out)?;
         }
         Ok(out)
     }
@@ -183,7 +226,7 @@ impl ParquetColumns {
 /// DECIMAL mantissas at `scale` as the nearest f64, each exactly what parsing the decimal's text gives (Rust's
 /// and Python's parsers are correctly rounded): for a mantissa below 2^53 and at most 22 decimals one IEEE
 /// division of two exactly representable values, which is correctly rounded; otherwise through the text.
-fn decimal_column(col: &Column, name: &str, scale: usize, base: usize) -> Result<Vec<f64>, String> {
+fn decimal_column(col: &Column, name: &str, scale: usize, base: usize, out: &mut Vec<f64>) -> Result<(), String> {
     const EXACT: u64 = 1 << 53;
     let ca = col.decimal().map_err(|e| e.to_string())?;
     let phys = ca.physical();
@@ -194,17 +237,32 @@ fn decimal_column(col: &Column, name: &str, scale: usize, base: usize) -> Result
     let fast = scale <= 22;
     let div = 10f64.powi(i32::try_from(scale).unwrap_or(i32::MAX));
     let slow = |m: i128| format!("{m}e-{scale}").parse::<f64>().unwrap_or(f64::NAN);
-    let mut out = Vec::with_capacity(phys.len());
+    let from = out.len();
     for arr in phys.downcast_iter() {
         out.extend(arr.values().iter().map(|&m| {
             let small = m as i64;
             if fast && i128::from(small) == m && small.unsigned_abs() < EXACT { small as f64 / div } else { slow(m) }
         }));
     }
-    match out.iter().position(|v| !v.is_finite()) {
+    match out[from..].iter().position(|v| !v.is_finite()) {
         Some(i) => Err(format!("row {}: {name} is not a finite number", base + i + 2)),
-        None => Ok(out),
+        None => Ok(()),
     }
+}
+
+/// [`times`] appended to `out`.
+fn times_into(col: &Column, base: usize, out: &mut Vec<i64>) -> Result<(), String> {
+    out.extend(times(col, base)?);
+    Ok(())
+}
+
+/// [`numbers`] appended to `out`; DECIMAL columns are converted in place, without a buffer between.
+fn numbers_into(col: &Column, name: &str, base: usize, out: &mut Vec<f64>) -> Result<(), String> {
+    if let DataType::Decimal(_, scale) = col.dtype() {
+        return decimal_column(col, name, *scale, base, out);
+    }
+    out.extend(numbers(col, name, base)?);
+    Ok(())
 }
 
 /// Open times as epoch seconds from text (RFC 3339 / ISO-8601, `Z` optional), a datetime column or integers
@@ -276,7 +334,9 @@ fn numbers(col: &Column, name: &str, base: usize) -> Result<Vec<f64>, String> {
             .collect();
     }
     if let DataType::Decimal(_, scale) = col.dtype() {
-        return decimal_column(col, name, *scale, base);
+        let mut out = Vec::with_capacity(col.len());
+        decimal_column(col, name, *scale, base, &mut out)?;
+        return Ok(out);
     }
     let f = col.cast(&DataType::Float64).map_err(|e| format!("{name}: {e}"))?;
     f.f64()
@@ -370,6 +430,53 @@ mod tests {
         }
         assert_eq!(s.bars.time[1] - s.bars.time[0], 3600);
         assert_eq!(s.timeframe.map(|t| t.to_string()), Some("1h".into()));
+    }
+
+    #[test]
+    fn typed_files_are_read_by_projection_and_other_files_whole() {
+        use crate::market_data::CandleStore;
+        use mcbot_stages::domain::Symbol;
+        let d = tempfile::tempdir().unwrap();
+        let candles: Vec<Candle> = (0..5)
+            .map(|h| Candle {
+                open_time: DateTime::from_timestamp(1_704_067_200 + 3600 * h, 0).unwrap(),
+                open: Decimal::from(10 + h),
+                high: Decimal::from(20 + h),
+                low: Decimal::from(5),
+                close: Decimal::from(11 + h),
+                volume: Decimal::from(h),
+            })
+            .collect();
+        let store = CandleStore::new(d.path());
+        let (sym, tf) = (Symbol::new("ABC").unwrap(), "1h".parse().unwrap());
+        store.merge("t", &sym, tf, &candles).unwrap();
+        let typed = store.path("t", &sym, tf).unwrap();
+        let whole = load(&typed).unwrap().bars;
+        let close_only = load_columns(&typed, Columns::CLOSE).unwrap().bars;
+        assert_eq!((close_only.time.clone(), close_only.close.clone()), (whole.time.clone(), whole.close.clone()));
+        assert!(close_only.open.is_empty() && close_only.high.is_empty() && close_only.low.is_empty());
+        assert!(close_only.volume.is_empty());
+        assert_eq!(close_only.len(), 5);
+        let opens = load_columns(&typed, Columns { open: true, ..Columns::CLOSE }).unwrap().bars;
+        assert_eq!(opens.open, whole.open);
+
+        // a file from elsewhere is checked whole even when one column is wanted: a low above the close is refused
+        let other = d.path().join("other-1h.parquet");
+        let mut df = DataFrame::new(
+            2,
+            vec![
+                Column::new("timestamp".into(), [1_704_067_200_000i64, 1_704_070_800_000]),
+                Column::new("open".into(), [10.0, 10.0]),
+                Column::new("high".into(), [12.0, 12.0]),
+                Column::new("low".into(), [9.0, 11.5]),
+                Column::new("close".into(), [11.0, 11.0]),
+                Column::new("volume".into(), [1.0, 1.0]),
+            ],
+        )
+        .unwrap();
+        ParquetWriter::new(std::fs::File::create(&other).unwrap()).finish(&mut df).unwrap();
+        let e = load_columns(&other, Columns::CLOSE).unwrap_err().to_string();
+        assert!(e.contains("row 3") && e.contains("not sane"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use mcbot_stages::backtest::{
     simulate_portfolio,
 };
 use mcbot_stages::domain::{Symbol, Timeframe};
-use mcbot_stages::strategy::registry;
+use mcbot_stages::strategy::{Columns, registry};
 use serde::Serialize;
 
 use crate::output::{print_json, table};
@@ -388,13 +388,27 @@ fn trade_rows(series: &Series, trades: impl IntoIterator<Item = Trade>) -> Vec<T
         .collect()
 }
 
-/// Loads the files (reading is not timed), several in parallel.
+/// Loads the files with every column, several in parallel.
 pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Series>, CommandError> {
+    load_columns(paths, Columns::ALL)
+}
+
+/// Loads the files keeping the columns `needs` names (see [`data::load_columns`]), several in parallel.
+pub fn load_columns(paths: &[PathBuf], needs: Columns) -> Result<Vec<Series>, CommandError> {
     use rayon::prelude::*;
     match paths {
-        [one] => Ok(vec![data::load(one)?]),
-        _ => paths.par_iter().map(|p| data::load(p).map_err(CommandError::from)).collect(),
+        [one] => Ok(vec![data::load_columns(one, needs)?]),
+        _ => paths.par_iter().map(|p| data::load_columns(p, needs).map_err(CommandError::from)).collect(),
     }
+}
+
+/// The columns a `backtest` run reads: the strategy's and the fills' for one file on the kernel (a single run
+/// or a sweep); every column for the event engine (it rebuilds candles) and for a portfolio.
+fn columns_for(args: &BacktestArgs, files: usize) -> Result<Columns, CommandError> {
+    if args.engine == Engine::Event || (files > 1 && args.sweep.is_empty()) {
+        return Ok(Columns::ALL);
+    }
+    Ok(registry::columns(&args.sim.strategy).and(args.sim.sim_config()?.columns()))
 }
 
 /// True for a path naming a candle file by its extension.
@@ -433,9 +447,11 @@ pub fn expand_data(args: &[PathBuf]) -> Result<Vec<PathBuf>, CommandError> {
 }
 
 /// Runs one backtest over already-loaded series: the library call behind `mcbot backtest` without a sweep.
-pub fn backtest_series(series: &[Series], sim: &SimArgs, engine: Engine) -> Result<BacktestOutput, CommandError> {
+///
+/// It takes the series, so their times become the equity curve's without a copy.
+pub fn backtest_series(series: Vec<Series>, sim: &SimArgs, engine: Engine) -> Result<BacktestOutput, CommandError> {
     let cfg = sim.sim_config()?;
-    let tf = sim.timeframe(series)?;
+    let tf = sim.timeframe(&series)?;
     let params = sim.param_map();
     let rule = registry::build_rule(&sim.strategy, &params, tf)?;
     // Fewer bars than the warm-up would never produce a signal: an all-zero report that looks like a result.
@@ -451,7 +467,8 @@ pub fn backtest_series(series: &[Series], sim: &SimArgs, engine: Engine) -> Resu
     let bpy = tf.bars_per_year();
     let mut timings = Timings::default();
     let mut t = Instant::now();
-    let (metrics, trade_rows, equity, equity_time) = match (series, engine) {
+    let files: Vec<String> = series.iter().map(|s| s.name.clone()).collect();
+    let (metrics, trade_rows, equity, equity_time) = match (series.as_slice(), engine) {
         ([one], Engine::Kernel) => {
             let signals = rule.signals(&one.bars);
             timings.indicators = lap(&mut t);
@@ -460,7 +477,8 @@ pub fn backtest_series(series: &[Series], sim: &SimArgs, engine: Engine) -> Resu
             timings.simulation = lap(&mut t);
             let m = metrics::compute(&equity, init_cash, &trades, bpy);
             timings.metrics = lap(&mut t);
-            (m, trade_rows(one, trades), equity, one.bars.time.clone())
+            let rows = trade_rows(one, trades);
+            (m, rows, equity, take_time(series))
         }
         ([one], Engine::Event) => {
             let symbol = Symbol::new("BACKTEST").map_err(|e| CommandError::Usage(e.to_string()))?;
@@ -468,7 +486,8 @@ pub fn backtest_series(series: &[Series], sim: &SimArgs, engine: Engine) -> Resu
             timings.simulation = lap(&mut t);
             let m = metrics::compute(&sim.equity, sim.init_cash, &sim.trades, bpy);
             timings.metrics = lap(&mut t);
-            (m, trade_rows(one, sim.trades), sim.equity, one.bars.time.clone())
+            let rows = trade_rows(one, sim.trades);
+            (m, rows, sim.equity, take_time(series))
         }
         (many, Engine::Kernel) => {
             let inputs: Vec<_> = many.iter().map(|s| (s.bars.clone(), rule.signals(&s.bars))).collect();
@@ -491,8 +510,8 @@ pub fn backtest_series(series: &[Series], sim: &SimArgs, engine: Engine) -> Resu
     timings.output = lap(&mut t);
     let seconds = timings.indicators + timings.simulation + timings.metrics;
     Ok(BacktestOutput {
-        files: series.iter().map(|s| s.name.clone()).collect(),
-        file: series.first().map(|s| s.name.clone()).unwrap_or_default(),
+        file: files.first().cloned().unwrap_or_default(),
+        files,
         timeframe: tf.to_string(),
         strategy: sim.strategy.clone(),
         params,
@@ -505,6 +524,11 @@ pub fn backtest_series(series: &[Series], sim: &SimArgs, engine: Engine) -> Resu
         equity,
         equity_time,
     })
+}
+
+/// The bar times of the one series, moved out (they become the equity curve's times).
+fn take_time(series: Vec<Series>) -> Vec<i64> {
+    series.into_iter().next().map(|s| s.bars.time).unwrap_or_default()
 }
 
 /// Refuses a series too short for every combination's warm-up (each would report zero trades and zero return,
@@ -579,7 +603,7 @@ pub fn execute(args: &BacktestArgs) -> Result<Outcome, CommandError> {
         }
         return sweep_files(&paths, args, started).map(|m| Outcome::Sweeps(Box::new(m)));
     }
-    let series = load_all(&paths)?;
+    let series = load_columns(&paths, columns_for(args, paths.len())?)?;
     let load = started.elapsed().as_secs_f64();
     if !args.sweep.is_empty() {
         let [one] = series.as_slice() else {
@@ -600,8 +624,7 @@ pub fn execute(args: &BacktestArgs) -> Result<Outcome, CommandError> {
     if args.sweep_out.is_some() || args.out.is_some() {
         return Err(CommandError::Usage("--sweep-out and --out need --sweep".into()));
     }
-    let mut out = backtest_series(&series, &args.sim, args.engine)?;
-    drop(series);
+    let mut out = backtest_series(series, &args.sim, args.engine)?;
     let written = Instant::now();
     if let Some(path) = &args.trades_out {
         export::write_trades(path, &out.trade_rows)?;
@@ -622,7 +645,7 @@ pub fn execute(args: &BacktestArgs) -> Result<Outcome, CommandError> {
 /// in parallel on the same thread pool.
 fn sweep_files(paths: &[PathBuf], args: &BacktestArgs, started: Instant) -> Result<MultiSweepOutput, CommandError> {
     use rayon::prelude::*;
-    let series = load_all(paths)?;
+    let series = load_columns(paths, columns_for(args, paths.len())?)?;
     let load = started.elapsed().as_secs_f64();
     let swept = Instant::now();
     let files = series

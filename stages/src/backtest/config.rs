@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::BacktestError;
+use crate::strategy::Columns;
 
 /// When a signal decided at the close of bar `t` is filled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +105,12 @@ impl SimConfig {
     /// True when any intrabar exit is configured (the kernel then checks each bar's range).
     pub fn has_stops(&self) -> bool {
         self.stop_loss.is_some() || self.take_profit.is_some() || self.trailing_atr.is_some()
+    }
+
+    /// The price columns the fills read besides close: opens for next-open fills and for stops (a gap through a
+    /// stop fills at the open), highs and lows for stops.
+    pub fn columns(&self) -> Columns {
+        Columns { open: self.fill == Fill::NextOpen || self.has_stops(), range: self.has_stops(), volume: false }
     }
 }
 

@@ -50,38 +50,49 @@ pub struct Metrics {
     pub avg_holding_bars: Option<f64>,
 }
 
+/// An equity curve read in chunks: a stored curve, or one the kernel generates on the fly from its flat and
+/// long stretches ([`super::simulator::Stretches`]), so a sweep judges each combination without writing and
+/// re-reading a million-bar curve. Both give the same values in the same chunks, so the same metrics to the bit.
+pub trait Curve: Sync {
+    /// Number of bars.
+    fn len(&self) -> usize;
+
+    /// True when there are no bars.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values of bars `range` (within `0..len`): borrowed, or written into `buf` (at least `range.len()` long).
+    fn chunk<'a>(&'a self, range: std::ops::Range<usize>, buf: &'a mut [f64]) -> &'a [f64];
+}
+
+impl Curve for [f64] {
+    fn len(&self) -> usize {
+        <[f64]>::len(self)
+    }
+
+    fn chunk<'a>(&'a self, range: std::ops::Range<usize>, _buf: &'a mut [f64]) -> &'a [f64] {
+        &self[range]
+    }
+}
+
+/// Bars a curve is read in at a time (a stack buffer's worth).
+const CHUNK: usize = 1024;
+
 /// Computes [`Metrics`] for a run that started with `init_cash`; `bars_per_year` annualises (the nominal
 /// timeframe, even when bars are missing, as the spec says).
 pub fn compute(equity: &[f64], init_cash: f64, trades: &[Trade], bars_per_year: f64) -> Metrics {
+    compute_curve(equity, init_cash, trades, bars_per_year)
+}
+
+/// [`compute`] over any [`Curve`].
+pub fn compute_curve<C: Curve + ?Sized>(equity: &C, init_cash: f64, trades: &[Trade], bars_per_year: f64) -> Metrics {
     let n = equity.len();
-    let final_equity = equity.last().copied().unwrap_or(init_cash);
+    let mut one = [0.0f64; 1];
+    let final_equity = if n > 0 { equity.chunk(n - 1..n, &mut one)[0] } else { init_cash };
     let nf = n as f64;
     let (mean, ss, down_sq) = return_moments(equity, init_cash);
-
-    // drawdown, stretch by stretch between running peaks: the deepest point of a stretch is its lowest equity
-    // (division is monotonic), so one division per stretch gives exactly the reference's min over all bars of
-    // E/peak - 1; the longest stretch under a peak is the longest drawdown
-    let (mut worst, mut longest) = (0.0f64, 0usize);
-    if let Some(&first) = equity.first() {
-        let (mut peak, mut peak_at) = (first, 0usize);
-        loop {
-            let next = next_at_least(&equity[peak_at + 1..], peak).map(|k| peak_at + 1 + k);
-            let end = next.unwrap_or(n);
-            if end > peak_at + 1 {
-                worst = worst.min(min_of(&equity[peak_at + 1..end]) / peak - 1.0);
-                longest = longest.max(end - 1 - peak_at);
-            }
-            match next {
-                Some(t) => (peak, peak_at) = (equity[t], t),
-                None => {
-                    if equity[n - 1] < peak {
-                        longest = longest.max(n - peak_at);
-                    }
-                    break;
-                }
-            }
-        }
-    }
+    let (worst, longest) = drawdown(equity);
     let ann = bars_per_year.sqrt();
     let mean = if n > 0 { mean } else { 0.0 };
     let sd = if n > 1 { (ss / (nf - 1.0)).sqrt() } else { f64::NAN };
@@ -126,16 +137,66 @@ pub fn compute(equity: &[f64], init_cash: f64, trades: &[Trade], bars_per_year: 
     }
 }
 
+/// Deepest fall from a running peak (a fraction, <= 0) and the longest time under a peak, in bars: stretch by
+/// stretch between running peaks. The deepest point of a stretch is its lowest equity (division is monotonic),
+/// so one division per stretch gives exactly the reference's min over all bars of `E/peak - 1`; the longest
+/// stretch under a peak is the longest drawdown (to the end when never recovered).
+fn drawdown<C: Curve + ?Sized>(equity: &C) -> (f64, usize) {
+    let n = equity.len();
+    let (mut worst, mut longest) = (0.0f64, 0usize);
+    if n == 0 {
+        return (worst, longest);
+    }
+    let mut buf = [0.0f64; CHUNK];
+    let (mut peak, mut peak_at) = (equity.chunk(0..1, &mut buf)[0], 0usize);
+    let mut low = f64::INFINITY; // lowest value since the peak
+    let mut last = peak;
+    let mut c0 = 1;
+    while c0 < n {
+        let c1 = (c0 + CHUNK).min(n);
+        let vals = equity.chunk(c0..c1, &mut buf);
+        let mut i = 0;
+        while let Some(k) = next_at_least(&vals[i..], peak) {
+            let j = i + k;
+            let m = min_of(&vals[i..j]);
+            low = if m < low { m } else { low };
+            let t = c0 + j;
+            if t > peak_at + 1 {
+                worst = worst.min(low / peak - 1.0);
+                longest = longest.max(t - 1 - peak_at);
+            }
+            (peak, peak_at, low) = (vals[j], t, f64::INFINITY);
+            i = j + 1;
+        }
+        let m = min_of(&vals[i..]);
+        low = if m < low { m } else { low };
+        last = vals[vals.len() - 1];
+        c0 = c1;
+    }
+    if n > peak_at + 1 {
+        worst = worst.min(low / peak - 1.0);
+        longest = longest.max(n - 1 - peak_at);
+    }
+    if last < peak {
+        longest = longest.max(n - peak_at);
+    }
+    (worst, longest)
+}
+
 /// Mean, sum of squared deviations and sum of squared negative parts of the per-bar returns, without
 /// materialising the returns: parts of the curve in parallel, within a part chunks of returns computed into a
 /// stack buffer (the division vectorises), each chunk's moments in eight lanes, all merged with Chan's formula.
 /// Only Sharpe and Sortino read these, and those match the reference to about 1e-15, not to the bit.
-fn return_moments(equity: &[f64], init_cash: f64) -> (f64, f64, f64) {
+fn return_moments<C: Curve + ?Sized>(equity: &C, init_cash: f64) -> (f64, f64, f64) {
     const PART: usize = 1 << 16;
-    let parts: Vec<Moments> = equity
-        .par_chunks(PART)
-        .enumerate()
-        .map(|(i, part)| part_moments(part, if i == 0 { init_cash } else { equity[i * PART - 1] }))
+    let n = equity.len();
+    let parts: Vec<Moments> = (0..n.div_ceil(PART))
+        .into_par_iter()
+        .map(|i| {
+            let mut one = [0.0f64; 1];
+            let prev = if i == 0 { init_cash } else { equity.chunk(i * PART - 1..i * PART, &mut one)[0] };
+            part_moments(equity, i * PART..((i + 1) * PART).min(n), prev)
+        })
         .collect();
     let m = parts.into_iter().fold(Moments::default(), Moments::merge);
     (m.mean, m.m2, m.down)
@@ -167,20 +228,22 @@ impl Moments {
     }
 }
 
-/// Moments of the returns of `equity`, whose previous value is `prev`.
-fn part_moments(equity: &[f64], prev: f64) -> Moments {
-    const CHUNK: usize = 1024;
+/// Moments of the returns of bars `part` of `equity`, whose previous value is `prev`.
+fn part_moments<C: Curve + ?Sized>(equity: &C, part: std::ops::Range<usize>, prev: f64) -> Moments {
     let mut acc = Moments::default();
+    let mut vals = [0.0f64; CHUNK];
     let mut buf = [0.0f64; CHUNK];
-    let mut start = 0;
-    while start < equity.len() {
-        let end = (start + CHUNK).min(equity.len());
+    let mut prev = prev;
+    let mut start = part.start;
+    while start < part.end {
+        let end = (start + CHUNK).min(part.end);
+        let e = equity.chunk(start..end, &mut vals);
         let r = &mut buf[..end - start];
-        let first_prev = if start == 0 { prev } else { equity[start - 1] };
-        r[0] = (equity[start] - first_prev) / first_prev;
-        for ((o, e), p) in r[1..].iter_mut().zip(&equity[start + 1..end]).zip(&equity[start..end - 1]) {
-            *o = (e - p) / p;
+        r[0] = (e[0] - prev) / prev;
+        for ((o, x), p) in r[1..].iter_mut().zip(&e[1..]).zip(e) {
+            *o = (x - p) / p;
         }
+        prev = e[e.len() - 1];
         let k = r.len() as f64;
         let mean = lanes(r, |x| x) / k;
         let chunk = Moments {

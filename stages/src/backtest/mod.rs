@@ -52,6 +52,9 @@ pub enum BacktestError {
         /// Bars covered by the signals.
         signals: usize,
     },
+    /// The bars lack a column the fills read (they were loaded for another configuration).
+    #[error("the bars were loaded without a column these fills read ({0:?})")]
+    Columns(crate::strategy::Columns),
     /// A sweep or validation setting is unusable.
     #[error("{0}")]
     Grid(String),

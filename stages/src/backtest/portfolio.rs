@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::BacktestError;
 use super::config::{Fill, SimConfig};
-use super::simulator::{ExitReason, Order, Position, Trade};
+use super::simulator::{BAR_BY_BAR, ExitReason, Order, Position, Trade};
 use crate::indicators::atr;
 use crate::strategy::{Ohlcv, Signals};
 
@@ -43,6 +43,9 @@ pub fn simulate_portfolio(inputs: &[(Ohlcv, Signals)], cfg: &SimConfig) -> Resul
     cfg.validate()?;
     if inputs.is_empty() || inputs.iter().any(|(b, _)| b.is_empty()) {
         return Err(BacktestError::NoData);
+    }
+    if inputs.iter().any(|(b, _)| !b.has(BAR_BY_BAR)) {
+        return Err(BacktestError::Columns(BAR_BY_BAR));
     }
     for (b, s) in inputs {
         let covered = s.entries.len().min(s.exits.len());

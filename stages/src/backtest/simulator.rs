@@ -12,9 +12,13 @@ use serde::Serialize;
 
 use super::BacktestError;
 use super::config::{Fill, SimConfig};
+use super::metrics::{self, Curve};
 use super::scan::next_true;
 use crate::indicators::atr;
-use crate::strategy::{Ohlcv, Signals};
+use crate::strategy::{Columns, Ohlcv, Signals};
+
+/// What the bar-by-bar engines read: opens for fills, highs and lows for intrabar exits.
+pub(crate) const BAR_BY_BAR: Columns = Columns { open: true, range: true, volume: false };
 
 /// Why a trade ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -178,6 +182,9 @@ impl Position {
 
 /// The per-bar state machine. Call [`Simulator::open_bar`], decide with [`Simulator::is_long`] known, then
 /// [`Simulator::close_bar`], for t = 0..n.
+///
+/// It reads opens, highs and lows at every bar of a position (its intrabar exit check), so its bars must hold
+/// them.
 pub struct Simulator<'a> {
     bars: &'a Ohlcv,
     cfg: &'a SimConfig,
@@ -194,6 +201,9 @@ impl<'a> Simulator<'a> {
     /// A simulator over `bars`; fails on an invalid config.
     pub fn new(bars: &'a Ohlcv, cfg: &'a SimConfig) -> Result<Self, BacktestError> {
         cfg.validate()?;
+        if !bars.has(BAR_BY_BAR) {
+            return Err(BacktestError::Columns(BAR_BY_BAR));
+        }
         let n = bars.len();
         let atr = cfg.trailing_atr.map(|t| atr(&bars.high[..n], &bars.low[..n], &bars.close[..n], t.period));
         Ok(Self {
@@ -297,6 +307,17 @@ impl<'a> Simulator<'a> {
 /// intrabar exits it takes [`simulate_plain`], which jumps from signal to signal; with stops it steps the
 /// [`Simulator`] bar by bar. Both give the same result where both apply (tested).
 pub fn simulate(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Result<Simulation, BacktestError> {
+    check_inputs(bars, signals, cfg)?;
+    if !cfg.has_stops() {
+        cfg.validate()?;
+        let (trades, curve) = plain_run(bars, signals, cfg);
+        return Ok(Simulation { init_cash: cfg.init_cash, trades, equity: curve.materialize() });
+    }
+    simulate_stepped(bars, signals, cfg)
+}
+
+/// Bars to run on, signals covering them, and the columns the fills read.
+fn check_inputs(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Result<(), BacktestError> {
     let n = bars.len();
     if n == 0 {
         return Err(BacktestError::NoData);
@@ -304,11 +325,10 @@ pub fn simulate(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Result<Simu
     if signals.entries.len() < n || signals.exits.len() < n || signals.weights.as_ref().is_some_and(|w| w.len() < n) {
         return Err(BacktestError::Length { bars: n, signals: signals.entries.len().min(signals.exits.len()) });
     }
-    if !cfg.has_stops() {
-        cfg.validate()?;
-        return Ok(simulate_plain(bars, signals, cfg));
+    if !bars.has(cfg.columns()) {
+        return Err(BacktestError::Columns(cfg.columns()));
     }
-    simulate_stepped(bars, signals, cfg)
+    Ok(())
 }
 
 /// The kernel as a bar-by-bar loop over the [`Simulator`] (any config, stops included).
@@ -333,14 +353,15 @@ pub fn simulate_stepped(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Res
 /// The kernel without intrabar exits, in the reference's shape: (1) walk the flags to find every fill bar (an
 /// entry flag while flat, an exit flag while long; no prices needed), (2) gather the fill prices in one batch, so
 /// their cache misses overlap instead of stalling one by one, (3) run the cash chain over the trades with
-/// [`Position`], the same arithmetic as the [`Simulator`], (4) fill the equity of each flat or long stretch in a
-/// loop the compiler vectorises (`cash` while flat, `cash + size x close` while long). Callers have checked
-/// lengths and config.
-fn simulate_plain(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Simulation {
+/// [`Position`], the same arithmetic as the [`Simulator`], (4) describe the equity as flat and long stretches
+/// (`cash` while flat, `cash + size x close` while long), which [`Stretches`] writes out in a loop the compiler
+/// vectorises, or hands to the metrics chunk by chunk. Callers have checked lengths and config.
+fn plain_run<'a>(bars: &'a Ohlcv, signals: &Signals, cfg: &SimConfig) -> (Vec<Trade>, Stretches<'a>) {
     let n = bars.len();
-    let (open, close) = (&bars.open[..n], &bars.close[..n]);
-    let (entries, exits) = (&signals.entries[..n], &signals.exits[..n]);
     let next_open = cfg.fill == Fill::NextOpen;
+    // close fills never read the opens (which may not have been loaded)
+    let (open, close) = (if next_open { &bars.open[..n] } else { &[][..] }, &bars.close[..n]);
+    let (entries, exits) = (&signals.entries[..n], &signals.exits[..n]);
 
     // (1) fill bars: (decision bar, fill bar) of each entry, and the fill bar of its exit if it has one
     let mut legs: Vec<(usize, usize, Option<usize>)> = Vec::new();
@@ -368,18 +389,18 @@ fn simulate_plain(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Simulatio
     let prices: Vec<(f64, Option<f64>)> = legs.iter().map(|&(_, f, g)| (fill_price(f), g.map(fill_price))).collect();
 
     // (3) the cash chain, and (4) equity stretch by stretch
-    let mut equity = super::buffers::with_capacity(n);
+    let mut stretches = Vec::with_capacity(2 * legs.len() + 1);
     let mut trades = Vec::with_capacity(legs.len());
     let mut cash = cfg.init_cash;
+    let mut from = 0;
     for (&(decided, f, g), &(p_in, p_out)) in legs.iter().zip(&prices) {
-        equity.resize(f, cash);
+        stretches.push(Stretch { end: f, cash, size: None });
         let weight = signals.weights.as_ref().map_or(1.0, |w| w[decided]);
         let budget = if weight >= 1.0 { cash } else { cash * weight.max(0.0) };
         cash -= budget;
         let pos = Position::open(f, p_in, budget, cfg, f64::NAN);
-        let size = pos.trade.size;
         let end = g.unwrap_or(n);
-        equity.extend(close[f..end].iter().map(|c| cash + size * c));
+        stretches.push(Stretch { end, cash, size: Some(pos.trade.size) });
         match (g, p_out) {
             (Some(g), Some(p)) => {
                 let (trade, notional, fee) = pos.close(g, p, ExitReason::Signal, cfg);
@@ -388,9 +409,118 @@ fn simulate_plain(bars: &Ohlcv, signals: &Signals, cfg: &SimConfig) -> Simulatio
             }
             _ => trades.push(pos.mark_open(close[n - 1])),
         }
+        from = end;
     }
-    equity.resize(n, cash);
-    Simulation { init_cash: cfg.init_cash, trades, equity }
+    if from < n {
+        stretches.push(Stretch { end: n, cash, size: None });
+    }
+    let curve = Stretches { close, stretches };
+    (trades, curve)
+}
+
+/// One stretch of an equity curve: flat at `cash`, or long `size` with `cash` aside (`cash + size x close`).
+#[derive(Debug, Clone, Copy)]
+struct Stretch {
+    /// The bar after its last.
+    end: usize,
+    cash: f64,
+    size: Option<f64>,
+}
+
+/// The plain kernel's equity curve as its stretches, read on demand: the same values the stored curve holds
+/// (the same expression over the same operands), without writing a million of them.
+#[derive(Debug, Clone)]
+pub struct Stretches<'a> {
+    close: &'a [f64],
+    stretches: Vec<Stretch>,
+}
+
+impl Stretches<'_> {
+    /// Index of the stretch holding bar `t`.
+    fn at(&self, t: usize) -> usize {
+        self.stretches.partition_point(|s| s.end <= t)
+    }
+
+    /// Writes bars `range` into `out` (of the same length).
+    fn fill(&self, range: std::ops::Range<usize>, out: &mut [f64]) {
+        let mut t = range.start;
+        let mut k = self.at(t);
+        while t < range.end {
+            let st = self.stretches[k];
+            let end = st.end.min(range.end);
+            let dst = &mut out[t - range.start..end - range.start];
+            match st.size {
+                None => dst.fill(st.cash),
+                Some(size) => {
+                    for (o, c) in dst.iter_mut().zip(&self.close[t..end]) {
+                        *o = st.cash + size * c;
+                    }
+                }
+            }
+            t = end;
+            k += 1;
+        }
+    }
+
+    /// The whole curve, stored.
+    fn materialize(&self) -> Vec<f64> {
+        let n = self.stretches.last().map_or(0, |s| s.end);
+        let mut equity = super::buffers::filled(n, 0.0);
+        self.fill(0..n, &mut equity);
+        equity
+    }
+}
+
+impl Curve for Stretches<'_> {
+    fn len(&self) -> usize {
+        self.stretches.last().map_or(0, |s| s.end)
+    }
+
+    fn chunk<'a>(&'a self, range: std::ops::Range<usize>, buf: &'a mut [f64]) -> &'a [f64] {
+        let out = &mut buf[..range.len()];
+        self.fill(range, out);
+        out
+    }
+}
+
+/// A run's trades and its equity curve, stored (the bar-by-bar engine) or as stretches (the plain kernel).
+#[derive(Debug, Clone)]
+pub enum CurveRun<'a> {
+    /// A stored curve.
+    Stored(Simulation),
+    /// Trades and the curve's stretches.
+    Stretched {
+        /// Starting cash.
+        init_cash: f64,
+        /// Trades in entry order.
+        trades: Vec<Trade>,
+        /// The equity curve.
+        curve: Stretches<'a>,
+    },
+}
+
+impl CurveRun<'_> {
+    /// The run's metrics (identical to [`metrics::compute`] over the stored curve).
+    pub fn metrics(&self, bars_per_year: f64) -> metrics::Metrics {
+        match self {
+            Self::Stored(s) => metrics::compute(&s.equity, s.init_cash, &s.trades, bars_per_year),
+            Self::Stretched { init_cash, trades, curve } => {
+                metrics::compute_curve(curve, *init_cash, trades, bars_per_year)
+            }
+        }
+    }
+}
+
+/// [`simulate`] without storing the curve when the kernel can describe it by stretches (no intrabar exits):
+/// what sweeps run, where only the metrics of each combination are kept.
+pub fn simulate_curve<'a>(bars: &'a Ohlcv, signals: &Signals, cfg: &SimConfig) -> Result<CurveRun<'a>, BacktestError> {
+    check_inputs(bars, signals, cfg)?;
+    if cfg.has_stops() {
+        return simulate_stepped(bars, signals, cfg).map(CurveRun::Stored);
+    }
+    cfg.validate()?;
+    let (trades, curve) = plain_run(bars, signals, cfg);
+    Ok(CurveRun::Stretched { init_cash: cfg.init_cash, trades, curve })
 }
 
 #[cfg(test)]
@@ -533,6 +663,56 @@ mod tests {
                 assert_eq!(fast, simulate_stepped(&b, &s, &cfg).unwrap(), "case {case} {fill:?}");
             }
         }
+    }
+
+    #[test]
+    fn stretched_curves_give_the_stored_curves_metrics_to_the_bit() {
+        use crate::backtest::synthetic::Rng;
+        let mut rng = Rng::new(7);
+        // lengths around the chunk (1 024) and part (65 536) boundaries of the metrics
+        for (case, n) in [1usize, 2, 1023, 1024, 1025, 5000, 65_537, 150_000].into_iter().enumerate() {
+            let mut level = 100.0;
+            let close: Vec<f64> = (0..n)
+                .map(|_| {
+                    level *= 1.0 + (rng.uniform() - 0.5) * 0.02;
+                    level
+                })
+                .collect();
+            let b = bars(&close, &close);
+            let p = [0.001, 0.01, 0.2][case % 3];
+            let s = Signals {
+                entries: (0..n).map(|_| rng.uniform() < p).collect(),
+                exits: (0..n).map(|_| rng.uniform() < p).collect(),
+                weights: (case % 2 == 0).then(|| (0..n).map(|_| rng.uniform() * 1.2).collect()),
+            };
+            for fill in [Fill::NextOpen, Fill::Close] {
+                let cfg = SimConfig { fill, ..Default::default() };
+                let stored = simulate(&b, &s, &cfg).unwrap();
+                let want = metrics::compute(&stored.equity, stored.init_cash, &stored.trades, 8760.0);
+                let run = simulate_curve(&b, &s, &cfg).unwrap();
+                let CurveRun::Stretched { curve, trades, .. } = &run else { panic!("no stops: stretches") };
+                assert_eq!(trades, &stored.trades);
+                let mut buf = vec![0.0; n];
+                assert_eq!(curve.chunk(0..n, &mut buf), &stored.equity[..], "n {n} {fill:?}: the same values");
+                assert_eq!(run.metrics(8760.0), want, "n {n} {fill:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bars_without_the_columns_the_fills_read_are_refused() {
+        let mut b = bars(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]);
+        (b.open, b.high, b.low, b.volume) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let s = Signals { entries: flags(3, &[0]), exits: flags(3, &[1]), weights: None };
+        let close = SimConfig { fill: Fill::Close, ..Default::default() };
+        assert_eq!(simulate(&b, &s, &close).unwrap().trades.len(), 1, "close fills need closes only");
+        let next_open = SimConfig::default();
+        assert!(matches!(simulate(&b, &s, &next_open), Err(BacktestError::Columns(c)) if c.open));
+        b.open = vec![1.0, 2.0, 3.0];
+        assert!(simulate(&b, &s, &next_open).is_ok());
+        let stops = SimConfig { stop_loss: Some(0.1), ..Default::default() };
+        assert!(matches!(simulate(&b, &s, &stops), Err(BacktestError::Columns(c)) if c.range));
+        assert!(matches!(simulate_curve(&b, &s, &stops), Err(BacktestError::Columns(_))));
     }
 
     #[test]

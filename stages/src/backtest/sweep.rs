@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use super::BacktestError;
 use super::config::SimConfig;
-use super::metrics::{self, Metrics};
-use super::simulator::{Simulation, simulate};
+use super::metrics::Metrics;
+use super::simulator::{Simulation, simulate, simulate_curve};
 use crate::domain::Timeframe;
 use crate::strategy::Ohlcv;
 use crate::strategy::registry::{self, RegistryError};
@@ -194,8 +194,15 @@ pub fn sweep(
     let mine = shard.select(combos);
     let params: Vec<_> = mine.iter().map(|(_, p)| p.clone()).collect();
     let bpy = tf.bars_per_year();
-    let results =
-        evaluate(bars, strategy, &params, cfg, tf, |s| metrics::compute(&s.equity, s.init_cash, &s.trades, bpy));
+    // each combination's curve is judged by its stretches, never stored: the sweep keeps metrics only
+    let rules: Vec<Result<_, RegistryError>> = params.iter().map(|p| registry::build_rule(strategy, p, tf)).collect();
+    let results: Vec<Result<Metrics, BacktestError>> = rules
+        .into_par_iter()
+        .map(|rule| {
+            let rule = rule.map_err(|e| BacktestError::Grid(e.to_string()))?;
+            simulate_curve(bars, &rule.signals(bars), cfg).map(|run| run.metrics(bpy))
+        })
+        .collect();
     let (mut rows, mut skipped, mut first_skip_reason) = (Vec::new(), 0, None);
     for ((index, params), r) in mine.into_iter().zip(results) {
         match r {

@@ -13,7 +13,7 @@ mod vol_breakout;
 
 pub use bollinger_rsi::{BollingerRsi, BollingerRsiParams};
 pub use donchian::{DonchianBreakout, DonchianParams};
-pub use signals::{Ohlcv, SignalRule, Signals, crossings, decimal_to_f64, tail_closes};
+pub use signals::{Columns, Ohlcv, SignalRule, Signals, crossings, decimal_to_f64, tail_closes};
 pub use sma_cross::{SmaCross, SmaCrossParams};
 pub use tsmom::{Tsmom, TsmomParams};
 pub use vol_breakout::{VolBreakout, VolBreakoutParams};

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use super::{
-    BollingerRsi, BollingerRsiParams, DonchianBreakout, DonchianParams, SignalRule, SmaCross, SmaCrossParams, Strategy,
-    Tsmom, TsmomParams, VolBreakout, VolBreakoutParams,
+    BollingerRsi, BollingerRsiParams, Columns, DonchianBreakout, DonchianParams, SignalRule, SmaCross, SmaCrossParams,
+    Strategy, Tsmom, TsmomParams, VolBreakout, VolBreakoutParams,
 };
 use crate::domain::Timeframe;
 
@@ -54,6 +54,17 @@ pub enum RegistryError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+/// The price columns strategy `name`'s signals read besides time and close (all of them for an unknown name,
+/// whose error comes from [`build_rule`]); a loader reads just these.
+pub fn columns(name: &str) -> Columns {
+    match name {
+        "sma-cross" | "bollinger-rsi" | "tsmom" => Columns::CLOSE,
+        "donchian" => Columns { range: true, ..Columns::CLOSE },
+        "vol-breakout" => Columns { open: true, range: true, ..Columns::CLOSE },
+        _ => Columns::ALL,
+    }
 }
 
 /// Builds a strategy for the pipeline's Analysis stage (or anything that only needs `targets`).

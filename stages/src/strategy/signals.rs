@@ -57,12 +57,23 @@ impl Ohlcv {
         }
     }
 
-    /// Number of bars (the shortest column, so a malformed value never indexes out of bounds).
+    /// Number of bars: the shortest of time, close and every column that was read (an empty column was left
+    /// out by projection, see [`Columns`]), so a malformed value never indexes out of bounds.
     pub fn len(&self) -> usize {
-        [&self.open, &self.high, &self.low, &self.close, &self.volume]
+        [&self.open, &self.high, &self.low, &self.volume]
             .iter()
             .map(|c| c.len())
-            .fold(self.time.len(), usize::min)
+            .filter(|l| *l > 0)
+            .fold(self.time.len().min(self.close.len()), usize::min)
+    }
+
+    /// True when every column `needs` names was read (time and close always are).
+    pub fn has(&self, needs: Columns) -> bool {
+        let n = self.len();
+        let read = |c: &Vec<f64>| c.len() >= n;
+        (!needs.open || read(&self.open))
+            && (!needs.range || (read(&self.high) && read(&self.low)))
+            && (!needs.volume || read(&self.volume))
     }
 
     /// True when there are no bars.
@@ -73,19 +84,44 @@ impl Ohlcv {
     /// A copy of bars `range` (validation splits and quick-filter windows backtest sub-periods).
     pub fn slice(&self, range: std::ops::Range<usize>) -> Self {
         let r = range.start.min(self.len())..range.end.min(self.len());
+        let cut = |c: &[f64]| if c.is_empty() { Vec::new() } else { c[r.clone()].to_vec() };
         Self {
             time: self.time[r.clone()].to_vec(),
-            open: self.open[r.clone()].to_vec(),
-            high: self.high[r.clone()].to_vec(),
-            low: self.low[r.clone()].to_vec(),
+            open: cut(&self.open),
+            high: cut(&self.high),
+            low: cut(&self.low),
             close: self.close[r.clone()].to_vec(),
-            volume: self.volume[r].to_vec(),
+            volume: cut(&self.volume),
         }
     }
 
     /// Bar `t`'s open time as a UTC instant (for trade lists).
     pub fn datetime(&self, t: usize) -> Option<DateTime<Utc>> {
         self.time.get(t).and_then(|s| DateTime::from_timestamp(*s, 0))
+    }
+}
+
+/// The columns a run reads besides time and close. Loaders read only these (projection): a sweep of a
+/// close-only strategy neither decodes nor holds open, high, low and volume. A column not read stays empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns {
+    /// Opening prices (next-open fills, gap rules).
+    pub open: bool,
+    /// Highs and lows (intrabar stops, channel and range rules).
+    pub range: bool,
+    /// Volumes.
+    pub volume: bool,
+}
+
+impl Columns {
+    /// Every column.
+    pub const ALL: Self = Self { open: true, range: true, volume: true };
+    /// Time and close only.
+    pub const CLOSE: Self = Self { open: false, range: false, volume: false };
+
+    /// The columns either of two readers needs.
+    pub fn and(self, o: Self) -> Self {
+        Self { open: self.open || o.open, range: self.range || o.range, volume: self.volume || o.volume }
     }
 }
 
