@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     // A backtest needs neither the async runtime nor configuration: it runs before either is built, so a one-shot
     // run pays for no worker threads it never uses.
     if let Command::Backtest(args) = &cli.command {
+        mcbot_stages::backtest::buffers::one_heap();
         return ExitCode::from(finish(
             json,
             commands::backtest::run_cli(args, json).map_err(|e| (e.exit_code(), e.to_string())),

@@ -16,8 +16,7 @@ use std::time::Instant;
 
 use mcbot_stages::backtest::sweep::{self, ParamRange, Shard, SweepResult};
 use mcbot_stages::backtest::{
-    self, BacktestError, ExitReason, Fill, Metrics, SimConfig, Simulation, Trade, TrailingAtr, metrics,
-    simulate_portfolio,
+    self, BacktestError, ExitReason, Fill, Metrics, SimConfig, Trade, TrailingAtr, metrics, simulate_portfolio,
 };
 use mcbot_stages::domain::{Symbol, Timeframe};
 use mcbot_stages::strategy::{Columns, registry};
@@ -450,6 +449,18 @@ pub fn expand_data(args: &[PathBuf]) -> Result<Vec<PathBuf>, CommandError> {
 ///
 /// It takes the series, so their times become the equity curve's without a copy.
 pub fn backtest_series(series: Vec<Series>, sim: &SimArgs, engine: Engine) -> Result<BacktestOutput, CommandError> {
+    backtest_series_with(series, sim, engine, true)
+}
+
+/// [`backtest_series`]; without `keep_curve` a single kernel run's equity curve is never written out (its
+/// metrics are taken from the curve's stretches) and `equity` stays empty: a run that exports no curve and
+/// draws no chart saves the memory and the time of a million values.
+pub fn backtest_series_with(
+    series: Vec<Series>,
+    sim: &SimArgs,
+    engine: Engine,
+    keep_curve: bool,
+) -> Result<BacktestOutput, CommandError> {
     let cfg = sim.sim_config()?;
     let tf = sim.timeframe(&series)?;
     let params = sim.param_map();
@@ -472,11 +483,12 @@ pub fn backtest_series(series: Vec<Series>, sim: &SimArgs, engine: Engine) -> Re
         ([one], Engine::Kernel) => {
             let signals = rule.signals(&one.bars);
             timings.indicators = lap(&mut t);
-            let Simulation { trades, equity, init_cash } = backtest::simulate(&one.bars, &signals, &cfg)?;
+            let run = backtest::simulate_curve(&one.bars, &signals, &cfg)?;
             drop(signals);
             timings.simulation = lap(&mut t);
-            let m = metrics::compute(&equity, init_cash, &trades, bpy);
+            let m = run.metrics(bpy);
             timings.metrics = lap(&mut t);
+            let (trades, equity) = run.into_parts(keep_curve);
             let rows = trade_rows(one, trades);
             (m, rows, equity, take_time(series))
         }
@@ -624,7 +636,8 @@ pub fn execute(args: &BacktestArgs) -> Result<Outcome, CommandError> {
     if args.sweep_out.is_some() || args.out.is_some() {
         return Err(CommandError::Usage("--sweep-out and --out need --sweep".into()));
     }
-    let mut out = backtest_series(series, &args.sim, args.engine)?;
+    let keep_curve = args.equity_out.is_some() || args.chart.is_some();
+    let mut out = backtest_series_with(series, &args.sim, args.engine, keep_curve)?;
     let written = Instant::now();
     if let Some(path) = &args.trades_out {
         export::write_trades(path, &out.trade_rows)?;

@@ -20,6 +20,19 @@ pub fn with_capacity<T>(n: usize) -> Vec<T> {
     v
 }
 
+/// Keeps every thread's allocations in one malloc heap, for a one-shot research run. glibc gives each thread
+/// that allocates its own heap and keeps what is freed there for reuse; a backtest decodes its file on the
+/// Parquet reader's threads and runs on the main thread, so the decode buffers would stay resident beside the
+/// columns for the rest of the run (about 8 MB of a 1M-bar run's peak). Call before any thread is started.
+pub fn one_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's tuning; M_ARENA_MAX takes effect for arenas created later and
+    // is safe to set at any time. A refusal (returned 0) leaves the default, which is only less frugal.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 #[cfg(target_os = "linux")]
 fn advise_huge(ptr: *mut u8, len: usize) {
     const HUGE: usize = 2 << 20;

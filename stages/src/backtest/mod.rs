@@ -29,7 +29,7 @@ pub use config::{Fill, SimConfig, TrailingAtr};
 pub use event::replay;
 pub use metrics::Metrics;
 pub use portfolio::{PortfolioRun, simulate_portfolio};
-pub use simulator::{ExitReason, Simulation, Trade, simulate};
+pub use simulator::{CurveRun, ExitReason, Simulation, Trade, simulate, simulate_curve};
 
 use crate::domain::{Candle, Symbol};
 use crate::strategy::{Ohlcv, SignalRule, Strategy};

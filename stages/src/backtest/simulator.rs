@@ -500,6 +500,16 @@ pub enum CurveRun<'a> {
 }
 
 impl CurveRun<'_> {
+    /// The trades, and the stored curve when `keep_curve` (else an empty one: nothing is written).
+    pub fn into_parts(self, keep_curve: bool) -> (Vec<Trade>, Vec<f64>) {
+        match self {
+            Self::Stored(s) => (s.trades, if keep_curve { s.equity } else { Vec::new() }),
+            Self::Stretched { trades, curve, .. } => {
+                (trades, if keep_curve { curve.materialize() } else { Vec::new() })
+            }
+        }
+    }
+
     /// The run's metrics (identical to [`metrics::compute`] over the stored curve).
     pub fn metrics(&self, bars_per_year: f64) -> metrics::Metrics {
         match self {
