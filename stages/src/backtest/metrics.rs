@@ -64,11 +64,22 @@ pub trait Curve: Sync {
 
     /// Values of bars `range` (within `0..len`): borrowed, or written into `buf` (at least `range.len()` long).
     fn chunk<'a>(&'a self, range: std::ops::Range<usize>, buf: &'a mut [f64]) -> &'a [f64];
+
+    /// True when the values are in memory: reading them twice is cheap, so the return moments and the
+    /// drawdown are two passes and the moments' parts run in parallel. A generated curve is read once, its
+    /// chunks feeding both in one pass (a sweep is already parallel over its combinations).
+    fn stored(&self) -> bool {
+        false
+    }
 }
 
 impl Curve for [f64] {
     fn len(&self) -> usize {
         <[f64]>::len(self)
+    }
+
+    fn stored(&self) -> bool {
+        true
     }
 
     fn chunk<'a>(&'a self, range: std::ops::Range<usize>, _buf: &'a mut [f64]) -> &'a [f64] {
@@ -78,6 +89,8 @@ impl Curve for [f64] {
 
 /// Bars a curve is read in at a time (a stack buffer's worth).
 const CHUNK: usize = 1024;
+/// Bars of one part of the return moments (parts run in parallel for a stored curve).
+const PART: usize = 1 << 16;
 
 /// Computes [`Metrics`] for a run that started with `init_cash`; `bars_per_year` annualises (the nominal
 /// timeframe, even when bars are missing, as the spec says).
@@ -91,8 +104,12 @@ pub fn compute_curve<C: Curve + ?Sized>(equity: &C, init_cash: f64, trades: &[Tr
     let mut one = [0.0f64; 1];
     let final_equity = if n > 0 { equity.chunk(n - 1..n, &mut one)[0] } else { init_cash };
     let nf = n as f64;
-    let (mean, ss, down_sq) = return_moments(equity, init_cash);
-    let (worst, longest) = drawdown(equity);
+    let (moments, (worst, longest)) = if equity.stored() {
+        (return_moments(equity, init_cash), drawdown(equity))
+    } else {
+        one_pass(equity, init_cash)
+    };
+    let (mean, ss, down_sq) = (moments.mean, moments.m2, moments.down);
     let ann = bars_per_year.sqrt();
     let mean = if n > 0 { mean } else { 0.0 };
     let sd = if n > 1 { (ss / (nf - 1.0)).sqrt() } else { f64::NAN };
@@ -137,69 +154,118 @@ pub fn compute_curve<C: Curve + ?Sized>(equity: &C, init_cash: f64, trades: &[Tr
     }
 }
 
-/// Deepest fall from a running peak (a fraction, <= 0) and the longest time under a peak, in bars: stretch by
-/// stretch between running peaks. The deepest point of a stretch is its lowest equity (division is monotonic),
-/// so one division per stretch gives exactly the reference's min over all bars of `E/peak - 1`; the longest
-/// stretch under a peak is the longest drawdown (to the end when never recovered).
+/// Deepest fall from a running peak (a fraction, <= 0) and the longest time under a peak, in bars.
 fn drawdown<C: Curve + ?Sized>(equity: &C) -> (f64, usize) {
     let n = equity.len();
-    let (mut worst, mut longest) = (0.0f64, 0usize);
-    if n == 0 {
-        return (worst, longest);
-    }
+    let mut dd = Drawdown::default();
     let mut buf = [0.0f64; CHUNK];
-    let (mut peak, mut peak_at) = (equity.chunk(0..1, &mut buf)[0], 0usize);
-    let mut low = f64::INFINITY; // lowest value since the peak
-    let mut last = peak;
-    let mut c0 = 1;
+    let mut c0 = 0;
     while c0 < n {
         let c1 = (c0 + CHUNK).min(n);
-        let vals = equity.chunk(c0..c1, &mut buf);
+        dd.feed(c0, equity.chunk(c0..c1, &mut buf));
+        c0 = c1;
+    }
+    dd.finish(n)
+}
+
+/// The drawdown scan, fed chunk by chunk: stretch by stretch between running peaks. The deepest point of a
+/// stretch is its lowest equity (division is monotonic), so one division per stretch gives exactly the
+/// reference's min over all bars of `E/peak - 1`; the longest stretch under a peak is the longest drawdown (to
+/// the end when never recovered).
+#[derive(Debug, Clone, Copy)]
+struct Drawdown {
+    peak: f64,
+    peak_at: usize,
+    /// Lowest value since the peak.
+    low: f64,
+    last: f64,
+    worst: f64,
+    longest: usize,
+}
+
+impl Default for Drawdown {
+    fn default() -> Self {
+        Self { peak: f64::NAN, peak_at: 0, low: f64::INFINITY, last: f64::NAN, worst: 0.0, longest: 0 }
+    }
+}
+
+impl Drawdown {
+    /// Bars `c0..c0 + vals.len()`, the chunk after the last one fed.
+    fn feed(&mut self, c0: usize, vals: &[f64]) {
         let mut i = 0;
-        while let Some(k) = next_at_least(&vals[i..], peak) {
+        if c0 == 0 {
+            let Some(&first) = vals.first() else { return };
+            (self.peak, self.peak_at) = (first, 0);
+            i = 1;
+        }
+        while let Some(k) = next_at_least(&vals[i..], self.peak) {
             let j = i + k;
             let m = min_of(&vals[i..j]);
-            low = if m < low { m } else { low };
+            self.low = if m < self.low { m } else { self.low };
             let t = c0 + j;
-            if t > peak_at + 1 {
-                worst = worst.min(low / peak - 1.0);
-                longest = longest.max(t - 1 - peak_at);
+            if t > self.peak_at + 1 {
+                self.worst = self.worst.min(self.low / self.peak - 1.0);
+                self.longest = self.longest.max(t - 1 - self.peak_at);
             }
-            (peak, peak_at, low) = (vals[j], t, f64::INFINITY);
+            (self.peak, self.peak_at, self.low) = (vals[j], t, f64::INFINITY);
             i = j + 1;
         }
         let m = min_of(&vals[i..]);
-        low = if m < low { m } else { low };
-        last = vals[vals.len() - 1];
-        c0 = c1;
+        self.low = if m < self.low { m } else { self.low };
+        if let Some(&v) = vals.last() {
+            self.last = v;
+        }
     }
-    if n > peak_at + 1 {
-        worst = worst.min(low / peak - 1.0);
-        longest = longest.max(n - 1 - peak_at);
+
+    /// `(worst, longest)` of an `n`-bar curve.
+    fn finish(mut self, n: usize) -> (f64, usize) {
+        if n == 0 {
+            return (0.0, 0);
+        }
+        if n > self.peak_at + 1 {
+            self.worst = self.worst.min(self.low / self.peak - 1.0);
+            self.longest = self.longest.max(n - 1 - self.peak_at);
+        }
+        if self.last < self.peak {
+            self.longest = self.longest.max(n - self.peak_at);
+        }
+        (self.worst, self.longest)
     }
-    if last < peak {
-        longest = longest.max(n - peak_at);
+}
+
+/// Return moments and drawdown in one sequential pass over the chunks: the same parts and chunks, merged in the
+/// same order, as [`return_moments`] and [`drawdown`], so the same bits.
+fn one_pass<C: Curve + ?Sized>(equity: &C, init_cash: f64) -> (Moments, (f64, usize)) {
+    let n = equity.len();
+    let mut total = Moments::default();
+    let mut dd = Drawdown::default();
+    let mut prev = init_cash;
+    let mut start = 0;
+    while start < n {
+        let end = (start + PART).min(n);
+        let (part, last) = part_moments_with(equity, start..end, prev, |c0, vals| dd.feed(c0, vals));
+        total = total.merge(part);
+        prev = last;
+        start = end;
     }
-    (worst, longest)
+    (total, dd.finish(n))
 }
 
 /// Mean, sum of squared deviations and sum of squared negative parts of the per-bar returns, without
 /// materialising the returns: parts of the curve in parallel, within a part chunks of returns computed into a
 /// stack buffer (the division vectorises), each chunk's moments in eight lanes, all merged with Chan's formula.
 /// Only Sharpe and Sortino read these, and those match the reference to about 1e-15, not to the bit.
-fn return_moments<C: Curve + ?Sized>(equity: &C, init_cash: f64) -> (f64, f64, f64) {
-    const PART: usize = 1 << 16;
+fn return_moments<C: Curve + ?Sized>(equity: &C, init_cash: f64) -> Moments {
     let n = equity.len();
     let parts: Vec<Moments> = (0..n.div_ceil(PART))
         .into_par_iter()
         .map(|i| {
             let mut one = [0.0f64; 1];
             let prev = if i == 0 { init_cash } else { equity.chunk(i * PART - 1..i * PART, &mut one)[0] };
-            part_moments(equity, i * PART..((i + 1) * PART).min(n), prev)
+            part_moments_with(equity, i * PART..((i + 1) * PART).min(n), prev, |_, _| {}).0
         })
         .collect();
-    let m = parts.into_iter().fold(Moments::default(), Moments::merge);
-    (m.mean, m.m2, m.down)
+    parts.into_iter().fold(Moments::default(), Moments::merge)
 }
 
 /// Count, mean, sum of squared deviations and sum of squared negative parts of some returns.
@@ -228,8 +294,14 @@ impl Moments {
     }
 }
 
-/// Moments of the returns of bars `part` of `equity`, whose previous value is `prev`.
-fn part_moments<C: Curve + ?Sized>(equity: &C, part: std::ops::Range<usize>, prev: f64) -> Moments {
+/// Moments of the returns of bars `part` of `equity`, whose previous value is `prev`, and the part's last value;
+/// each chunk of values is also handed to `also(first_bar, values)`.
+fn part_moments_with<C: Curve + ?Sized>(
+    equity: &C,
+    part: std::ops::Range<usize>,
+    prev: f64,
+    mut also: impl FnMut(usize, &[f64]),
+) -> (Moments, f64) {
     let mut acc = Moments::default();
     let mut vals = [0.0f64; CHUNK];
     let mut buf = [0.0f64; CHUNK];
@@ -238,6 +310,7 @@ fn part_moments<C: Curve + ?Sized>(equity: &C, part: std::ops::Range<usize>, pre
     while start < part.end {
         let end = (start + CHUNK).min(part.end);
         let e = equity.chunk(start..end, &mut vals);
+        also(start, e);
         let r = &mut buf[..end - start];
         r[0] = (e[0] - prev) / prev;
         for ((o, x), p) in r[1..].iter_mut().zip(&e[1..]).zip(e) {
@@ -255,7 +328,7 @@ fn part_moments<C: Curve + ?Sized>(equity: &C, part: std::ops::Range<usize>, pre
         acc = acc.merge(chunk);
         start = end;
     }
-    acc
+    (acc, prev)
 }
 
 /// Sum of `f(x)` in eight independent lanes (the compiler vectorises it; the order differs from a plain sum).
