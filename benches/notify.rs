@@ -97,6 +97,21 @@ fn bench_backend(c: &mut Criterion, rt: &tokio::runtime::Runtime, backend: &str,
             d
         })
     });
+    // The same cycles recorded by the handler alone (events read beforehand, untimed): the rest of a pass is the
+    // cursor's claim, read and advance.
+    let alone = consumer("notify-bench-record", store, cfg);
+    let mut record = Vec::new();
+    for _ in 0..200 {
+        n += 1;
+        let ids = rt.block_on(state.append_events(cycle(n))).expect("append");
+        let after = ids.first().map_or(0, |id| id - 1);
+        let query = mcbot_stages::ports::EventQuery { after, limit: 256, ..Default::default() };
+        let last = rt.block_on(state.read_events(&query)).expect("read");
+        let t = Instant::now();
+        rt.block_on(alone.record(&last)).expect("record");
+        record.push(t.elapsed());
+    }
+    record.sort();
     let counts = rt.block_on(store.delivery_counts()).expect("counts");
     let rows: i64 = counts.iter().map(|c| c.count).sum();
     spent.sort();
@@ -108,6 +123,10 @@ fn bench_backend(c: &mut Criterion, rt: &tokio::runtime::Runtime, backend: &str,
             median.as_secs_f64() / TARGET.as_secs_f64()
         );
     }
+    println!(
+        "{backend}: of which recording alone (the handler, events in hand): median {:?}",
+        record[record.len() / 2]
+    );
 }
 
 fn bench(c: &mut Criterion) {
