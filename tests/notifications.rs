@@ -327,7 +327,7 @@ async fn a_report_arrives_by_mail_as_html_with_a_plain_alternative_and_the_chart
 
 /// Captures log lines written on this thread.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(pub(crate) Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Captured {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -815,6 +815,32 @@ async fn outbox_contract(o: &dyn DeliveryStore) {
     assert_eq!(later, [("stale_data".to_owned(), t0() + Duration::hours(1))]);
     o.set_mute("stale_data", t0()).await.expect("unmute");
     assert!(o.mutes(t0() + Duration::minutes(5)).await.expect("mutes").is_empty());
+
+    // A batch is written whole, in its own order (the worker and the fatigue rules read by id), every column as
+    // given; a row repeated within the batch, or already there, is added once.
+    let mut batch = Vec::new();
+    for (event, secs) in [(70, 70), (60, 60), (65, 65)] {
+        let mut r = row(event, Channel::Email, DeliveryStatus::Pending, "batch", secs, false);
+        r.note = Some(format!("note \"{event}\" 'quoted'"));
+        r.route = Route::Reports;
+        r.follow_up = Some(FollowUp::Escalate);
+        batch.push(r);
+    }
+    batch.push(batch[0].clone());
+    batch.push(row(1, tg, DeliveryStatus::Pending, "k", 0, false));
+    batch.push(NewDelivery {
+        resolves: true,
+        fatigue_key: None,
+        ..row(66, Channel::Email, DeliveryStatus::Pending, "", 66, false)
+    });
+    assert_eq!(o.enqueue(batch.clone()).await.expect("batch"), 4, "three rows, a resolving one; no repeats");
+    let p = o.pending(Channel::Email, 10).await.expect("pending");
+    let order: Vec<i64> = p.iter().map(|d| d.new.event_id).collect();
+    assert_eq!(order, [70, 60, 65, 66], "ids follow the batch's order");
+    assert!(p.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(p[0].new, batch[0], "every column as given");
+    assert_eq!(p[0].next_attempt_at, batch[0].created_at, "due at once");
+    assert_eq!(p[3].new, batch[batch.len() - 1]);
 }
 
 #[tokio::test]

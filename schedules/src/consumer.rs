@@ -81,6 +81,13 @@ impl Consumer {
                 .increment(events.len() as u64);
             metrics::gauge!("mcbot_event_consumer_cursor", "consumer" => name.clone()).set(last as f64);
             handled += events.len();
+            // A batch short of the limit reached the end of the log as it was committed (ids are gap-free, so
+            // nothing below the last one can still appear): asking again would cost a claim and a read for
+            // nothing. Whatever is appended from now on wakes the next pass.
+            if events.len() < usize::try_from(self.batch).unwrap_or(usize::MAX) {
+                lag.set(0.0);
+                return Ok(Pumped::Handled(handled));
+            }
         }
     }
 

@@ -535,6 +535,12 @@ pub const KEYS: &[KeySpec] = &[
     key("notify.email.from", Kind::Text, Range::Any, "sender address"),
     key("notify.email.to", Kind::List, Range::NonEmpty, "recipients"),
     key("notify.email.alert_min_severity", Kind::Text, SEVERITIES, "alerts at or above this are mailed too"),
+    key(
+        "notify.email.ca_file",
+        Kind::Path,
+        Range::Any,
+        "PEM certificates trusted for the SMTP server besides the public roots (a private relay's CA)",
+    ),
     key("log.format", Kind::Text, Range::OneOf(&["pretty", "json"]), "log line format"),
     key("log.level", Kind::Text, Range::LogFilter, "log filter; `RUST_LOG` overrides"),
     key(

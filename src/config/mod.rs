@@ -443,6 +443,9 @@ pub struct EmailConfig {
     pub to: Vec<String>,
     /// Alerts at or above this severity are mailed too (reports always are).
     pub alert_min_severity: mcbot_stages::ports::Severity,
+    /// PEM file of the certificates that sign the server's TLS certificate, trusted besides the public roots: a
+    /// private relay with its own CA (or a self-signed certificate) is reached encrypted instead of in clear.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for EmailConfig {
@@ -455,13 +458,19 @@ impl Default for EmailConfig {
             from: String::new(),
             to: Vec::new(),
             alert_min_severity: mcbot_stages::ports::Severity::Critical,
+            ca_file: None,
         }
     }
 }
 
 impl std::fmt::Debug for EmailConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmailConfig").field("from", &self.from).field("to", &self.to).field("tls", &self.tls).finish()
+        f.debug_struct("EmailConfig")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .finish()
     }
 }
 

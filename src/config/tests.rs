@@ -241,6 +241,7 @@ const BAD: &[(&str, &str, &str)] = &[
     ("notify.email.from", "[]", "invalid type: sequence, expected a string"),
     ("notify.email.to", "[]", "must list at least one"),
     ("notify.email.alert_min_severity", "\"all\"", "must be one of info, warning, critical, emergency, got all"),
+    ("notify.email.ca_file", "5", "invalid type: integer `5`"),
     ("log.format", "\"xml\"", "must be one of pretty, json, got xml"),
     ("log.level", "\"verbose\"", "must be a level (trace, debug, info, warn, error, off) or target=level directives"),
     ("http.listen", "\"localhost\"", "must be ip:port (127.0.0.1:9184) or empty to turn it off, got localhost"),

@@ -8,14 +8,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use mcbot_schedules::EventHandler;
 use mcbot_stages::ports::{
-    BotState, Channel, DeliveryStatus, DeliveryStore, Event, EventKind, FollowUp, Message, NewDelivery, Route,
-    Severity, Store, StoreError, TradingMode,
+    BotState, Channel, DeliveryStatus, DeliveryStore, Event, EventKind, FollowUp, Message, NewDelivery, NewEvent,
+    Route, Severity, Store, StoreError, TradingMode,
 };
 
 use super::route::{ChannelRule, Routing, clearable, clears, fatigue_key, render};
 
 /// Per-order warnings that are held back while safe mode or a kill is on, so the one critical message stands out.
 const PER_ORDER: [EventKind; 3] = [EventKind::OrderRejected, EventKind::OrderNotPlaced, EventKind::OrderCanceled];
+
+/// True for an event that safe mode or a kill holds back: a per-order warning (or anything milder).
+fn held_back_kind(ev: &NewEvent) -> bool {
+    PER_ORDER.contains(&ev.kind) && ev.severity <= Severity::Warning
+}
 
 /// The fatigue rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +75,11 @@ impl NotificationConsumer {
 
     /// Records the deliveries of `events` (oldest first).
     pub async fn record(&self, events: &[Event]) -> Result<usize, StoreError> {
+        // The trading state decides only whether per-order warnings are held back: read it when the batch has one,
+        // not on every cycle.
         let state = match &self.state {
-            Some(s) => Some(s.load_state().await?),
-            None => None,
+            Some(s) if events.iter().any(|e| held_back_kind(&e.event)) => Some(s.load_state().await?),
+            _ => None,
         };
         // Rows are written in one batch, flushed early only before a lookup that must see them (fatigue,
         // resolution): a cycle's fills cost one write, not one each.
@@ -112,9 +119,7 @@ impl NotificationConsumer {
             return Ok(0);
         }
         let key = fatigue_key(e);
-        let inhibited = state.is_some_and(|s| s.safe_mode || s.trading == TradingMode::Halted)
-            && PER_ORDER.contains(&ev.kind)
-            && ev.severity <= Severity::Warning;
+        let inhibited = state.is_some_and(|s| s.safe_mode || s.trading == TradingMode::Halted) && held_back_kind(ev);
         // A person muted this kind (or everything) for a while; critical and worse are never muted.
         let muted = (ev.severity < Severity::Critical)
             .then(|| mutes.iter().filter(|(k, until)| (k == "all" || k == ev.kind.as_str()) && *until > ev.ts))

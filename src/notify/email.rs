@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use mcbot_stages::ports::{Channel, ChannelNotifier, Message, NotifyError, Route};
 
@@ -46,11 +46,17 @@ pub struct EmailSettings {
     pub to: Vec<String>,
     /// Time-out of each SMTP command.
     pub timeout: std::time::Duration,
+    /// PEM certificates trusted for the server besides the public roots (a private relay's CA).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for EmailSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmailSettings").field("from", &self.from).field("to", &self.to).finish()
+        f.debug_struct("EmailSettings")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("ca_file", &self.ca_file)
+            .finish()
     }
 }
 
@@ -68,7 +74,14 @@ impl EmailChannel {
         let url = reqwest::Url::parse(&s.smtp_url).map_err(|e| EmailError::Url(e.to_string()))?;
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| EmailError::Url("no host".into()))?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-        let params = || TlsParameters::new(host.clone()).map_err(|e| EmailError::Tls(e.to_string()));
+        let extra = s.ca_file.as_deref().map(trusted).transpose()?;
+        let params = || {
+            let mut b = TlsParameters::builder(host.clone());
+            if let Some(cert) = &extra {
+                b = b.add_root_certificate(cert.clone());
+            }
+            b.build().map_err(|e| EmailError::Tls(e.to_string()))
+        };
         let (tls, default_port) = match url.scheme() {
             "smtps" => (Tls::Wrapper(params()?), 465),
             "smtp" if s.tls_required => (Tls::Required(params()?), 587),
@@ -94,6 +107,17 @@ impl EmailChannel {
             scrub,
         })
     }
+}
+
+/// The certificates of a PEM file, to be trusted as roots. A file without one is refused at start-up rather than
+/// leaving the relay unverifiable at the first alert.
+fn trusted(path: &std::path::Path) -> Result<Certificate, EmailError> {
+    let why = |e: String| EmailError::Tls(format!("ca_file {}: {e}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| why(e.to_string()))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(why("no PEM certificate in it".into()));
+    }
+    Certificate::from_pem(&pem).map_err(|e| why(e.to_string()))
 }
 
 /// The plain-text body.

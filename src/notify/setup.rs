@@ -168,6 +168,7 @@ pub fn notifiers(
             from: e.from.clone(),
             to: e.to.clone(),
             timeout,
+            ca_file: e.ca_file.clone(),
         };
         out.push(Arc::new(EmailChannel::new(&s, scrub)?));
     }

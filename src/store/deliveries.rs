@@ -4,16 +4,38 @@
 
 use super::SqlStore;
 use super::codec::{Cols, clean};
-use super::query::{Q, Row, Sql};
+use super::query::{Pool, Q, Row, Sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcbot_stages::ports::{
     Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, FollowUp, Message, NewDelivery, Route, StoreError,
 };
 
-static INSERT: Sql = Sql::new(
+/// A whole batch of deliveries in one statement, whatever its size, on SQLite: the rows travel as one JSON array
+/// (one array per row, columns in order, times as epoch milliseconds) bound to one parameter, so one prepared text
+/// serves every batch and the batch is atomic without a transaction around it. Rows are numbered in the batch's
+/// order (`ORDER BY r.key`), which the fatigue rules and the worker read by. `WHERE true` parts the SELECT from
+/// the upsert clause, as SQLite's grammar asks.
+static INSERT_SQLITE: Sql = Sql::sqlite(
     "INSERT INTO deliveries (event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, \
-     created_at, next_attempt_at, follow_up) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) \
+     created_at, next_attempt_at, follow_up) \
+     SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, r.value ->> 5, \
+     r.value ->> 6, r.value ->> 7, r.value -> 8, r.value ->> 9, r.value ->> 9, r.value ->> 10 \
+     FROM json_each($1) AS r WHERE true ORDER BY r.key \
+     ON CONFLICT (event_id, occurrence, channel) DO NOTHING",
+);
+/// The same on PostgreSQL: the columns travel as arrays of their own types (as the event append does), numbered
+/// in the batch's order.
+pub(crate) static INSERT_PG: Sql = Sql::postgres(
+    "INSERT INTO deliveries (event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, \
+     created_at, next_attempt_at, follow_up) \
+     SELECT t.event_id, t.occurrence, t.channel, t.route, t.status, t.fatigue_key, t.resolves, t.note, t.message, \
+     t.created_at, t.created_at, t.follow_up \
+     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[], \
+     $8::text[], $9::jsonb[], $10::timestamptz[], $11::text[]) WITH ORDINALITY \
+     AS t(event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, created_at, \
+     follow_up, n) \
+     ORDER BY t.n \
      ON CONFLICT (event_id, occurrence, channel) DO NOTHING",
 );
 static PENDING: Sql = Sql::new(
@@ -78,7 +100,8 @@ static FREE_CURSOR: Sql = Sql::new("UPDATE event_cursors SET lease_until = $3 WH
 
 /// The fixed statements, for the catalogue.
 pub(crate) static STATEMENTS: &[&Sql] = &[
-    &INSERT,
+    &INSERT_SQLITE,
+    &INSERT_PG,
     &PENDING,
     &SENT,
     &RETRY,
@@ -140,6 +163,29 @@ impl SqlStore {
     }
 }
 
+/// The rows of a batch as the JSON array [`INSERT_SQLITE`] reads: one array per row, in its column order.
+fn sqlite_batch(rows: &[NewDelivery]) -> Result<String, StoreError> {
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.event_id,
+                r.occurrence,
+                r.channel.as_str(),
+                r.route.as_str(),
+                r.status.as_str(),
+                r.fatigue_key.as_deref(),
+                r.resolves,
+                r.note.as_deref().map(clean),
+                &r.message,
+                r.created_at.timestamp_millis(),
+                r.follow_up.map(FollowUp::as_str),
+            )
+        })
+        .collect();
+    serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(format!("delivery message not serialisable: {e}")))
+}
+
 fn delivery_from_row(row: &Row) -> Result<Delivery, StoreError> {
     let c = Cols::new(row, "deliveries");
     let message: Message = serde_json::from_value(c.json("message")?).map_err(|e| c.corrupt("message", e))?;
@@ -179,31 +225,16 @@ impl DeliveryStore for SqlStore {
         if rows.is_empty() {
             return Ok(0);
         }
-        // One transaction for the batch: one commit (one WAL sync on SQLite) however many rows.
-        let mut tx = self.begin_tx().await?;
-        let mut added = 0;
-        for r in rows {
-            let message = serde_json::to_value(&r.message)
-                .map_err(|e| StoreError::Corrupt(format!("delivery message not serialisable: {e}")))?;
-            let done = Q::fixed(&INSERT)
-                .bind(r.event_id)
-                .bind(i64::from(r.occurrence))
-                .bind(r.channel.as_str())
-                .bind(r.route.as_str())
-                .bind(r.status.as_str())
-                .bind(r.fatigue_key.clone())
-                .bind(r.resolves)
-                .bind(r.note.as_deref().map(clean))
-                .bind(message)
-                .bind(r.created_at)
-                .bind(r.follow_up.map(FollowUp::as_str))
-                .execute(&mut tx)
-                .await
-                .map_err(self.err("enqueue_deliveries"))?;
-            added += usize::try_from(done).unwrap_or(0);
-        }
-        self.commit_tx(tx).await?;
-        Ok(added)
+        // One statement for the batch: atomic by itself, one round trip and one commit however many rows.
+        let added = match &self.pool {
+            Pool::Pg(pool) => super::postgres::enqueue_deliveries(pool, INSERT_PG.text, &rows).await,
+            Pool::Lite(_) => {
+                let batch = sqlite_batch(&rows)?;
+                Q::fixed(&INSERT_SQLITE).bind(batch).execute(&self.pool).await
+            }
+        };
+        let added = added.map_err(self.err("enqueue_deliveries"))?;
+        Ok(usize::try_from(added).unwrap_or(usize::MAX))
     }
 
     async fn pending(&self, channel: Channel, limit: i64) -> Result<Vec<Delivery>, StoreError> {

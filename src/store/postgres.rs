@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use mcbot_stages::domain::Decimal;
-use mcbot_stages::ports::{NewEvent, StoreError};
+use mcbot_stages::ports::{FollowUp, NewDelivery, NewEvent, StoreError};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::query::Query;
@@ -124,6 +124,53 @@ pub(crate) async fn append_events(
         .collect::<Result<Vec<_>, _>>()?;
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// Writes a batch of deliveries with one statement (`sql`, the outbox's array insert); the rows added (a row
+/// already there for its event, occurrence and channel is left as it is).
+pub(crate) async fn enqueue_deliveries(pool: &PgPool, sql: &str, rows: &[NewDelivery]) -> Result<u64, sqlx::Error> {
+    let n = rows.len();
+    let mut cols = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for r in rows {
+        cols.0.push(r.event_id);
+        cols.1.push(i64::from(r.occurrence));
+        cols.2.push(r.channel.as_str());
+        cols.3.push(r.route.as_str());
+        cols.4.push(r.status.as_str());
+        cols.5.push(r.fatigue_key.as_deref());
+        cols.6.push(r.resolves);
+        cols.7.push(r.note.as_deref().map(clean));
+        cols.8.push(sqlx::types::Json(&r.message));
+        cols.9.push(clamp(r.created_at));
+        cols.10.push(r.follow_up.map(FollowUp::as_str));
+    }
+    let done = sqlx::query(sql)
+        .bind(cols.0)
+        .bind(cols.1)
+        .bind(cols.2)
+        .bind(cols.3)
+        .bind(cols.4)
+        .bind(cols.5)
+        .bind(cols.6)
+        .bind(cols.7)
+        .bind(cols.8)
+        .bind(cols.9)
+        .bind(cols.10)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// Typed column reads for [`super::codec::Cols`].

@@ -32,6 +32,11 @@ impl Sql {
     pub(crate) const fn postgres(text: &'static str) -> Self {
         Self { text, only: Some(Backend::Postgres) }
     }
+
+    /// A statement only SQLite runs (its JSON table functions).
+    pub(crate) const fn sqlite(text: &'static str) -> Self {
+        Self { text, only: Some(Backend::Sqlite) }
+    }
 }
 
 /// One bound value, typed by what it means rather than by how a driver stores it.
