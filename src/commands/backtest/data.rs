@@ -86,20 +86,33 @@ pub fn load_columns(path: &Path, needs: Columns) -> Result<Series, DataError> {
             }
             // screened files are projected; others are read whole, for the check
             let read = if file.screened { needs } else { Columns::ALL };
-            // one column at a time, each decoded straight into its buffer
+            // the columns side by side (decompressing and converting one is a core's work), each decoded
+            // straight into its buffer
             let prices = |name: &'static str, wanted: bool| {
                 if !wanted {
                     return Ok(Vec::new());
                 }
-                file.read(name, move |c, base, out| numbers_into(c, name, base, out)).map_err(&err)
+                file.read(name, move |c, base, out| numbers_into(c, name, base, out))
             };
+            let (time, [open, high, low, close, volume]) = std::thread::scope(|s| {
+                let time = s.spawn(|| file.read("timestamp", times_into));
+                let cols = [
+                    ("open", read.open),
+                    ("high", read.range),
+                    ("low", read.range),
+                    ("close", true),
+                    ("volume", read.volume),
+                ]
+                .map(|(name, wanted)| s.spawn(move || prices(name, wanted)));
+                (joined(time), cols.map(joined))
+            });
             Ohlcv {
-                time: file.read("timestamp", times_into).map_err(&err)?,
-                open: prices("open", read.open)?,
-                high: prices("high", read.range)?,
-                low: prices("low", read.range)?,
-                close: prices("close", true)?,
-                volume: prices("volume", read.volume)?,
+                time: time.map_err(&err)?,
+                open: open.map_err(&err)?,
+                high: high.map_err(&err)?,
+                low: low.map_err(&err)?,
+                close: close.map_err(&err)?,
+                volume: volume.map_err(&err)?,
             }
         }
         other => return Err(err(format!("unsupported extension {other:?}: expected .csv or .parquet"))),
@@ -118,6 +131,11 @@ pub fn load_columns(path: &Path, needs: Columns) -> Result<Series, DataError> {
     let name = path.file_name().map_or_else(|| p.clone(), |f| f.to_string_lossy().into_owned());
     let timeframe = timeframe_of(&name, &bars.time);
     Ok(Series { name, bars, timeframe })
+}
+
+/// A reader thread's result; a panic there is an error of the file, not of the process.
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, String>>) -> Result<T, String> {
+    h.join().unwrap_or_else(|_| Err("the reader thread panicked".into()))
 }
 
 /// Equal column lengths, at least one bar, strictly ascending times, and OHLC sanity over the columns read:
