@@ -33,7 +33,7 @@ pub struct Consumer {
 /// How one pass went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pumped {
-    /// This many events were handled; the cursor is at the end of the log.
+    /// This many events were handled; the cursor is at the end of the log as of the last read.
     Handled(usize),
     /// Another holder leases the cursor.
     Leased,
@@ -49,38 +49,38 @@ impl Consumer {
         Self { store, clock, handler, holder, batch: 256, lease: chrono::Duration::seconds(60) }
     }
 
-    /// Handles every event after the cursor, batch by batch. Exports the consumer's lag (events after its
-    /// cursor, as far as this pass saw), what it handled and its failed batches, labelled by consumer name:
-    /// for the alert consumer the lag is the notification backlog.
+    /// Handles every event after the cursor, batch by batch, and counts what it handled and its failed
+    /// batches, labelled by consumer name. A batch shorter than the limit reached the end of the log as of its
+    /// read, so the pass stops there rather than claim and read once more: events committed meanwhile come with
+    /// their own wake-up. How far each consumer is behind the log is read from the stored cursors when
+    /// `/metrics` is scraped, exact whichever process runs the consumer.
     pub async fn pump(&self) -> Result<Pumped, StoreError> {
-        let name = self.handler.name().to_owned();
-        let lag = metrics::gauge!("mcbot_event_consumer_lag_events", "consumer" => name.clone());
+        let name = self.handler.name();
         let mut handled = 0;
         loop {
             let now = self.clock.now();
-            let Some(cursor) = self.store.claim_consumer(&name, &self.holder, now, self.lease).await? else {
+            let Some(cursor) = self.store.claim_consumer(name, &self.holder, now, self.lease).await? else {
                 return Ok(Pumped::Leased);
             };
             let query = EventQuery { after: cursor, limit: self.batch, ..Default::default() };
             let events = self.store.read_events(&query).await?;
             let Some(last) = events.last().map(|e| e.id) else {
-                lag.set(0.0);
                 return Ok(Pumped::Handled(handled));
             };
-            // At least this batch is waiting; a full batch means there may be more behind it.
-            lag.set(events.len() as f64);
             if let Err(e) = self.handler.handle(&events).await {
                 tracing::warn!(consumer = %name, "events not handled, retried later: {e}");
-                metrics::counter!("mcbot_event_consumer_failures_total", "consumer" => name.clone()).increment(1);
+                metrics::counter!("mcbot_event_consumer_failures_total", "consumer" => name.to_owned()).increment(1);
                 return Ok(Pumped::Handled(handled));
             }
-            if !self.store.advance_consumer(&name, &self.holder, last, self.clock.now()).await? {
+            if !self.store.advance_consumer(name, &self.holder, last, self.clock.now()).await? {
                 return Ok(Pumped::Leased);
             }
-            metrics::counter!("mcbot_event_consumer_handled_total", "consumer" => name.clone())
+            metrics::counter!("mcbot_event_consumer_handled_total", "consumer" => name.to_owned())
                 .increment(events.len() as u64);
-            metrics::gauge!("mcbot_event_consumer_cursor", "consumer" => name.clone()).set(last as f64);
             handled += events.len();
+            if i64::try_from(events.len()).unwrap_or(i64::MAX) < self.batch {
+                return Ok(Pumped::Handled(handled));
+            }
         }
     }
 
