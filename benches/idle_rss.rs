@@ -65,6 +65,7 @@ fn status_mb(status: &str, key: &str) -> Option<f64> {
 fn main() {
     let dir = workdir();
     let dsn = sentry_sink();
+    let sim_start = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%dT00:00:00Z").to_string();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcbot"));
     cmd.current_dir(dir.path()).args(["scheduler", "--mode", "mock"]).env_remove("DATABASE_URL");
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MCBOT_") || k.starts_with("SENTRY_")) {
@@ -73,8 +74,11 @@ fn main() {
     cmd.env("RUST_LOG", "warn")
         .env("MCBOT_HTTP__LISTEN", "127.0.0.1:0")
         .env("SENTRY_DSN", &dsn)
-        // One-minute bars: the first cycle comes within a minute whatever the time of day.
+        // One-minute bars: the first cycle comes within a minute whatever the time of day. The simulated market
+        // starts a day ago, as a bot's history would: the random walk keeps every close since its start (8 bytes
+        // a bar and symbol), which from the shipped start date in 1m bars would be 30 MB of its own.
         .env("MCBOT_MARKET__TIMEFRAME", "1m")
+        .env("MCBOT_SIM__START", &sim_start)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = cmd.spawn().expect("mcbot scheduler");
