@@ -72,8 +72,17 @@ pub fn router(state: AdminState) -> Router {
     }
 }
 
+/// Renders `/metrics` with each event log consumer's exact lag, read from the stored cursors now; when the
+/// store does not answer those families are left out (`mcbot_store_up` reports the outage).
 async fn serve_metrics(State(s): State<AdminState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.exporter.render())
+    let consumers = match s.store.consumer_cursors().await {
+        Ok(all) => Some(all),
+        Err(e) => {
+            tracing::debug!("metrics: consumer cursors unreadable: {e}");
+            None
+        }
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.exporter.render_with(consumers.as_ref()))
 }
 
 /// The readiness verdict and each check's finding.

@@ -172,3 +172,80 @@ async fn the_runtime_tells_observers_of_every_start_end_and_fire_not_run() {
         ]
     );
 }
+
+/// A handler that fails every batch while `down` is set: its cursor stays where it is.
+struct Flaky {
+    name: &'static str,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl mcbot_schedules::EventHandler for Flaky {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    async fn handle(&self, _events: &[mcbot_stages::ports::Event]) -> Result<(), String> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) { Err("channel down".into()) } else { Ok(()) }
+    }
+}
+
+/// `/metrics` reports each consumer's exact lag behind the log, read from the stored cursors at scrape: a stuck
+/// consumer shows every event it has not handled (beyond one batch), a healthy one shows zero, and events
+/// written after the last pass show at once for both, whichever process runs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_consumers_lag_at_scrape_is_exact() {
+    use mcbot_stages::Clock;
+    use mcbot_stages::ports::{EventKind, NewEvent, Severity};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let db = fresh_sqlite_url();
+    let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+    let clock = Arc::new(ManualClock::new(at("2026-03-01T10:00:10Z")));
+    let state = AdminState {
+        exporter: Arc::new(Exporter::new(mcbot::metrics::recorder().unwrap().handle(), clock.clone())),
+        store: store.clone(),
+        clock: clock.clone(),
+        symbols: Vec::new(),
+        timeframe: Timeframe::from_minutes(60).unwrap(),
+        max_stale_bars: 1,
+        control: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let scrape = || async { reqwest::get(url.clone()).await.unwrap().text().await.unwrap() };
+    let sample = |body: &str, series: &str| -> Option<f64> {
+        body.lines().find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+    };
+    let lag = |consumer: &str| format!("mcbot_event_consumer_lag_events{{consumer=\"{consumer}\"}}");
+
+    let append = |n: usize| {
+        let events = (0..n).map(|i| NewEvent::new(clock.now(), EventKind::Signal, Severity::Info, format!("e{i}")));
+        store.append_events(events.collect())
+    };
+    append(300).await.unwrap();
+    let handlers = [
+        Arc::new(Flaky { name: "healthy", down: AtomicBool::new(false) }),
+        Arc::new(Flaky { name: "stuck", down: AtomicBool::new(true) }),
+    ];
+    for h in &handlers {
+        let consumer = mcbot_schedules::Consumer::new(store.clone(), clock.clone(), h.clone(), "this".into());
+        consumer.pump().await.unwrap();
+    }
+    let body = scrape().await;
+    assert_eq!(sample(&body, &lag("healthy")), Some(0.0), "{body}");
+    assert_eq!(sample(&body, &lag("stuck")), Some(300.0), "more than one batch: {body}");
+    assert_eq!(sample(&body, "mcbot_event_consumer_cursor{consumer=\"healthy\"}"), Some(300.0), "{body}");
+
+    // Written after the last pass: both are behind by exactly those events until they run again.
+    append(7).await.unwrap();
+    let body = scrape().await;
+    assert_eq!(sample(&body, &lag("healthy")), Some(7.0), "{body}");
+    assert_eq!(sample(&body, &lag("stuck")), Some(307.0), "{body}");
+
+    handlers[1].down.store(false, Ordering::SeqCst);
+    let consumer = mcbot_schedules::Consumer::new(store.clone(), clock.clone(), handlers[1].clone(), "this".into());
+    assert_eq!(consumer.pump().await.unwrap(), mcbot_schedules::Pumped::Handled(307));
+    assert_eq!(sample(&scrape().await, &lag("stuck")), Some(0.0));
+    server.abort();
+}

@@ -18,8 +18,8 @@ use mcbot_stages::pipeline::execution::SizingParams;
 use mcbot_stages::pipeline::risk::RiskLimits;
 use mcbot_stages::pipeline::{Pipeline, PipelineConfig, StageSelection};
 use mcbot_stages::ports::{
-    BotState, Claimant, EquitySnapshot, Event, EventQuery, Exchange, JobClaim, JobRunRecord, JobStatus, NewEvent,
-    ReportRecord, RunFence, Severity, SignalRecord, Store, StoreError, UnitOfWork, Versioned,
+    BotState, Claimant, ConsumerCursors, EquitySnapshot, Event, EventQuery, Exchange, JobClaim, JobRunRecord,
+    JobStatus, NewEvent, ReportRecord, RunFence, Severity, SignalRecord, Store, StoreError, UnitOfWork, Versioned,
 };
 use mcbot_stages::sim::{MarketSource, RandomWalk, SimConfig, SimExchange};
 use mcbot_stages::strategy::{Tsmom, TsmomParams};
@@ -274,6 +274,10 @@ impl Store for Crashing {
     ) -> Result<bool, StoreError> {
         self.cut.write()?;
         self.inner.advance_consumer(consumer, holder, last_id, now).await
+    }
+    async fn consumer_cursors(&self) -> Result<ConsumerCursors, StoreError> {
+        self.cut.read()?;
+        self.inner.consumer_cursors().await
     }
 }
 

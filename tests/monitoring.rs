@@ -260,4 +260,12 @@ async fn the_real_binary_exports_every_metric_the_dashboards_and_alerts_use_and_
         .map(|(m, w)| format!("{m} (in {w})"))
         .collect();
     assert!(missing.is_empty(), "named but not exported: {missing:#?}\n--- scrape ---\n{body}");
+    // A consumer an alert rule selects is one the binary runs and exports: rules name consumers exactly (never by
+    // regular expression), so a renamed consumer cannot leave an alert silently matching nothing.
+    assert!(!rules.contains("consumer=~") && !rules.contains("consumer!"), "select consumers by exact name");
+    for name in rules.split("consumer=\"").skip(1).filter_map(|rest| rest.split('"').next()) {
+        let series = format!("mcbot_event_consumer_lag_events{{consumer=\"{name}\"}}");
+        assert!(body.contains(&series), "alerts.yml selects consumer {name:?}, not in the scrape:\n{body}");
+    }
+    assert!(rules.contains("consumer=\""), "the consumer alerts select by name");
 }

@@ -63,6 +63,7 @@ contract!(
     events_are_sequenced_and_read_by_query,
     a_unit_of_work_commits_all_or_nothing,
     consumer_cursors_are_leased_and_fenced,
+    every_consumer_cursor_is_listed_against_the_head,
     events_are_pruned_by_age,
     a_reader_never_misses_an_event_committed_late,
     concurrent_state_writers_never_overwrite,
@@ -673,6 +674,27 @@ async fn consumer_cursors_are_leased_and_fenced(db: &TestStore) {
     assert_eq!(s.claim_consumer("alerts", "b", t(101), ttl).await.unwrap(), Some(7));
     assert!(!s.advance_consumer("alerts", "a", 8, t(102)).await.unwrap());
     assert_eq!(s.claim_consumer("reports", "a", t(102), ttl).await.unwrap(), Some(0), "cursors are per consumer");
+}
+
+async fn every_consumer_cursor_is_listed_against_the_head(db: &TestStore) {
+    let s = &db.store;
+    let ttl = Duration::seconds(60);
+    let none = s.consumer_cursors().await.unwrap();
+    assert_eq!((none.head, none.cursors.len()), (0, 0), "an empty log, no consumer");
+    s.append_events((0..5).map(|i| ev(i, EventKind::Signal, Severity::Info)).collect()).await.unwrap();
+    assert_eq!(s.consumer_cursors().await.unwrap().head, 5, "the head is known before any consumer claims");
+    for name in ["notify", "metrics", "alerts-log"] {
+        assert_eq!(s.claim_consumer(name, "a", t(10), ttl).await.unwrap(), Some(0));
+    }
+    assert!(s.advance_consumer("metrics", "a", 5, t(11)).await.unwrap());
+    assert!(s.advance_consumer("notify", "a", 2, t(12)).await.unwrap());
+    let all = s.consumer_cursors().await.unwrap();
+    assert_eq!(all.head, 5);
+    let seen: Vec<(&str, i64, i64)> =
+        all.cursors.iter().map(|c| (c.consumer.as_str(), c.last_id, all.lag(c))).collect();
+    assert_eq!(seen, vec![("alerts-log", 0, 5), ("metrics", 5, 0), ("notify", 2, 3)], "by name, each exact");
+    let notify = all.cursors.iter().find(|c| c.consumer == "notify").unwrap();
+    assert_eq!(notify.updated_at, t(12), "when the cursor last moved");
 }
 
 async fn events_are_pruned_by_age(db: &TestStore) {

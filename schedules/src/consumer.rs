@@ -4,10 +4,11 @@
 //! replicas one consumes at a time. An in-process wake-up after each commit means delivery does not wait for a
 //! poll; the poll stays as the fallback for events written by other processes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use mcbot_stages::Clock;
 use mcbot_stages::ports::{Event, EventQuery, Store, StoreError};
 
@@ -28,12 +29,22 @@ pub struct Consumer {
     holder: String,
     batch: i64,
     lease: chrono::Duration,
+    held: Mutex<Option<Held>>,
+}
+
+/// The lease this consumer took and its cursor since. Only the lease's holder moves the cursor and no one else
+/// can take the lease before it runs out, so until half of it has passed a pass reads on from here instead of
+/// renewing it: one write less per pass, and still half a lease of margin.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    cursor: i64,
+    renew_at: DateTime<Utc>,
 }
 
 /// How one pass went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pumped {
-    /// This many events were handled; the cursor is at the end of the log.
+    /// This many events were handled; the cursor is at the end of the log as of the last read.
     Handled(usize),
     /// Another holder leases the cursor.
     Leased,
@@ -46,49 +57,76 @@ impl Consumer {
         let name = handler.name().to_owned();
         metrics::counter!("mcbot_event_consumer_failures_total", "consumer" => name.clone()).absolute(0);
         metrics::counter!("mcbot_event_consumer_handled_total", "consumer" => name).absolute(0);
-        Self { store, clock, handler, holder, batch: 256, lease: chrono::Duration::seconds(60) }
+        Self { store, clock, handler, holder, batch: 256, lease: chrono::Duration::seconds(60), held: Mutex::new(None) }
     }
 
-    /// Handles every event after the cursor, batch by batch. Exports the consumer's lag (events after its
-    /// cursor, as far as this pass saw), what it handled and its failed batches, labelled by consumer name:
-    /// for the alert consumer the lag is the notification backlog.
+    /// Handles every event after the cursor, batch by batch, and counts what it handled and its failed
+    /// batches, labelled by consumer name. A batch shorter than the limit reached the end of the log as of its
+    /// read, so the pass stops there rather than claim and read once more: events committed meanwhile come with
+    /// their own wake-up. How far each consumer is behind the log is read from the stored cursors when
+    /// `/metrics` is scraped, exact whichever process runs the consumer.
     pub async fn pump(&self) -> Result<Pumped, StoreError> {
-        let name = self.handler.name().to_owned();
-        let lag = metrics::gauge!("mcbot_event_consumer_lag_events", "consumer" => name.clone());
+        let name = self.handler.name();
         let mut handled = 0;
         loop {
             let now = self.clock.now();
-            let Some(cursor) = self.store.claim_consumer(&name, &self.holder, now, self.lease).await? else {
+            let Some(cursor) = self.cursor(now).await? else {
                 return Ok(Pumped::Leased);
             };
             let query = EventQuery { after: cursor, limit: self.batch, ..Default::default() };
             let events = self.store.read_events(&query).await?;
             let Some(last) = events.last().map(|e| e.id) else {
-                lag.set(0.0);
                 return Ok(Pumped::Handled(handled));
             };
-            // At least this batch is waiting; a full batch means there may be more behind it.
-            lag.set(events.len() as f64);
             if let Err(e) = self.handler.handle(&events).await {
                 tracing::warn!(consumer = %name, "events not handled, retried later: {e}");
-                metrics::counter!("mcbot_event_consumer_failures_total", "consumer" => name.clone()).increment(1);
+                metrics::counter!("mcbot_event_consumer_failures_total", "consumer" => name.to_owned()).increment(1);
                 return Ok(Pumped::Handled(handled));
             }
-            if !self.store.advance_consumer(&name, &self.holder, last, self.clock.now()).await? {
+            if !self.store.advance_consumer(name, &self.holder, last, self.clock.now()).await? {
+                self.set_held(None);
                 return Ok(Pumped::Leased);
             }
-            metrics::counter!("mcbot_event_consumer_handled_total", "consumer" => name.clone())
+            if let Some(h) = self.lock().as_mut() {
+                h.cursor = last;
+            }
+            metrics::counter!("mcbot_event_consumer_handled_total", "consumer" => name.to_owned())
                 .increment(events.len() as u64);
-            metrics::gauge!("mcbot_event_consumer_cursor", "consumer" => name.clone()).set(last as f64);
             handled += events.len();
             // A batch short of the limit reached the end of the log as it was committed (ids are gap-free, so
             // nothing below the last one can still appear): asking again would cost a claim and a read for
             // nothing. Whatever is appended from now on wakes the next pass.
-            if events.len() < usize::try_from(self.batch).unwrap_or(usize::MAX) {
-                lag.set(0.0);
+            if i64::try_from(events.len()).unwrap_or(i64::MAX) < self.batch {
                 return Ok(Pumped::Handled(handled));
             }
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Held>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_held(&self, held: Option<Held>) {
+        *self.lock() = held;
+    }
+
+    /// The cursor to read after: the one this consumer holds while its lease is young, otherwise the one its
+    /// renewed (or newly taken) lease returns; `None` while another holder's lease runs.
+    async fn cursor(&self, now: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
+        let held = *self.lock();
+        if let Some(h) = held.filter(|h| now < h.renew_at) {
+            return Ok(Some(h.cursor));
+        }
+        let claimed = self.store.claim_consumer(self.handler.name(), &self.holder, now, self.lease).await;
+        let cursor = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                self.set_held(None);
+                return Err(e);
+            }
+        };
+        self.set_held(cursor.map(|cursor| Held { cursor, renew_at: now + self.lease / 2 }));
+        Ok(cursor)
     }
 
     /// Pumps on every wake-up (or every `poll`) until `stop` turns true, then once more.

@@ -11,6 +11,7 @@
 //! order id, a run id or a price.
 
 pub mod consumer;
+pub mod cursors;
 pub mod process;
 pub mod state;
 
@@ -123,7 +124,7 @@ pub mod names {
     pub const TIMEFRAME: &str = "mcbot_timeframe_seconds";
     /// Wake-up delay of the runtime probe task.
     pub const TOKIO_LAG: &str = "mcbot_tokio_lag_seconds";
-    /// Events after a consumer's cursor (up to one batch).
+    /// Events after a consumer's cursor, exact (read from the store at scrape).
     pub const CONSUMER_LAG: &str = "mcbot_event_consumer_lag_events";
     /// Events a consumer handled.
     pub const CONSUMER_HANDLED: &str = "mcbot_event_consumer_handled_total";
@@ -261,16 +262,11 @@ pub fn describe() {
     describe_gauge!(LAST_BAR_AGE, Unit::Seconds, "Age of each symbol's newest stored bar at scrape time.");
     describe_gauge!(TIMEFRAME, Unit::Seconds, "Length of one bar (market.timeframe).");
     describe_gauge!(TOKIO_LAG, Unit::Seconds, "How late the runtime probe task woke up (async runtime starvation).");
-    describe_gauge!(
-        CONSUMER_LAG,
-        "Events after the consumer's cursor as last seen, up to one batch (for the alert consumer: the notification backlog)."
-    );
     describe_counter!(CONSUMER_HANDLED, "Events the consumer handled.");
     describe_counter!(
         CONSUMER_FAILURES,
         "Batches the consumer failed to handle (for the alert consumer: failed deliveries)."
     );
-    describe_gauge!(CONSUMER_CURSOR, "Id of the last event the consumer handled.");
     describe_gauge!(RSS_LIMIT, Unit::Bytes, "Resident memory the process should stay under (monitor.rss_limit_bytes).");
     describe_gauge!(STORE_UP, "1 when the database answered the last probe.");
     describe_gauge!(LIVE_GUARD_OK, "Mode live: 1 when the guard was met at start, 0 when it failed (then paper).");
@@ -316,6 +312,12 @@ impl Exporter {
 
     /// The `/metrics` body: bar ages as of now, the recorder's metrics, then the process section.
     pub fn render(&self) -> String {
+        self.render_with(None)
+    }
+
+    /// [`Exporter::render`] with each consumer's lag and cursor from `consumers` (read from the store by the
+    /// caller, at scrape) between the recorder's metrics and the process section.
+    pub fn render_with(&self, consumers: Option<&mcbot_stages::ports::ConsumerCursors>) -> String {
         let now = self.clock.now();
         let bars = self.bars.lock().map(|b| b.clone()).unwrap_or_default();
         for (symbol, close) in bars {
@@ -323,6 +325,9 @@ impl Exporter {
             metrics::gauge!(names::LAST_BAR_AGE, "symbol" => symbol).set(age.max(0.0));
         }
         let mut body = self.handle.render();
+        if let Some(all) = consumers {
+            cursors::render(&mut body, all);
+        }
         process::render(&mut body);
         body
     }

@@ -158,3 +158,27 @@ fn proc_files_are_read_as_documented_in_proc_5() {
     process::render_stats(&mut out, &s);
     assert!(out.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 3\n"), "{out}");
 }
+
+#[test]
+fn each_consumer_lag_is_the_head_minus_its_own_cursor() {
+    use mcbot_stages::ports::{ConsumerCursor, ConsumerCursors};
+    let cursor = |consumer: &str, last_id| ConsumerCursor { consumer: consumer.to_owned(), last_id, updated_at: t0() };
+    let all = ConsumerCursors {
+        head: 1_000,
+        cursors: vec![cursor("metrics", 1_000), cursor("notifications", 700), cursor("odd \"name\"\\", 1_200)],
+    };
+    let mut text = String::new();
+    super::cursors::render(&mut text, &all);
+    assert_eq!(value(&text, "mcbot_event_consumer_lag_events{consumer=\"metrics\"}"), 0.0);
+    assert_eq!(value(&text, "mcbot_event_consumer_lag_events{consumer=\"notifications\"}"), 300.0, "not capped");
+    assert_eq!(value(&text, "mcbot_event_consumer_cursor{consumer=\"notifications\"}"), 700.0);
+    assert_eq!(
+        value(&text, "mcbot_event_consumer_lag_events{consumer=\"odd \\\"name\\\"\\\\\"}"),
+        0.0,
+        "escaped, and never below zero"
+    );
+    assert_eq!(text.matches("# TYPE mcbot_event_consumer_lag_events gauge\n").count(), 1, "{text}");
+    let mut none = String::new();
+    super::cursors::render(&mut none, &ConsumerCursors { head: 5, cursors: Vec::new() });
+    assert!(none.is_empty(), "no consumer, no family: {none}");
+}

@@ -8,7 +8,9 @@
 
 use chrono::{DateTime, Utc};
 use mcbot_stages::domain::Symbol;
-use mcbot_stages::ports::{Event, EventKind, EventQuery, NewEvent, Severity, StoreError};
+use mcbot_stages::ports::{
+    ConsumerCursor, ConsumerCursors, Event, EventKind, EventQuery, NewEvent, Severity, StoreError,
+};
 
 use super::SqlStore;
 use super::codec::{Cols, clean};
@@ -31,8 +33,16 @@ static ADVANCE_CURSOR: Sql = Sql::new(
     "UPDATE event_cursors SET last_id = $3, updated_at = $4 WHERE consumer = $1 AND holder = $2 AND last_id <= $3",
 );
 
+/// Every cursor beside the log's head, in one statement (one snapshot); the head row comes out even when no
+/// consumer has a cursor yet.
+static CURSORS: Sql = Sql::new(
+    "SELECT h.head, c.consumer, c.last_id, c.updated_at \
+     FROM (SELECT COALESCE(MAX(id), 0) AS head FROM events) AS h \
+     LEFT JOIN event_cursors AS c ON 1 = 1 ORDER BY c.consumer",
+);
+
 /// The fixed statements, for the catalogue.
-pub(crate) static STATEMENTS: &[&Sql] = &[&PRUNE, &CLAIM_CURSOR, &ADVANCE_CURSOR];
+pub(crate) static STATEMENTS: &[&Sql] = &[&PRUNE, &CLAIM_CURSOR, &ADVANCE_CURSOR, &CURSORS];
 
 /// Example texts of the statements built at run time, for the catalogue.
 pub(crate) fn built_examples() -> Vec<(Option<Backend>, String)> {
@@ -221,5 +231,23 @@ impl SqlStore {
             .await
             .map_err(self.err("advance_consumer"))?;
         Ok(done == 1)
+    }
+
+    /// See [`mcbot_stages::ports::Store::consumer_cursors`].
+    pub(crate) async fn consumer_cursors_impl(&self) -> Result<ConsumerCursors, StoreError> {
+        let rows = Q::fixed(&CURSORS).fetch_all(&self.pool).await.map_err(self.err("consumer_cursors"))?;
+        let mut out = ConsumerCursors::default();
+        for row in &rows {
+            let c = Cols::new(row, "event_cursors");
+            out.head = c.int("head")?;
+            if let Some(consumer) = c.opt_text("consumer")? {
+                out.cursors.push(ConsumerCursor {
+                    consumer,
+                    last_id: c.int("last_id")?,
+                    updated_at: c.time("updated_at")?,
+                });
+            }
+        }
+        Ok(out)
     }
 }

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcbot_stages::domain::{Candle, ClientOrderId, Fill, Order, Position, Symbol, Timeframe};
 use mcbot_stages::ports::{
-    BotState, Claimant, EquitySnapshot, Event, EventQuery, FillStrategy, JobClaim, JobRunRecord, JobStatus, NewEvent,
-    ReportRecord, RunFence, Severity, SignalRecord, Store, StoreError, UnitOfWork, Versioned,
+    BotState, Claimant, ConsumerCursors, EquitySnapshot, Event, EventQuery, FillStrategy, JobClaim, JobRunRecord,
+    JobStatus, NewEvent, ReportRecord, RunFence, Severity, SignalRecord, Store, StoreError, UnitOfWork, Versioned,
 };
 
 use super::SqlStore;
@@ -194,6 +194,10 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.advance_consumer_impl(consumer, holder, last_id, now).await
+    }
+
+    async fn consumer_cursors(&self) -> Result<ConsumerCursors, StoreError> {
+        self.consumer_cursors_impl().await
     }
 
     fn subscribe_events(&self) -> Option<tokio::sync::broadcast::Receiver<i64>> {

@@ -15,6 +15,7 @@ pub use exchange::{Exchange, ExchangeError, OrderAck};
 pub use failure::FailureKind;
 pub use notifier::{Alert, ChannelNotifier, Notifier, NotifyError, NotifyErrorKind, Severity};
 pub use store::{
-    BotState, Claimant, DayCounts, EquitySnapshot, FillStrategy, JobClaim, JobRunRecord, JobStatus, LiveStatus,
-    ReportRecord, RunFence, RunHolder, SignalRecord, Store, StoreError, TradingMode, UnitOfWork, Versioned,
+    BotState, Claimant, ConsumerCursor, ConsumerCursors, DayCounts, EquitySnapshot, FillStrategy, JobClaim,
+    JobRunRecord, JobStatus, LiveStatus, ReportRecord, RunFence, RunHolder, SignalRecord, Store, StoreError,
+    TradingMode, UnitOfWork, Versioned,
 };

@@ -192,6 +192,33 @@ pub struct ReportRecord {
     pub body: serde_json::Value,
 }
 
+/// Where one consumer of the event log has got to: what a monitor compares with the log's head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerCursor {
+    /// The consumer's name (its cursor's key).
+    pub consumer: String,
+    /// Id of the last event it handled.
+    pub last_id: i64,
+    /// When its cursor last moved or was created.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every consumer's cursor and the log's head, read at one instant, so each consumer's lag is exact.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ConsumerCursors {
+    /// Id of the newest event in the log (0 for an empty log).
+    pub head: i64,
+    /// One per consumer that ever claimed its cursor, ordered by name.
+    pub cursors: Vec<ConsumerCursor>,
+}
+
+impl ConsumerCursors {
+    /// Events after `cursor`'s position: ids are gap-free, so the difference to the head is the count.
+    pub fn lag(&self, cursor: &ConsumerCursor) -> i64 {
+        (self.head - cursor.last_id).max(0)
+    }
+}
+
 /// Which strategy a fill belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FillStrategy {
@@ -536,6 +563,9 @@ pub trait Store: Send + Sync {
         last_id: i64,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Every consumer's cursor with the log's head, in one read: how far behind each consumer is, whichever
+    /// process runs it.
+    async fn consumer_cursors(&self) -> Result<ConsumerCursors, StoreError>;
     /// A wake-up per committed batch of events (the newest id), so in-process consumers need not poll.
     fn subscribe_events(&self) -> Option<tokio::sync::broadcast::Receiver<i64>> {
         None
