@@ -305,11 +305,21 @@ impl Stage for Execution {
         book.cash = self.cash().await?;
         let equity = book.equity();
         let (intents, mut skipped) = self.intents(&input, equity);
+        // A run decides once per symbol. A retried run (killed mid-way and taken over later) sees a moved price
+        // and fills booked since, so its recomputed delta may point the other way; an order of the other side
+        // would be a second order of this run at the exchange, under a new id. The first decision stands.
+        let decided: BTreeMap<Symbol, Side> =
+            self.store.orders_of_run(cx.run_id.as_str()).await?.into_iter().map(|o| (o.symbol, o.side)).collect();
         let mut orders = Vec::new();
         let mut unknown = None;
         // Orders placed this cycle (symbol, buy), counted for the frequency limits with the state at the end.
         let mut placed: Vec<(Symbol, bool)> = Vec::new();
         for mut intent in intents {
+            if let Some(side) = decided.get(&intent.symbol).filter(|side| **side != intent.side) {
+                let why = format!("this run already placed its {} order for {}", side.as_str(), intent.symbol);
+                skipped.push((intent.symbol, why));
+                continue;
+            }
             let inst = self.exchange.instrument(&intent.symbol).await.map_err(exchange_err)?;
             if intent.side == Side::Buy {
                 let spendable = book.cash * (Decimal::ONE - self.sizing.cash_buffer_pct / Decimal::ONE_HUNDRED);
