@@ -327,6 +327,17 @@ fn pipeline(
     clock: Arc<ManualClock>,
     dir: &std::path::Path,
 ) -> Pipeline {
+    sized_pipeline(exchange, store, clock, dir, Decimal::ONE)
+}
+
+/// [`pipeline`] sizing its targets on `fraction` of equity.
+fn sized_pipeline(
+    exchange: Arc<SimExchange>,
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+    dir: &std::path::Path,
+    fraction: Decimal,
+) -> Pipeline {
     let tf: Timeframe = "1h".parse().unwrap();
     let cfg = PipelineConfig {
         symbols: symbols(),
@@ -336,7 +347,7 @@ fn pipeline(
         lookback: 10,
         risk: RiskLimits { stop_loss_pct: None, kill_switch_file: dir.join("KILL"), ..Default::default() },
         pretrade: Default::default(),
-        sizing: SizingParams::default(),
+        sizing: SizingParams { capital_fraction: fraction, ..SizingParams::default() },
         gate: Default::default(),
     };
     let strategy = Box::new(Tsmom::new(TsmomParams { lookback: 3, ..Default::default() }, tf.bars_per_year()));
@@ -439,4 +450,57 @@ async fn a_crash_at_any_write_of_a_trading_cycle_loses_and_doubles_nothing() {
     for die_at in 1..=total {
         crash_once(crash_bar, die_at).await;
     }
+}
+
+/// A run that died after its orders and is taken over when its targets have moved (here: sized on a third of
+/// equity, as a changed price or a booked fill would move them) keeps its first decision per symbol: the
+/// exchange never holds a buy and a sell of one run for one symbol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_taken_over_with_moved_targets_never_orders_the_other_side() {
+    let db = fresh_sqlite_url();
+    let clock = Arc::new(ManualClock::new(start() + Duration::hours(FIRST)));
+    let store = Arc::new(SqlStore::open(db.url()).await.unwrap());
+    let p = pipeline(venue(clock.clone()), store, clock.clone(), db.dir());
+    let mut buy_bar = None;
+    for h in FIRST..FIRST + 40 {
+        if cycle(&p, &clock, h).await.unwrap() >= 1 && h >= FIRST + 3 {
+            buy_bar = Some(h);
+            break;
+        }
+    }
+    let bar = buy_bar.expect("a bar with an order within 40 bars");
+    let mut opposite_wanted = 0;
+    for die_at in [usize::MAX].into_iter().chain(1..40) {
+        let db = fresh_sqlite_url();
+        let clock = Arc::new(ManualClock::new(start() + Duration::hours(FIRST)));
+        let exchange = venue(clock.clone());
+        let sql = Arc::new(SqlStore::open(db.url()).await.unwrap());
+        let plain = pipeline(exchange.clone(), sql.clone(), clock.clone(), db.dir());
+        for h in FIRST..bar {
+            cycle(&plain, &clock, h).await.unwrap();
+        }
+        let cut = Arc::new(Cut { writes: AtomicUsize::new(0), die_at, dead: AtomicBool::new(false) });
+        let crashing: Arc<dyn Store> = Arc::new(Crashing { inner: sql.clone(), cut: cut.clone() });
+        let first = cycle(&pipeline(exchange.clone(), crashing, clock.clone(), db.dir()), &clock, bar).await;
+        if first.is_ok() {
+            continue; // the store outlived the cycle: nothing to take over
+        }
+        let run = RunId::new("trading-cycle", start() + Duration::hours(bar));
+        let placed_before = sql.orders_of_run(run.as_str()).await.unwrap().len();
+        let smaller = sized_pipeline(exchange.clone(), sql.clone(), clock.clone(), db.dir(), Decimal::new(3, 1));
+        let bar_close = start() + Duration::hours(bar);
+        let report = smaller.run_cycle(&run, bar_close, StageSelection::All, None).await.unwrap();
+        opposite_wanted += report.skipped.iter().filter(|(_, why)| why.contains("already placed")).count();
+        let mut sides: BTreeMap<Symbol, Vec<Side>> = BTreeMap::new();
+        for o in sql.orders_of_run(run.as_str()).await.unwrap() {
+            if exchange.order(&o.symbol, &o.client_order_id).await.unwrap().is_some() {
+                sides.entry(o.symbol.clone()).or_default().push(o.side);
+            }
+        }
+        assert!(
+            sides.values().all(|s| s.len() == 1),
+            "crash at write {die_at} ({placed_before} orders stored): orders of one run at the exchange {sides:?}"
+        );
+    }
+    assert!(opposite_wanted > 0, "some takeover wanted the other side (else this test proves nothing)");
 }
