@@ -336,7 +336,8 @@ fn parse_time(s: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp())
 }
 
-/// A price/volume column as f64: text is parsed with Rust's correctly rounded parser, numeric columns are cast.
+/// A price/volume column as f64: text is parsed with Rust's correctly rounded parser, numeric columns are cast
+/// (DECIMAL columns, exact, go through [`numbers_into`]).
 fn numbers(col: &Column, name: &str, base: usize) -> Result<Vec<f64>, String> {
     let bad = |i: usize, v: &str| format!("row {}: {name} {v:?} is not a number", base + i + 2);
     if col.dtype() == &DataType::String {
@@ -350,11 +351,6 @@ fn numbers(col: &Column, name: &str, base: usize) -> Result<Vec<f64>, String> {
                 s.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| bad(i, s))
             })
             .collect();
-    }
-    if let DataType::Decimal(_, scale) = col.dtype() {
-        let mut out = Vec::with_capacity(col.len());
-        decimal_column(col, name, *scale, base, &mut out)?;
-        return Ok(out);
     }
     let f = col.cast(&DataType::Float64).map_err(|e| format!("{name}: {e}"))?;
     f.f64()
