@@ -15,7 +15,7 @@ use mcbot_stages::ports::{Claimant, JobStatus, Store};
 use mcbot_stages::{Clock, ManualClock};
 
 use crate::support::db::fresh_pg_url;
-use crate::support::live_child::{Cluster, LogLine, books_match_the_exchange, kill9, read_log};
+use crate::support::live_child::{Cluster, LogLine, books_match_the_exchange, kill9, read_log, signal};
 
 /// Bars the two replicas trade together and after the kill.
 const BARS: usize = 200;
@@ -37,19 +37,27 @@ async fn two_replicas_run_every_job_once_and_one_is_killed_mid_cycle() {
         bars.push(close);
         if n >= KILL_FROM && killed_at.is_none() {
             // Catch B in the middle of this bar's cycle: it holds the claim and the run is not finished.
+            let held_by_b = |r: &mcbot_stages::ports::JobRunRecord| {
+                r.status == JobStatus::Running && r.claimant.as_ref().is_some_and(|h| h.pid == b_pid)
+            };
             let started = std::time::Instant::now();
             while started.elapsed() < StdDuration::from_secs(30) {
                 match c.run(TradingCycleJob::NAME, close).await {
-                    Some(r)
-                        if r.status == JobStatus::Running && r.claimant.as_ref().is_some_and(|h| h.pid == b_pid) =>
-                    {
-                        // Give A time to fire this bar too and find it held (its loop looks every 5 ms), so the
-                        // take-over is A looking again at a held run, not A's first look finding B dead.
+                    Some(r) if held_by_b(&r) => {
+                        // Frozen at once (a cycle takes milliseconds), then looked at once the server has
+                        // finished what B had sent: a stopped B cannot finish the run between the look and the
+                        // kill, so a run found still held is killed in the middle. Meanwhile A fires this bar
+                        // too and finds it held (its loop looks every 5 ms), so the take-over is A looking again
+                        // at a held run, not A's first look finding B dead.
+                        signal(&b, "STOP");
+                        c.settled(b_pid).await;
                         tokio::time::sleep(StdDuration::from_millis(25)).await;
                         let still = c.run(TradingCycleJob::NAME, close).await;
-                        if still.is_some_and(|r| r.status == JobStatus::Running) {
+                        if still.as_ref().is_some_and(held_by_b) {
                             kill9(&mut b);
                             killed_at = Some(close);
+                        } else {
+                            signal(&b, "CONT");
                         }
                         break;
                     }

@@ -38,9 +38,13 @@ pub(crate) static APPEND_EVENTS: Sql = Sql::postgres(
 );
 
 /// Connects a pool. A PostgreSQL connection can go stale (server restart, idle cut by a proxy), so each is
-/// tested before use.
+/// tested before use. Connections are named `mcbot` in `pg_stat_activity` unless the URL names them
+/// (`?application_name=mcbot-a`), so replicas on one server can be told apart.
 pub(crate) async fn connect(url: &str, settings: &PoolSettings) -> Result<PgPool, sqlx::Error> {
-    let options = PgConnectOptions::from_str(url)?.application_name("mcbot");
+    let mut options = PgConnectOptions::from_str(url)?;
+    if options.get_application_name().is_none() {
+        options = options.application_name("mcbot");
+    }
     PgPoolOptions::new()
         .max_connections(settings.max_connections.max(1))
         .acquire_timeout(settings.acquire_timeout)

@@ -139,9 +139,9 @@ impl ChildSpec {
     }
 
     /// Starts a child process running the replica (this test binary, [`CHILD_TEST`] only).
-    pub fn spawn(&self) -> Child {
+    pub fn spawn(&self) -> Replica {
         let exe = std::env::current_exe().unwrap();
-        Command::new(exe)
+        let child = Command::new(exe)
             .args([CHILD_TEST, "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
             .envs(self.env())
             .env("RUST_LOG", "off")
@@ -149,7 +149,33 @@ impl ChildSpec {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap()
+            .unwrap();
+        Replica(child)
+    }
+}
+
+/// A replica process that is killed when its handle goes: a parent test that fails half-way leaves no replica
+/// running on after it (reading a clock file its temporary directory no longer holds).
+pub struct Replica(Child);
+
+impl std::ops::Deref for Replica {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Replica {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        // Already reaped (stopped or killed by the test): both are no-ops then.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -259,6 +285,11 @@ pub fn symbols() -> Vec<Symbol> {
     vec![Symbol::new("BTCUSDT").unwrap(), Symbol::new("ETHUSDT").unwrap()]
 }
 
+/// The name a replica's database connections carry in `pg_stat_activity`.
+pub fn replica_app_name(pid: u32) -> String {
+    format!("mcbot-replica-{pid}")
+}
+
 /// The child: assembles the replica, reconciles, then runs until the stop file appears (or it is killed).
 pub async fn child_main() {
     let Some(spec) = ChildSpec::from_env() else { return };
@@ -274,7 +305,9 @@ pub async fn child_main() {
         ..BinanceSettings::default()
     };
     let exchange: Arc<dyn Exchange> = Arc::new(BinanceExchange::new(settings, clock.clone(), None).unwrap());
-    let store = Arc::new(SqlStore::open(&spec.db).await.unwrap());
+    let sep = if spec.db.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}application_name={}", spec.db, replica_app_name(std::process::id()));
+    let store = Arc::new(SqlStore::open(&url).await.unwrap());
     store.migrate().await.unwrap();
     let dyn_store: Arc<dyn Store> = store.clone();
     let tf: Timeframe = TIMEFRAME.parse().unwrap();
@@ -453,13 +486,35 @@ impl Cluster {
     }
 
     /// Tells every child to stop and waits for them.
-    pub fn stop(&self, children: Vec<Child>) {
+    pub fn stop(&self, children: Vec<Replica>) {
         std::fs::write(&self.spec.stop, b"").unwrap();
         for mut c in children {
             let status = c.wait().unwrap();
             assert!(status.success(), "a child ended with {status}");
         }
         std::fs::remove_file(&self.spec.stop).unwrap();
+    }
+
+    /// Waits until none of replica `pid`'s database connections runs a statement, at two looks 50 ms apart. With
+    /// the replica stopped (SIGSTOP) what the database shows of it is then final: a statement it sent before it
+    /// stopped, a COMMIT say, is carried out by the server whatever the client does, so a look taken earlier can
+    /// see a run still held that the server is about to finish.
+    pub async fn settled(&self, pid: u32) {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.spec.db).await.unwrap();
+        let count = "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity \
+                     WHERE application_name = $1";
+        let name = replica_app_name(pid);
+        let started = std::time::Instant::now();
+        let mut quiet = 0;
+        while quiet < 2 {
+            let (all, active): (i64, i64) = sqlx::query_as(count).bind(&name).fetch_one(&mut conn).await.unwrap();
+            assert!(all > 0, "replica {pid} has no connection named {name}");
+            assert!(started.elapsed() < StdDuration::from_secs(30), "replica {pid} never settled");
+            quiet = if active == 0 { quiet + 1 } else { 0 };
+            tokio::time::sleep(StdDuration::from_millis(50)).await;
+        }
+        let _ = conn.close().await;
     }
 
     /// A reconciliation from the parent, as the next start would run it.
@@ -469,6 +524,12 @@ impl Cluster {
         let job = ReconcileJob::new(self.store.clone(), exchange, self.clock.clone(), symbols());
         job.reconcile(None).await.unwrap()
     }
+}
+
+/// Sends `signal` (a name `kill` knows: STOP, CONT, TERM) to a child.
+pub fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill").args([format!("-{signal}"), child.id().to_string()]).status().unwrap();
+    assert!(status.success(), "kill -{signal} {}", child.id());
 }
 
 /// Sends SIGKILL (no clean-up of any kind happens in the child) and reaps it.
