@@ -76,3 +76,53 @@ async fn alerts_are_delivered_once_in_order_sqlite() {
 async fn alerts_are_delivered_once_in_order_postgres() {
     alerts_are_delivered_once_in_order(Backend::Postgres).await;
 }
+
+/// Keeps every event it is handed.
+#[derive(Default)]
+struct Keeper(Mutex<Vec<mcbot_stages::ports::Event>>);
+
+#[async_trait]
+impl mcbot_schedules::EventHandler for Keeper {
+    fn name(&self) -> &str {
+        "keeper"
+    }
+    async fn handle(&self, events: &[mcbot_stages::ports::Event]) -> Result<(), String> {
+        self.0.lock().unwrap().extend_from_slice(events);
+        Ok(())
+    }
+}
+
+/// Events this process commits are handed to its consumers as the store would read them back (message cleaned,
+/// time at the backend's precision); events of another process between two of them are read from the store, so
+/// the consumer sees the log in order with nothing missing.
+async fn handed_events_are_the_log_and_a_gap_is_read_from_the_store(backend: Backend) {
+    let db = test_store(backend).await;
+    let store: Arc<dyn Store> = Arc::new(db.store.clone());
+    let other = mcbot::store::SqlStore::open(&db.url).await.unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let keeper = Arc::new(Keeper::default());
+    let consumer = Consumer::new(store.clone(), clock.clone(), keeper.clone(), "a".into());
+    let odd = t0() + chrono::Duration::nanoseconds(123_456_789);
+    let ev = |msg: &str| {
+        NewEvent::new(odd, EventKind::Signal, Severity::Info, msg).payload(serde_json::json!({"qty": "0.10"}))
+    };
+    store.append_events(vec![ev("mine\0one"), ev("mine two")]).await.unwrap();
+    assert_eq!(consumer.pump().await.unwrap(), Pumped::Handled(2));
+    other.append_events(vec![ev("another process")]).await.unwrap();
+    store.append_events(vec![ev("mine three")]).await.unwrap();
+    assert_eq!(consumer.pump().await.unwrap(), Pumped::Handled(2));
+    let log = store.read_events(&mcbot_stages::ports::EventQuery::default()).await.unwrap();
+    assert_eq!(log.len(), 4);
+    assert_eq!(*keeper.0.lock().unwrap(), log, "handled exactly the log, in order, as stored");
+    other.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_events_are_the_log_and_a_gap_is_read_from_the_store_sqlite() {
+    handed_events_are_the_log_and_a_gap_is_read_from_the_store(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_events_are_the_log_and_a_gap_is_read_from_the_store_postgres() {
+    handed_events_are_the_log_and_a_gap_is_read_from_the_store(Backend::Postgres).await;
+}

@@ -1,8 +1,11 @@
 //! Consumers of the event log: each reads the log from its persisted cursor, hands batches to its handler and
 //! moves the cursor only after the handler succeeded, so every event is handled at least once (handlers are
 //! idempotent by event id) and a restart resumes where the consumer stopped. The cursor is leased, so of several
-//! replicas one consumes at a time. An in-process wake-up after each commit means delivery does not wait for a
-//! poll; the poll stays as the fallback for events written by other processes.
+//! replicas one consumes at a time. Each commit in this process hands its events over once committed: a wake-up,
+//! so delivery does not wait for a poll, and the events themselves, so a consumer at the log's end handles them
+//! without reading them back. Only events that continue the log exactly from the cursor are taken that way;
+//! anything else (a gap, events of other processes, a consumer that fell behind) is read from the store, and the
+//! poll stays as the fallback for events written by other processes.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcbot_stages::Clock;
-use mcbot_stages::ports::{Event, EventQuery, Store, StoreError};
+use mcbot_stages::ports::{Committed, Event, EventQuery, Store, StoreError};
+use tokio::sync::broadcast;
 
 /// What a consumer does with the events.
 #[async_trait]
@@ -30,6 +34,8 @@ pub struct Consumer {
     batch: i64,
     lease: chrono::Duration,
     held: Mutex<Option<Held>>,
+    /// This process's commits, as they happen.
+    handed: Mutex<Option<broadcast::Receiver<Committed>>>,
 }
 
 /// The lease this consumer took and its cursor since. Only the lease's holder moves the cursor and no one else
@@ -57,7 +63,17 @@ impl Consumer {
         let name = handler.name().to_owned();
         metrics::counter!("mcbot_event_consumer_failures_total", "consumer" => name.clone()).absolute(0);
         metrics::counter!("mcbot_event_consumer_handled_total", "consumer" => name).absolute(0);
-        Self { store, clock, handler, holder, batch: 256, lease: chrono::Duration::seconds(60), held: Mutex::new(None) }
+        let handed = Mutex::new(store.subscribe_events());
+        Self {
+            store,
+            clock,
+            handler,
+            holder,
+            batch: 256,
+            lease: chrono::Duration::seconds(60),
+            held: Mutex::new(None),
+            handed,
+        }
     }
 
     /// Handles every event after the cursor, batch by batch, and counts what it handled and its failed
@@ -73,8 +89,15 @@ impl Consumer {
             let Some(cursor) = self.cursor(now).await? else {
                 return Ok(Pumped::Leased);
             };
-            let query = EventQuery { after: cursor, limit: self.batch, ..Default::default() };
-            let events = self.store.read_events(&query).await?;
+            let (events, complete) = match self.take_handed(cursor) {
+                Some(events) => (events, true),
+                None => {
+                    let query = EventQuery { after: cursor, limit: self.batch, ..Default::default() };
+                    let events = self.store.read_events(&query).await?;
+                    let short = i64::try_from(events.len()).unwrap_or(i64::MAX) < self.batch;
+                    (events, short)
+                }
+            };
             let Some(last) = events.last().map(|e| e.id) else {
                 return Ok(Pumped::Handled(handled));
             };
@@ -94,12 +117,34 @@ impl Consumer {
                 .increment(events.len() as u64);
             handled += events.len();
             // A batch short of the limit reached the end of the log as it was committed (ids are gap-free, so
-            // nothing below the last one can still appear): asking again would cost a claim and a read for
-            // nothing. Whatever is appended from now on wakes the next pass.
-            if i64::try_from(events.len()).unwrap_or(i64::MAX) < self.batch {
+            // nothing below the last one can still appear), and so did the events handed over: asking again would
+            // cost a claim and a read for nothing. Whatever is appended from now on wakes the next pass.
+            if complete {
                 return Ok(Pumped::Handled(handled));
             }
         }
+    }
+
+    /// The events this process committed since the last pass, when they continue the log exactly from `cursor`
+    /// (ids are gap-free, so then nothing the store holds after the cursor is missing from them); `None` when
+    /// nothing was handed over, when the hand-over lost some (a consumer that fell behind the channel), or when
+    /// another process's events lie between: then the store is read.
+    fn take_handed(&self, cursor: i64) -> Option<Vec<Event>> {
+        let mut guard = self.handed.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = guard.as_mut()?;
+        let mut events: Vec<Event> = Vec::new();
+        let mut whole = true;
+        loop {
+            match rx.try_recv() {
+                Ok(batch) => events.extend(batch.iter().filter(|e| e.id > cursor).cloned()),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => whole = false,
+                Err(_) => break,
+            }
+        }
+        // Commits of concurrent units of work may be handed over in either order.
+        events.sort_unstable_by_key(|e| e.id);
+        let continues = events.iter().zip(cursor + 1..).all(|(e, id)| e.id == id);
+        (whole && continues && !events.is_empty()).then_some(events)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Held>> {

@@ -200,7 +200,7 @@ impl Store for SqlStore {
         self.consumer_cursors_impl().await
     }
 
-    fn subscribe_events(&self) -> Option<tokio::sync::broadcast::Receiver<i64>> {
+    fn subscribe_events(&self) -> Option<tokio::sync::broadcast::Receiver<mcbot_stages::ports::Committed>> {
         Some(self.wake.subscribe())
     }
 }

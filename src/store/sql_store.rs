@@ -38,7 +38,7 @@ pub struct SqlStore {
     /// The SQLite file, for the migration lock and backups; `None` for PostgreSQL and in-memory databases.
     file: Option<PathBuf>,
     /// Wakes in-process event consumers after each commit that appended events.
-    pub(crate) wake: tokio::sync::broadcast::Sender<i64>,
+    pub(crate) wake: tokio::sync::broadcast::Sender<mcbot_stages::ports::Committed>,
 }
 
 /// The first bytes of every SQLite database file.

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 use mcbot_stages::domain::{Fill, Order, Position, Symbol};
-use mcbot_stages::ports::{BotState, EquitySnapshot, NewEvent, RunFence, SignalRecord, StoreError, UnitOfWork};
+use mcbot_stages::ports::{
+    BotState, Committed, EquitySnapshot, Event, NewEvent, RunFence, SignalRecord, StoreError, UnitOfWork,
+};
 use tokio::sync::broadcast;
 
 use super::codec::clean;
@@ -70,7 +72,7 @@ pub(crate) struct SqlUnitOfWork {
     pub(crate) tx: Tx,
     pub(crate) backend: Backend,
     pub(crate) events: Vec<NewEvent>,
-    pub(crate) wake: broadcast::Sender<i64>,
+    pub(crate) wake: broadcast::Sender<Committed>,
 }
 
 impl SqlUnitOfWork {
@@ -208,10 +210,30 @@ impl UnitOfWork for SqlUnitOfWork {
             Tx::Lite(tx) => tx.commit().await,
         }
         .map_err(|e| map_sqlx(backend, "commit", e))?;
-        if let Some(last) = ids.last() {
-            // Nobody listening is fine: consumers also poll.
-            let _ = self.wake.send(*last);
+        // Nobody listening is fine: consumers also poll.
+        if !ids.is_empty() && self.wake.receiver_count() > 0 {
+            let _ = self.wake.send(committed(backend, events, &ids));
         }
         Ok(ids)
     }
+}
+
+/// The committed events as [`super::SqlStore::read_events`] returns them: the message as stored, the time at the
+/// backend's precision (microseconds on PostgreSQL, epoch milliseconds on SQLite).
+fn committed(backend: Backend, events: Vec<NewEvent>, ids: &[i64]) -> Committed {
+    use chrono::SubsecRound;
+    events
+        .into_iter()
+        .zip(ids)
+        .map(|(mut event, &id)| {
+            event.message = clean(&event.message);
+            event.ts = match backend {
+                Backend::Postgres => event.ts.trunc_subsecs(6),
+                Backend::Sqlite => {
+                    chrono::DateTime::from_timestamp_millis(event.ts.timestamp_millis()).unwrap_or(event.ts)
+                }
+            };
+            Event { id, event }
+        })
+        .collect()
 }

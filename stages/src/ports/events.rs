@@ -203,6 +203,10 @@ impl NewEvent {
     }
 }
 
+/// The events one commit appended, with their ids, as a reader would read them back: handed to in-process
+/// consumers after the commit, so one that holds its cursor need not read back what its own process just wrote.
+pub type Committed = std::sync::Arc<[Event]>;
+
 /// An event as stored, with its place in the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -10,7 +10,7 @@ mod store;
 pub use deliveries::{
     Channel, ChartImage, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, FollowUp, Message, NewDelivery, Route,
 };
-pub use events::{Event, EventKind, EventQuery, NewEvent};
+pub use events::{Committed, Event, EventKind, EventQuery, NewEvent};
 pub use exchange::{Exchange, ExchangeError, OrderAck};
 pub use failure::FailureKind;
 pub use notifier::{Alert, ChannelNotifier, Notifier, NotifyError, NotifyErrorKind, Severity};

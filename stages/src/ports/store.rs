@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::Severity;
-use super::events::{Event, EventQuery, NewEvent};
+use super::events::{Committed, Event, EventQuery, NewEvent};
 use crate::domain::{Candle, ClientOrderId, Fill, Order, Position, Symbol, Timeframe};
 
 /// Storage failures sorted by what the caller does next.
@@ -566,8 +566,9 @@ pub trait Store: Send + Sync {
     /// Every consumer's cursor with the log's head, in one read: how far behind each consumer is, whichever
     /// process runs it.
     async fn consumer_cursors(&self) -> Result<ConsumerCursors, StoreError>;
-    /// A wake-up per committed batch of events (the newest id), so in-process consumers need not poll.
-    fn subscribe_events(&self) -> Option<tokio::sync::broadcast::Receiver<i64>> {
+    /// Each commit's events, in-process, once committed: a wake-up, so in-process consumers need not poll, and
+    /// the events themselves, so a consumer at the log's end need not read them back.
+    fn subscribe_events(&self) -> Option<tokio::sync::broadcast::Receiver<Committed>> {
         None
     }
 }
