@@ -25,16 +25,20 @@ static INSERT_SQLITE: Sql = Sql::sqlite(
      ON CONFLICT (event_id, occurrence, channel) DO NOTHING",
 );
 /// The same on PostgreSQL: the columns travel as arrays of their own types (as the event append does), numbered
-/// in the batch's order.
+/// in the batch's order. Committed without waiting for its WAL flush (a disk sync, most of a consumer's pass):
+/// the rows are derived from events that are durable, and WAL is replayed in order, so a server crash can only
+/// lose them together with the cursor advance that follows them, and the consumer derives them again. A row is
+/// never lost once sent: marking it sent commits synchronously, which flushes it too.
 pub(crate) static INSERT_PG: Sql = Sql::postgres(
-    "INSERT INTO deliveries (event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, \
+    "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true) AS setting) \
+     INSERT INTO deliveries (event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, \
      created_at, next_attempt_at, follow_up) \
      SELECT t.event_id, t.occurrence, t.channel, t.route, t.status, t.fatigue_key, t.resolves, t.note, t.message, \
      t.created_at, t.created_at, t.follow_up \
      FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[], \
      $8::text[], $9::jsonb[], $10::timestamptz[], $11::text[]) WITH ORDINALITY \
      AS t(event_id, occurrence, channel, route, status, fatigue_key, resolves, note, message, created_at, \
-     follow_up, n) \
+     follow_up, n) CROSS JOIN relaxed \
      ORDER BY t.n \
      ON CONFLICT (event_id, occurrence, channel) DO NOTHING",
 );

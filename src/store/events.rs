@@ -32,6 +32,17 @@ static CLAIM_CURSOR: Sql = Sql::new(
 static ADVANCE_CURSOR: Sql = Sql::new(
     "UPDATE event_cursors SET last_id = $3, updated_at = $4 WHERE consumer = $1 AND holder = $2 AND last_id <= $3",
 );
+/// The same on PostgreSQL, committed without waiting for its WAL flush (`synchronous_commit` off for this one
+/// transaction): the flush is a disk sync, most of a pass's time there, and the only thing a server crash can
+/// cost is this advance, never more than it — WAL is replayed in order, so an advance can only be lost together
+/// with everything after it, never while a later write survives. A lost advance hands the batch over again,
+/// which every handler takes (at least once, idempotent by event id). The event log itself, and what the
+/// handlers write, keep their synchronous commits.
+static ADVANCE_CURSOR_PG: Sql = Sql::postgres(
+    "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true) AS setting) \
+     UPDATE event_cursors SET last_id = $3, updated_at = $4 FROM relaxed \
+     WHERE consumer = $1 AND holder = $2 AND last_id <= $3",
+);
 
 /// Every cursor beside the log's head, in one statement (one snapshot); the head row comes out even when no
 /// consumer has a cursor yet.
@@ -42,7 +53,7 @@ static CURSORS: Sql = Sql::new(
 );
 
 /// The fixed statements, for the catalogue.
-pub(crate) static STATEMENTS: &[&Sql] = &[&PRUNE, &CLAIM_CURSOR, &ADVANCE_CURSOR, &CURSORS];
+pub(crate) static STATEMENTS: &[&Sql] = &[&PRUNE, &CLAIM_CURSOR, &ADVANCE_CURSOR, &ADVANCE_CURSOR_PG, &CURSORS];
 
 /// Example texts of the statements built at run time, for the catalogue.
 pub(crate) fn built_examples() -> Vec<(Option<Backend>, String)> {
@@ -222,7 +233,11 @@ impl SqlStore {
         last_id: i64,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let done = Q::fixed(&ADVANCE_CURSOR)
+        let statement = match self.backend {
+            Backend::Postgres => &ADVANCE_CURSOR_PG,
+            Backend::Sqlite => &ADVANCE_CURSOR,
+        };
+        let done = Q::fixed(statement)
             .bind(consumer)
             .bind(holder)
             .bind(last_id)
