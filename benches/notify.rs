@@ -1,7 +1,7 @@
 //! Notifications. (1) What writing a cycle's notifications adds to a cycle: after a trading cycle committed its
 //! events (8 fills, 8 position changes, 8 signals, a finish and a repeated stale-data warning), one pass of the
-//! notification consumer as the scheduler runs it — claim its cursor, read the new events, record one delivery
-//! per (event, channel) with the fatigue rules, advance the cursor — on the embedded SQLite store and on
+//! notification consumer as the scheduler runs it — take the events the commit handed over (or read them),
+//! record one delivery per (event, channel) with the fatigue rules, advance the cursor — on the embedded SQLite store and on
 //! PostgreSQL (`MCBOT_TEST_PG_URL`, default the local server; a database is created and dropped). The outbox
 //! grows as it would in service, the warning's earlier repeats included. Target under 1 ms. (2) From a fill
 //! event in the log to the message arriving at a loopback Bot API (consumer pump + worker send over HTTP),
@@ -97,8 +97,8 @@ fn bench_backend(c: &mut Criterion, rt: &tokio::runtime::Runtime, backend: &str,
             d
         })
     });
-    // The same cycles recorded by the handler alone (events read beforehand, untimed): the rest of a pass is the
-    // cursor's claim, read and advance.
+    // The same cycles recorded by the handler alone (events read beforehand, untimed): the rest of a pass is
+    // taking the events and the cursor's advance.
     let alone = consumer("notify-bench-record", store, cfg);
     let mut record = Vec::new();
     for _ in 0..200 {
@@ -117,8 +117,8 @@ fn bench_backend(c: &mut Criterion, rt: &tokio::runtime::Runtime, backend: &str,
     spent.sort();
     if let Some(median) = spent.get(spent.len() / 2) {
         println!(
-            "{backend}: a cycle's notifications (consumer pass: claim, read 26 events, record 10 deliveries, \
-             advance) median {median:?} over {n} cycles ({rows} outbox rows at the end); target {TARGET:?}; \
+            "{backend}: a cycle's notifications (consumer pass: take 26 events, record 10 deliveries, advance) \
+             median {median:?} over {n} cycles ({rows} outbox rows at the end); target {TARGET:?}; \
              ratio {:.2}x",
             median.as_secs_f64() / TARGET.as_secs_f64()
         );
