@@ -103,15 +103,20 @@ fn process_runs(args: &[&str], n: usize) -> (Vec<f64>, serde_json::Value) {
     (walls, last)
 }
 
-/// Peak resident set of one `mcbot` run in MB, from GNU time (`/usr/bin/time -f %M`), when installed.
+/// Peak resident set of `mcbot` runs in MB, from GNU time (`/usr/bin/time -f %M`), when installed: the median
+/// of five, as one run's peak varies by a few MB with where the threads' transient buffers happen to overlap.
 fn peak_rss_mb(args: &[&str]) -> Option<f64> {
-    let out = std::process::Command::new("/usr/bin/time")
-        .args(["-f", "%M", env!("CARGO_BIN_EXE_mcbot"), "--output", "json", "backtest"])
-        .args(args)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stderr);
-    text.lines().last()?.trim().parse::<f64>().ok().map(|kb| kb / 1024.0)
+    let mut peaks = Vec::new();
+    for _ in 0..5 {
+        let out = std::process::Command::new("/usr/bin/time")
+            .args(["-f", "%M", env!("CARGO_BIN_EXE_mcbot"), "--output", "json", "backtest"])
+            .args(args)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        peaks.push(text.lines().last()?.trim().parse::<f64>().ok()? / 1024.0);
+    }
+    Some(median(peaks))
 }
 
 fn ratio_line(what: &str, got: f64, target: f64, unit: &str) {
@@ -155,8 +160,8 @@ fn one_shot(csv: &Path, warm_s: f64, sweep_s: f64) {
     );
     match (peak_rss_mb(&single), peak_rss_mb(&sweep)) {
         (Some(a), Some(b)) => {
-            ratio_line("peak RSS, single backtest", a, TARGET_SINGLE_RSS_MB, "MB");
-            ratio_line("peak RSS, 90-combination sweep", b, TARGET_SWEEP_RSS_MB, "MB");
+            ratio_line("peak RSS, single backtest, median of 5", a, TARGET_SINGLE_RSS_MB, "MB");
+            ratio_line("peak RSS, 90-combination sweep, median of 5", b, TARGET_SWEEP_RSS_MB, "MB");
         }
         _ => println!("peak RSS: /usr/bin/time (GNU time) not installed, not measured"),
     }

@@ -24,6 +24,9 @@ fn main() -> ExitCode {
     // run pays for no worker threads it never uses.
     if let Command::Backtest(args) = &cli.command {
         mcbot_stages::backtest::buffers::one_heap();
+        if args.run.sweep.is_empty() {
+            mcbot_stages::backtest::buffers::map_large_buffers();
+        }
         return ExitCode::from(finish(
             json,
             commands::backtest::run_cli(args, json).map_err(|e| (e.exit_code(), e.to_string())),

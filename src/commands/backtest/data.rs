@@ -268,10 +268,32 @@ fn decimal_column(col: &Column, name: &str, scale: usize, base: usize, out: &mut
     }
 }
 
-/// [`times`] appended to `out`.
+/// [`times`] appended to `out`; a datetime column (the candle store's) is converted straight from its stored
+/// integers, without a copy of the row group between.
 fn times_into(col: &Column, base: usize, out: &mut Vec<i64>) -> Result<(), String> {
-    out.extend(times(col, base)?);
+    let DataType::Datetime(unit, _) = col.dtype() else {
+        out.extend(times(col, base)?);
+        return Ok(());
+    };
+    let div = per_second(*unit);
+    let phys = col.datetime().map_err(|e| e.to_string())?.physical();
+    if phys.null_count() > 0 {
+        let i = phys.iter().position(|v| v.is_none()).unwrap_or(0);
+        return Err(format!("row {}: empty timestamp", base + i + 2));
+    }
+    for arr in phys.downcast_iter() {
+        out.extend(arr.values().iter().map(|x| x.div_euclid(div)));
+    }
     Ok(())
+}
+
+/// Ticks of `unit` in a second.
+fn per_second(unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Milliseconds => 1_000,
+        TimeUnit::Microseconds => 1_000_000,
+        TimeUnit::Nanoseconds => 1_000_000_000,
+    }
 }
 
 /// [`numbers`] appended to `out`; DECIMAL columns are converted in place, without a buffer between.
@@ -298,11 +320,7 @@ fn times(col: &Column, base: usize) -> Result<Vec<i64>, String> {
             })
             .collect(),
         DataType::Datetime(unit, _) => {
-            let div = match unit {
-                TimeUnit::Milliseconds => 1_000,
-                TimeUnit::Microseconds => 1_000_000,
-                TimeUnit::Nanoseconds => 1_000_000_000,
-            };
+            let div = per_second(*unit);
             let phys = col.cast(&DataType::Int64).map_err(|e| e.to_string())?;
             ints(&phys, base).map(|v| v.into_iter().map(|x| x.div_euclid(div)).collect())
         }
