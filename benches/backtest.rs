@@ -60,6 +60,28 @@ fn series_path() -> Option<PathBuf> {
     }
 }
 
+/// In process against vectorbt, measured side by side in the same run.
+const TARGET_VS_VECTORBT: f64 = 40.0;
+
+/// vectorbt's time for the same backtest on the same series, measured now by the reference script (`--impl vbt`,
+/// which compiles numba before it times): the median of seven runs; `None` when vectorbt is not installed.
+fn vectorbt_now() -> Option<f64> {
+    let script = shared_dir().join("bench/reference_backtest.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args(["--synthetic", "1000000", "--impl", "vbt", "--repeat", "7"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["impl"].as_str().is_some_and(|i| i.starts_with("vbt")))
+        .filter_map(|v| v["seconds"].as_f64())
+        .collect();
+    (out.status.success() && !times.is_empty()).then(|| median(times))
+}
+
 /// Whole-process targets: the `mcbot` binary run as a user runs it, on the series stored as typed Parquet.
 const TARGET_PROCESS_S: f64 = 0.060;
 const TARGET_ONE_SHOT_RATIO: f64 = 1.5;
@@ -236,6 +258,19 @@ fn main() {
         ANCHOR_SINGLE_S / s,
         ANCHOR_SINGLE_S * 1e3
     );
+    match vectorbt_now() {
+        Some(v) => {
+            let ratio = v / s;
+            let verdict = if ratio >= TARGET_VS_VECTORBT { "meets" } else { "MISSES" };
+            println!(
+                "side by side: vectorbt {:.0} ms (median of 7, measured now), mcbot {:.2} ms: {ratio:.1}x \
+                 (target at least {TARGET_VS_VECTORBT:.0}x, {verdict})",
+                v * 1e3,
+                s * 1e3
+            );
+        }
+        None => println!("side by side: vectorbt not installed (pip install vectorbt), not measured"),
+    }
     println!(
         "90-combination sweep, 1M bars, {} threads: median {:.0} ms (target < 1 s), {:.1}x faster than vectorbt's {:.1} s",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
