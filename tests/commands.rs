@@ -130,8 +130,13 @@ fn run_once_killed_at_any_moment_is_completed_by_the_next_and_books_stay_consist
     use std::time::Instant;
     let timed = workdir();
     let begun = Instant::now();
-    ok(&mcbot(timed.path(), &["run-once"], &[]));
+    let first = mcbot(timed.path(), &["run-once"], &[]);
     let full = begun.elapsed();
+    ok(&first);
+    // The human summary shows equity in cents, as `status` does.
+    let text = String::from_utf8_lossy(&first.stdout);
+    let equity = text.lines().find_map(|l| l.strip_prefix("equity ")).expect("an equity line");
+    assert!(equity.split_once('.').is_none_or(|(_, cents)| cents.len() <= 2), "equity {equity}");
     for k in 0..8u32 {
         let dir = workdir();
         let mut child = crate::support::cli::command(dir.path(), &["run-once"], &[])

@@ -141,6 +141,9 @@ fn print_text(doc: &Value) {
         println!("{}", table(&["not traded", "why"], rows));
     }
     if let Some(eq) = doc.get("equity").filter(|e| !e.is_null()) {
-        println!("equity {}", s(eq));
+        // Cents, as `status` shows it; the JSON output keeps every digit.
+        let text = s(eq);
+        let shown = text.parse::<mcbot_stages::domain::Decimal>().map_or(text, |d| d.round_dp(2).to_string());
+        println!("equity {shown}");
     }
 }
