@@ -11,7 +11,7 @@ use mcbot::store::{Backend, SqlStore};
 use mcbot_schedules::Consumer;
 use mcbot_stages::domain::Symbol;
 use mcbot_stages::ports::{
-    Channel, DeliveryStatus, DeliveryStore, EquitySnapshot, EventKind, NewEvent, Severity, Store,
+    Channel, DeliveryStatus, DeliveryStore, EquitySnapshot, EventKind, EventQuery, NewEvent, Severity, Store,
 };
 use mcbot_stages::{Clock, ManualClock};
 use rust_decimal_macros::dec;
@@ -807,13 +807,14 @@ async fn outbox_contract(o: &dyn DeliveryStore) {
     assert_eq!(after, before - 3);
     assert_eq!(o.pending(tg, 10).await.expect("pending")[0].id, first, "the pending row stays");
 
-    // Mutes: until a time, expired ones gone, a past time unmutes.
-    o.set_mute("stale_data", t0() + Duration::hours(1)).await.expect("mute");
-    o.set_mute("all", t0() + Duration::minutes(1)).await.expect("mute");
+    // Mutes: until a time, expired ones gone, a past time unmutes; each with its event.
+    let muted = |what: &str| NewEvent::new(t0(), EventKind::NotificationsMuted, Severity::Info, what);
+    o.set_mute("stale_data", t0() + Duration::hours(1), muted("stale_data muted")).await.expect("mute");
+    o.set_mute("all", t0() + Duration::minutes(1), muted("all muted")).await.expect("mute");
     assert_eq!(o.mutes(t0()).await.expect("mutes").len(), 2);
     let later = o.mutes(t0() + Duration::minutes(5)).await.expect("mutes");
     assert_eq!(later, [("stale_data".to_owned(), t0() + Duration::hours(1))]);
-    o.set_mute("stale_data", t0()).await.expect("unmute");
+    o.set_mute("stale_data", t0(), muted("stale_data unmuted")).await.expect("unmute");
     assert!(o.mutes(t0() + Duration::minutes(5)).await.expect("mutes").is_empty());
 
     // A batch is written whole, in its own order (the worker and the fatigue rules read by id), every column as
@@ -849,5 +850,10 @@ async fn every_outbox_keeps_the_same_contract() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let db = test_store(backend).await;
         outbox_contract(&db.store).await;
+        // Every mute's event is in the log, written with it.
+        let query = EventQuery { kinds: vec![EventKind::NotificationsMuted], ..Default::default() };
+        let events = db.store.read_events(&query).await.expect("events");
+        let said: Vec<&str> = events.iter().map(|e| e.event.message.as_str()).collect();
+        assert_eq!(said, ["stale_data muted", "all muted", "stale_data unmuted"], "{backend:?}");
     }
 }

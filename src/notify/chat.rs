@@ -320,7 +320,6 @@ impl ChatControl {
                 None => return Ok(Reply::text(USAGE)),
             }
         };
-        outbox.set_mute(&kind, until).await?;
         let (what, text) = if until > now {
             let when = until.format("%Y-%m-%d %H:%M UTC");
             (
@@ -333,7 +332,7 @@ impl ChatControl {
         let e = NewEvent::new(now, EventKind::NotificationsMuted, Severity::Info, what).payload(serde_json::json!({
             "issuer": "telegram", "reason": format!("telegram chat {chat}"), "kind": kind, "until": until,
         }));
-        self.store.append_events(vec![e]).await?;
+        outbox.set_mute(&kind, until, e).await?;
         Ok(Reply::text(text))
     }
 

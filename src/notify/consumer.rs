@@ -44,7 +44,13 @@ pub struct NotificationConsumer {
     channels: Vec<ChannelRule>,
     fatigue: Fatigue,
     wake: Arc<tokio::sync::Notify>,
+    /// The mutes as last read (every one, expired or not): a mute is stored in the same transaction as its
+    /// `notifications_muted` event, so they change only where the log says so.
+    mutes: std::sync::Mutex<Option<Mutes>>,
 }
+
+/// Muted kinds (or `all`) with the time each mute ends.
+type Mutes = Vec<(String, DateTime<Utc>)>;
 
 impl NotificationConsumer {
     /// A consumer named `name` (its cursor) writing to `outbox` for `channels`. With `state`, per-order warnings
@@ -65,6 +71,7 @@ impl NotificationConsumer {
             channels,
             fatigue,
             wake: Arc::new(tokio::sync::Notify::new()),
+            mutes: std::sync::Mutex::new(None),
         }
     }
 
@@ -85,11 +92,11 @@ impl NotificationConsumer {
         // resolution): a cycle's fills cost one write, not one each.
         let mut rows = Vec::new();
         let mut added = 0;
-        // Mutes are read once per batch, and only when something in it is a message at all.
+        // Mutes are looked at once per batch, and only when something in it is a message at all.
         let mut mutes = None;
         for e in events {
             if mutes.is_none() && self.routing.route(e.event.kind, e.event.severity).is_some() {
-                mutes = Some(self.outbox.mutes(DateTime::<Utc>::MIN_UTC).await?);
+                mutes = Some(self.current_mutes(events).await?);
             }
             let m = mutes.as_deref().unwrap_or_default();
             added += self.record_one(e, events, state.as_ref(), m, &mut rows).await?;
@@ -102,6 +109,18 @@ impl NotificationConsumer {
             self.wake.notify_one();
         }
         Ok(added)
+    }
+
+    /// The mutes for a batch: as last read, unless the batch carries a mute event (or none were read yet).
+    async fn current_mutes(&self, batch: &[Event]) -> Result<Mutes, StoreError> {
+        let muting = batch.iter().any(|e| e.event.kind == EventKind::NotificationsMuted);
+        let cached = self.mutes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(all) = cached.filter(|_| !muting) {
+            return Ok(all);
+        }
+        let all = self.outbox.mutes(DateTime::<Utc>::MIN_UTC).await?;
+        *self.mutes.lock().unwrap_or_else(|p| p.into_inner()) = Some(all.clone());
+        Ok(all)
     }
 
     async fn record_one(
@@ -400,7 +419,8 @@ mod tests {
     async fn a_muted_kind_is_suppressed_until_its_time_but_a_critical_one_never() {
         let outbox = Arc::new(MemoryOutbox::new());
         let c = consumer(outbox.clone());
-        outbox.set_mute("stale_data", t0() + Duration::hours(1)).await.unwrap();
+        let muted = NewEvent::new(t0(), EventKind::NotificationsMuted, Severity::Info, "muted");
+        outbox.set_mute("stale_data", t0() + Duration::hours(1), muted).await.unwrap();
         c.record(&[
             ev(1, 0, EventKind::StaleData, Severity::Warning, "stale:BTCUSDT"),
             ev(2, 0, EventKind::StaleData, Severity::Critical, "stale:ETHUSDT"),
@@ -413,6 +433,33 @@ mod tests {
         assert!(tg[0].new.note.as_deref().is_some_and(|n| n.starts_with("muted until")), "{:?}", tg[0].new.note);
         assert_eq!(tg[1].status(), DeliveryStatus::Pending, "critical is never muted");
         assert_eq!(tg[2].status(), DeliveryStatus::Pending, "the mute is over");
+    }
+
+    /// The mutes are read again when the log says one changed, whatever the time between.
+    #[tokio::test]
+    async fn a_mute_applies_from_its_event_on() {
+        let outbox = Arc::new(MemoryOutbox::new());
+        let c = consumer(outbox.clone());
+        let warn = |id, secs| ev(id, secs, EventKind::StaleData, Severity::Warning, &format!("stale:{id}"));
+        let status = |id: i64| {
+            let all = outbox.all();
+            let d = all.iter().find(|d| d.new.event_id == id && d.new.channel == Channel::Telegram).cloned();
+            d.map(|d| (d.status(), d.new.note.is_some_and(|n| n.starts_with("muted until"))))
+        };
+        c.record(&[warn(1, 0)]).await.unwrap();
+        assert_eq!(status(1), Some((DeliveryStatus::Pending, false)));
+        let muted = |secs| {
+            NewEvent::new(t0() + Duration::seconds(secs), EventKind::NotificationsMuted, Severity::Info, "muted")
+        };
+        outbox.set_mute("stale_data", t0() + Duration::hours(1), muted(1)).await.unwrap();
+        c.record(&[Event { id: 2, event: muted(1) }, warn(3, 2)]).await.unwrap();
+        assert_eq!(status(3), Some((DeliveryStatus::Suppressed, true)));
+        // An hour of quiet later the mute is over by its time; unmuted early, it is over from that event on.
+        c.record(&[warn(4, 1800)]).await.unwrap();
+        assert_eq!(status(4), Some((DeliveryStatus::Suppressed, true)));
+        outbox.set_mute("stale_data", t0(), muted(1900)).await.unwrap();
+        c.record(&[Event { id: 5, event: muted(1900) }, warn(6, 1901)]).await.unwrap();
+        assert_eq!(status(6), Some((DeliveryStatus::Pending, false)), "unmuted");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcbot_stages::ports::{
-    Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, FollowUp, NewDelivery, StoreError,
+    Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, FollowUp, NewDelivery, NewEvent, StoreError,
 };
 
 /// Deliveries in a vector, ids from 1.
@@ -222,7 +222,8 @@ impl DeliveryStore for MemoryOutbox {
         Ok(m.iter().filter(|(_, u)| **u > now).map(|(k, u)| (k.clone(), *u)).collect())
     }
 
-    async fn set_mute(&self, kind: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+    /// The event is not kept: this outbox has no event log.
+    async fn set_mute(&self, kind: &str, until: DateTime<Utc>, _event: NewEvent) -> Result<(), StoreError> {
         self.mutes.lock().unwrap_or_else(|p| p.into_inner()).insert(kind.to_owned(), until);
         Ok(())
     }

@@ -8,7 +8,8 @@ use super::query::{Pool, Q, Row, Sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcbot_stages::ports::{
-    Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, FollowUp, Message, NewDelivery, Route, StoreError,
+    Channel, Delivery, DeliveryCount, DeliveryStatus, DeliveryStore, FollowUp, Message, NewDelivery, NewEvent, Route,
+    StoreError, UnitOfWork,
 };
 
 /// A whole batch of deliveries in one statement, whatever its size, on SQLite: the rows travel as one JSON array
@@ -388,13 +389,16 @@ impl DeliveryStore for SqlStore {
         Ok(all.into_iter().filter(|(_, until)| *until > now).collect())
     }
 
-    async fn set_mute(&self, kind: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut all: std::collections::BTreeMap<String, DateTime<Utc>> = match self.load_value(MUTES_KEY).await? {
-            Some(v) => serde_json::from_value(v).unwrap_or_default(),
-            None => Default::default(),
-        };
+    async fn set_mute(&self, kind: &str, until: DateTime<Utc>, event: NewEvent) -> Result<(), StoreError> {
+        let mut uow = self.begin_sql().await?;
+        let row = Q::fixed(&LOAD_VALUE).bind(MUTES_KEY).fetch_optional(&mut uow.tx).await.map_err(self.err("mutes"))?;
+        let stored = row.as_ref().map(|r| Cols::new(r, "bot_state").json("value")).transpose()?;
+        let mut all: std::collections::BTreeMap<String, DateTime<Utc>> =
+            stored.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
         all.insert(kind.to_owned(), until);
         let value = serde_json::to_value(&all).map_err(|e| StoreError::Corrupt(format!("mutes: {e}")))?;
-        self.save_value(MUTES_KEY, value).await
+        Q::fixed(&SAVE_VALUE).bind(MUTES_KEY).bind(value).execute(&mut uow.tx).await.map_err(self.err("set_mute"))?;
+        uow.append(event);
+        Box::new(uow).commit().await.map(|_| ())
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{EventKind, Severity, StoreError};
+use super::{EventKind, NewEvent, Severity, StoreError};
 
 /// A channel to people. Stored by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -299,6 +299,8 @@ pub trait DeliveryStore: Send + Sync {
     /// Mutes: event kind (or `all`) and until when; expired ones are not returned.
     async fn mutes(&self, now: DateTime<Utc>) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
 
-    /// Mutes `kind` (an event kind's name, or `all`) until `until`; a time in the past unmutes it.
-    async fn set_mute(&self, kind: &str, until: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Mutes `kind` (an event kind's name, or `all`) until `until`; a time in the past unmutes it. `event`
+    /// reports it and is appended in the same transaction, so a consumer that keeps the mutes it read knows
+    /// from the log alone when to read them again.
+    async fn set_mute(&self, kind: &str, until: DateTime<Utc>, event: NewEvent) -> Result<(), StoreError>;
 }
