@@ -37,7 +37,7 @@ pub fn one_heap() {
 /// glibc otherwise raises that threshold after the first large free, so the file's row-group decode buffers
 /// come from the heap and stay resident until the heap is trimmed, beside the decoded columns: a 1M-bar run's
 /// peak then varies between 51 and 64 MB with how the threads' buffers happen to overlap (measured), and is
-/// 52–54 MB with this. A sweep keeps the adaptive threshold: it reuses its per-combination buffers from the
+/// 50–56 MB with this. A sweep keeps the adaptive threshold: it reuses its per-combination buffers from the
 /// heap instead of faulting fresh pages for each (about 10 % of a 90-combination sweep's time here). Call
 /// before any thread is started.
 pub fn map_large_buffers() {
