@@ -132,7 +132,7 @@ impl SqlStore {
     /// A small JSON value kept under `key` in the state table (chat offsets, mutes), if any.
     pub async fn load_value(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let row = Q::fixed(&LOAD_VALUE).bind(key).fetch_optional(&self.pool).await.map_err(self.err("load_value"))?;
-        row.as_ref().map(|r| Cols::new(r, "bot_state").json("value")).transpose()
+        value_of(row.as_ref())
     }
 
     /// Keeps `value` under `key` in the state table (never the trading state's key).
@@ -166,6 +166,11 @@ impl SqlStore {
             .map_err(self.err("free_consumer"))?;
         Ok(done == 1)
     }
+}
+
+/// The value of a [`LOAD_VALUE`] row, if there was one.
+fn value_of(row: Option<&Row>) -> Result<Option<serde_json::Value>, StoreError> {
+    row.map(|r| Cols::new(r, "bot_state").json("value")).transpose()
 }
 
 /// The rows of a batch as the JSON array [`INSERT_SQLITE`] reads: one array per row, in its column order.
@@ -392,7 +397,7 @@ impl DeliveryStore for SqlStore {
     async fn set_mute(&self, kind: &str, until: DateTime<Utc>, event: NewEvent) -> Result<(), StoreError> {
         let mut uow = self.begin_sql().await?;
         let row = Q::fixed(&LOAD_VALUE).bind(MUTES_KEY).fetch_optional(&mut uow.tx).await.map_err(self.err("mutes"))?;
-        let stored = row.as_ref().map(|r| Cols::new(r, "bot_state").json("value")).transpose()?;
+        let stored = value_of(row.as_ref())?;
         let mut all: std::collections::BTreeMap<String, DateTime<Utc>> =
             stored.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
         all.insert(kind.to_owned(), until);

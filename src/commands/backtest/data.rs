@@ -271,11 +271,22 @@ fn decimal_column(col: &Column, name: &str, scale: usize, base: usize, out: &mut
 /// [`times`] appended to `out`; a datetime column (the candle store's) is converted straight from its stored
 /// integers, without a copy of the row group between.
 fn times_into(col: &Column, base: usize, out: &mut Vec<i64>) -> Result<(), String> {
-    let DataType::Datetime(unit, _) = col.dtype() else {
-        out.extend(times(col, base)?);
-        return Ok(());
+    match col.dtype() {
+        DataType::Datetime(unit, _) => datetimes_into(col, *unit, base, out),
+        _ => {
+            out.extend(times(col, base)?);
+            Ok(())
+        }
+    }
+}
+
+/// A datetime column's instants as epoch seconds, appended to `out`.
+fn datetimes_into(col: &Column, unit: TimeUnit, base: usize, out: &mut Vec<i64>) -> Result<(), String> {
+    let div = match unit {
+        TimeUnit::Milliseconds => 1_000,
+        TimeUnit::Microseconds => 1_000_000,
+        TimeUnit::Nanoseconds => 1_000_000_000,
     };
-    let div = per_second(*unit);
     let phys = col.datetime().map_err(|e| e.to_string())?.physical();
     if phys.null_count() > 0 {
         let i = phys.iter().position(|v| v.is_none()).unwrap_or(0);
@@ -285,15 +296,6 @@ fn times_into(col: &Column, base: usize, out: &mut Vec<i64>) -> Result<(), Strin
         out.extend(arr.values().iter().map(|x| x.div_euclid(div)));
     }
     Ok(())
-}
-
-/// Ticks of `unit` in a second.
-fn per_second(unit: TimeUnit) -> i64 {
-    match unit {
-        TimeUnit::Milliseconds => 1_000,
-        TimeUnit::Microseconds => 1_000_000,
-        TimeUnit::Nanoseconds => 1_000_000_000,
-    }
 }
 
 /// [`numbers`] appended to `out`; DECIMAL columns are converted in place, without a buffer between.
@@ -320,9 +322,9 @@ fn times(col: &Column, base: usize) -> Result<Vec<i64>, String> {
             })
             .collect(),
         DataType::Datetime(unit, _) => {
-            let div = per_second(*unit);
-            let phys = col.cast(&DataType::Int64).map_err(|e| e.to_string())?;
-            ints(&phys, base).map(|v| v.into_iter().map(|x| x.div_euclid(div)).collect())
+            let mut out = Vec::with_capacity(col.len());
+            datetimes_into(col, *unit, base, &mut out)?;
+            Ok(out)
         }
         dt if dt.is_integer() => {
             let phys = col.cast(&DataType::Int64).map_err(|e| e.to_string())?;
